@@ -1,0 +1,231 @@
+//! Configuration, read once per cold start from the environment. The variable names are a
+//! contract: the SAM template sets them, and tests and operators rely on them (see README).
+
+use thiserror::Error;
+
+use crate::domain::{Catalog, MerchantId};
+
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OenEnvironment {
+    Testing,
+    Production,
+}
+
+impl OenEnvironment {
+    pub fn api_base_url(self) -> &'static str {
+        match self {
+            OenEnvironment::Testing => "https://payment-api.testing.oen.tw",
+            OenEnvironment::Production => "https://payment-api.oen.tw",
+        }
+    }
+
+    pub fn hosted_base_url(self) -> &'static str {
+        match self {
+            OenEnvironment::Testing => "https://{merchantId}.testing.oen.tw",
+            OenEnvironment::Production => "https://{merchantId}.oen.tw",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub environment: OenEnvironment,
+    pub merchant_id: MerchantId,
+    /// Oen's API base (`OEN_API_BASE_URL` overrides the environment's).
+    pub api_base_url: String,
+    /// Oen's hosted pages; may contain `{merchantId}`.
+    pub hosted_base_url: String,
+    pub secret_id: String,
+    pub table_name: String,
+    pub plans: Catalog,
+    token_key_id: Option<String>,
+    success_url: Option<String>,
+    failure_url: Option<String>,
+    charge_queue_url: Option<String>,
+    event_bus_name: Option<String>,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &'static str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let require = |name: &'static str| get(name).ok_or(ConfigError::Missing(name));
+        let environment = match require("OEN_ENVIRONMENT")?.as_str() {
+            "testing" => OenEnvironment::Testing,
+            "production" => OenEnvironment::Production,
+            other => {
+                return Err(ConfigError::Invalid {
+                    name: "OEN_ENVIRONMENT",
+                    reason: format!("expected \"testing\" or \"production\", got {other:?}"),
+                })
+            }
+        };
+        let merchant_id =
+            MerchantId::parse(&require("OEN_MERCHANT_ID")?).map_err(|e| ConfigError::Invalid {
+                name: "OEN_MERCHANT_ID",
+                reason: e.reason,
+            })?;
+        let api_base_url = match get("OEN_API_BASE_URL") {
+            Some(u) => checked_url("OEN_API_BASE_URL", &u)?,
+            None => environment.api_base_url().to_owned(),
+        };
+        let hosted_base_url = match get("OEN_HOSTED_BASE_URL") {
+            Some(u) => {
+                checked_url("OEN_HOSTED_BASE_URL", &u.replace("{merchantId}", "m"))?;
+                u
+            }
+            None => environment.hosted_base_url().to_owned(),
+        };
+        let plans = Catalog::parse(&require("PLANS")?).map_err(|e| ConfigError::Invalid {
+            name: "PLANS",
+            reason: e.reason,
+        })?;
+        let optional_url =
+            |name: &'static str| get(name).map(|u| checked_url(name, &u)).transpose();
+        Ok(Self {
+            environment,
+            merchant_id,
+            api_base_url: api_base_url.trim_end_matches('/').to_owned(),
+            hosted_base_url,
+            secret_id: require("OEN_SECRET_ID")?,
+            table_name: require("TABLE_NAME")?,
+            plans,
+            token_key_id: get("TOKEN_KEY_ID"),
+            success_url: optional_url("SUCCESS_URL")?,
+            failure_url: optional_url("FAILURE_URL")?,
+            charge_queue_url: optional_url("CHARGE_QUEUE_URL")?,
+            event_bus_name: get("EVENT_BUS_NAME"),
+        })
+    }
+
+    pub fn token_key_id(&self) -> Result<&str, ConfigError> {
+        self.token_key_id
+            .as_deref()
+            .ok_or(ConfigError::Missing("TOKEN_KEY_ID"))
+    }
+
+    pub fn success_url(&self) -> Result<&str, ConfigError> {
+        self.success_url
+            .as_deref()
+            .ok_or(ConfigError::Missing("SUCCESS_URL"))
+    }
+
+    pub fn failure_url(&self) -> Result<&str, ConfigError> {
+        self.failure_url
+            .as_deref()
+            .ok_or(ConfigError::Missing("FAILURE_URL"))
+    }
+
+    pub fn charge_queue_url(&self) -> Result<&str, ConfigError> {
+        self.charge_queue_url
+            .as_deref()
+            .ok_or(ConfigError::Missing("CHARGE_QUEUE_URL"))
+    }
+
+    pub fn event_bus_name(&self) -> Result<&str, ConfigError> {
+        self.event_bus_name
+            .as_deref()
+            .ok_or(ConfigError::Missing("EVENT_BUS_NAME"))
+    }
+}
+
+fn checked_url(name: &'static str, raw: &str) -> Result<String, ConfigError> {
+    let url = reqwest::Url::parse(raw).map_err(|e| ConfigError::Invalid {
+        name,
+        reason: format!("not a URL ({e})"),
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: "must be an absolute http(s) URL".into(),
+        });
+    }
+    Ok(raw.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn base() -> HashMap<&'static str, String> {
+        HashMap::from([
+            ("OEN_ENVIRONMENT", "testing".to_owned()),
+            ("OEN_MERCHANT_ID", "ming".to_owned()),
+            ("OEN_SECRET_ID", "oen-pay/oen".to_owned()),
+            ("TABLE_NAME", "oen-pay".to_owned()),
+            (
+                "PLANS",
+                r#"[{"id":"premium","description":"Premium","amount":500,"intervalMonths":1}]"#
+                    .to_owned(),
+            ),
+            ("SUCCESS_URL", "https://shop.example/bound".to_owned()),
+        ])
+    }
+
+    fn load(vars: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
+        Config::from_lookup(|n| vars.get(n).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_environment() {
+        let c = load(&base()).unwrap();
+        assert_eq!(c.api_base_url, "https://payment-api.testing.oen.tw");
+        assert_eq!(c.hosted_base_url, "https://{merchantId}.testing.oen.tw");
+        assert_eq!(c.success_url().unwrap(), "https://shop.example/bound");
+        assert_eq!(
+            c.failure_url().unwrap_err(),
+            ConfigError::Missing("FAILURE_URL")
+        );
+        let mut v = base();
+        v.insert("OEN_ENVIRONMENT", "production".into());
+        v.insert("OEN_API_BASE_URL", "http://127.0.0.1:9000/".into());
+        let c = load(&v).unwrap();
+        assert_eq!(c.api_base_url, "http://127.0.0.1:9000");
+        assert_eq!(c.hosted_base_url, "https://{merchantId}.oen.tw");
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for (name, value) in [
+            ("OEN_ENVIRONMENT", "staging"),
+            ("OEN_MERCHANT_ID", "ming.oen.tw"),
+            ("PLANS", "[]"),
+            ("SUCCESS_URL", "/relative"),
+            ("OEN_API_BASE_URL", "ftp://x"),
+        ] {
+            let mut v = base();
+            v.insert(name, value.into());
+            let err = load(&v).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}: {err}");
+        }
+        for name in [
+            "OEN_ENVIRONMENT",
+            "OEN_MERCHANT_ID",
+            "OEN_SECRET_ID",
+            "TABLE_NAME",
+            "PLANS",
+        ] {
+            let mut v = base();
+            v.remove(name);
+            assert_eq!(load(&v).unwrap_err(), ConfigError::Missing(name));
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! The pure domain: values that can only be built valid.
+
+mod ids;
+mod money;
+mod plan;
+mod token;
+
+pub(crate) use ids::random_alphanumeric;
+pub use ids::{
+    BindingRef, CheckoutId, CustomerId, MerchantId, OrderId, PlanId, SubscriptionId, TransactionId,
+};
+pub use money::Amount;
+pub use plan::{taipei, taipei_date, taipei_time, Catalog, Interval, Plan, ProductDetail};
+pub use token::CardToken;

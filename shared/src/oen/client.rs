@@ -1,0 +1,312 @@
+//! The reqwest adapter of [`OenGateway`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::{Method, StatusCode};
+use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::wire::{self, CallKind};
+use super::{
+    ChargeReceipt, ChargeRequest, CheckoutRequest, OenError, OenGateway, RefundRequest, Transaction,
+};
+use crate::domain::{CheckoutId, MerchantId, OrderId, TransactionId};
+use crate::secrets::SecretSource;
+
+/// Timeouts and retry policy of the Oen client.
+#[derive(Debug, Clone)]
+pub struct OenClientConfig {
+    pub base_url: String,
+    pub merchant_id: MerchantId,
+    /// Time to establish a connection; a connect failure means the request was not sent.
+    pub connect_timeout: Duration,
+    /// Time for a whole call. Well under a Lambda's timeout; Oen itself gives up at 29 s with 504.
+    pub request_timeout: Duration,
+    /// Attempts of a query (GET) before its error is returned.
+    pub query_attempts: u32,
+    /// First back-off between query attempts; doubles each time.
+    pub query_backoff: Duration,
+}
+
+impl OenClientConfig {
+    pub fn new(base_url: impl Into<String>, merchant_id: MerchantId) -> Self {
+        Self {
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            merchant_id,
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(20),
+            query_attempts: 3,
+            query_backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+pub struct HttpOenGateway {
+    http: reqwest::Client,
+    config: OenClientConfig,
+    secrets: Arc<dyn SecretSource>,
+}
+
+impl HttpOenGateway {
+    pub fn new(config: OenClientConfig, secrets: Arc<dyn SecretSource>) -> Result<Self, OenError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            // Oen never redirects an API call; a redirect is an answer to classify, not follow.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| OenError::NotSent(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            config,
+            secrets,
+        })
+    }
+
+    /// One HTTP exchange, classified. Secrets are read per call from the cached source; an
+    /// `A0001` forces one refresh and one more try: Oen refused the call at authentication, so
+    /// nothing was created and resending is safe even for a creating call.
+    async fn call(
+        &self,
+        kind: CallKind,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Value, OenError> {
+        let secrets = self
+            .secrets
+            .current()
+            .await
+            .map_err(|e| OenError::NotSent(e.to_string()))?;
+        match self
+            .exchange(
+                kind,
+                method.clone(),
+                path,
+                body.clone(),
+                secrets.secrets.api_token.expose_secret(),
+            )
+            .await
+        {
+            Err(e) if e.is_auth_failure() => {
+                tracing::warn!(path = %redact_path(path), "Oen answered A0001; re-reading the API key");
+                let fresh = self
+                    .secrets
+                    .refresh(secrets.generation)
+                    .await
+                    .map_err(|e| OenError::NotSent(e.to_string()))?;
+                if fresh.generation == secrets.generation {
+                    return Err(e);
+                }
+                self.exchange(
+                    kind,
+                    method,
+                    path,
+                    body,
+                    fresh.secrets.api_token.expose_secret(),
+                )
+                .await
+            }
+            other => other,
+        }
+    }
+
+    async fn exchange(
+        &self,
+        kind: CallKind,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        api_token: &str,
+    ) -> Result<Value, OenError> {
+        let url = format!("{}{}", self.config.base_url, path);
+        let mut req = self.http.request(method, &url).bearer_auth(api_token);
+        if let Some(body) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        let response = req.send().await.map_err(|e| transport_error(&e))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| transport_error(&e))?;
+        let result = wire::classify(kind, status.as_u16(), &bytes);
+        if let Err(e) = &result {
+            tracing::info!(path = %redact_path(path), status = status.as_u16(), error = %e, "Oen call failed");
+        }
+        result
+    }
+
+    async fn create<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, OenError> {
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| OenError::NotSent(format!("cannot encode the request: {e}")))?;
+        let data = self
+            .call(CallKind::Create, Method::POST, path, Some(bytes))
+            .await?;
+        parse_data(data)
+    }
+
+    async fn query<T: DeserializeOwned>(&self, path: &str) -> Result<T, OenError> {
+        let mut delay = self.config.query_backoff;
+        let mut attempt = 1;
+        loop {
+            match self.call(CallKind::Query, Method::GET, path, None).await {
+                Ok(data) => return parse_data(data),
+                Err(
+                    e @ (OenError::NotSent(_) | OenError::Unknown(_) | OenError::Transient { .. }),
+                ) if attempt < self.config.query_attempts => {
+                    tracing::debug!(error = %e, attempt, "retrying an Oen query");
+                    tokio::time::sleep(delay).await;
+                    delay = delay.saturating_mul(2);
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn parse_data<T: DeserializeOwned>(data: Value) -> Result<T, OenError> {
+    serde_json::from_value(data).map_err(|e| OenError::Unexpected {
+        status: StatusCode::OK.as_u16(),
+        excerpt: format!(
+            "S0000 with a data shape we do not understand ({})",
+            e.classify_message()
+        ),
+    })
+}
+
+trait ClassifyMessage {
+    fn classify_message(&self) -> String;
+}
+
+impl ClassifyMessage for serde_json::Error {
+    /// The field-level reason without any quoted value.
+    fn classify_message(&self) -> String {
+        let text = self.to_string();
+        if text.starts_with("missing field") {
+            text
+        } else {
+            format!("{:?} error", self.classify())
+        }
+    }
+}
+
+/// Transport failures: a connect failure never reached Oen; anything later might have.
+fn transport_error(e: &reqwest::Error) -> OenError {
+    let reason = if e.is_timeout() {
+        "timed out"
+    } else {
+        "connection failed"
+    };
+    let detail = format!("{reason}: {}", error_chain(e));
+    if e.is_connect() {
+        OenError::NotSent(detail)
+    } else {
+        OenError::Unknown(detail)
+    }
+}
+
+fn error_chain(e: &reqwest::Error) -> String {
+    // Without the URL: paths carry order ids, and a base URL may carry credentials.
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    wire::excerpt(out.as_bytes())
+}
+
+/// Paths name order ids and transaction numbers, which are fine in logs; this keeps only the
+/// endpoint shape so that log lines group well.
+fn redact_path(path: &str) -> &str {
+    path.split('/').nth(1).unwrap_or(path)
+}
+
+#[async_trait]
+impl OenGateway for HttpOenGateway {
+    fn merchant_id(&self) -> &MerchantId {
+        &self.config.merchant_id
+    }
+
+    async fn create_checkout(&self, req: &CheckoutRequest) -> Result<CheckoutId, OenError> {
+        let body = wire::CheckoutBody {
+            merchant_id: self.config.merchant_id.as_str(),
+            success_url: req.success_url.as_deref(),
+            failure_url: req.failure_url.as_deref(),
+            custom_id: req.custom_id.as_deref(),
+            payer_email: req.payer_email.as_deref(),
+            note: req.note.as_deref(),
+        };
+        let data: wire::IdData = self.create("/checkout-token", &body).await?;
+        CheckoutId::parse(&data.id).map_err(|e| OenError::Unexpected {
+            status: 200,
+            excerpt: e.to_string(),
+        })
+    }
+
+    async fn charge(&self, req: &ChargeRequest) -> Result<ChargeReceipt, OenError> {
+        let body = wire::ChargeBody {
+            merchant_id: self.config.merchant_id.as_str(),
+            amount: req.amount.ntd(),
+            currency: "TWD",
+            token: req.token.expose(),
+            order_id: req.order_id.as_str(),
+            product_details: &req.product_details,
+            user_id: req.user_id.as_deref(),
+            user_email: req.user_email.as_deref(),
+            note: req.note.as_deref(),
+        };
+        let data: wire::ChargeData =
+            self.create("/token/transactions", &body)
+                .await
+                .map_err(|e| match e {
+                    // S0000 with a body we cannot read: the charge happened, we just cannot see it.
+                    OenError::Unexpected {
+                        status: 200,
+                        excerpt,
+                    } => OenError::Unknown(excerpt),
+                    other => other,
+                })?;
+        let transaction_number = TransactionId::parse(&data.id).map_err(|e| {
+            OenError::Unknown(format!(
+                "charged, but the transaction number is unreadable: {e}"
+            ))
+        })?;
+        Ok(ChargeReceipt {
+            transaction_number,
+            auth_code: data.auth_code,
+        })
+    }
+
+    async fn order_transactions(&self, order: &OrderId) -> Result<Vec<Transaction>, OenError> {
+        let data: wire::TransactionsData =
+            self.query(&format!("/order/{order}/transactions")).await?;
+        Ok(data.transactions)
+    }
+
+    async fn transaction(&self, id: &TransactionId) -> Result<Transaction, OenError> {
+        self.query(&format!("/transactions/{id}")).await
+    }
+
+    async fn refund(&self, req: &RefundRequest) -> Result<(), OenError> {
+        let body = wire::RefundBody {
+            merchant_id: self.config.merchant_id.as_str(),
+            amount: req.amount.map(|a| a.ntd()),
+            reason: req.reason.as_deref(),
+        };
+        let _: Value = self
+            .create(&format!("/refunds/{}", req.transaction_number), &body)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,503 @@
+//! The store contract: one suite that every [`Store`] adapter must pass unchanged. The in-memory
+//! adapter runs it in unit tests; the DynamoDB adapter runs it against moto in `tests/`.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::*;
+use crate::domain::{Amount, CheckoutId, OrderId};
+
+pub fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+pub fn session(customer: &str) -> BindingSession {
+    BindingSession {
+        reference: BindingRef::generate(),
+        customer: CustomerId::parse(customer).unwrap(),
+        plan: PlanId::parse("premium").unwrap(),
+        created_at: t0(),
+        expires_at: t0() + Duration::minutes(10),
+        checkout_id: Some(CheckoutId::parse("2HhngP9sVb3mK1xYdQe7Wc0RtUi").unwrap()),
+        state: SessionState::Pending,
+    }
+}
+
+pub fn subscription(customer: &str, next: Option<DateTime<Utc>>) -> Subscription {
+    subscription_with_id(SubscriptionId::generate(), customer, next)
+}
+
+pub fn subscription_with_id(
+    id: SubscriptionId,
+    customer: &str,
+    next: Option<DateTime<Utc>>,
+) -> Subscription {
+    Subscription {
+        id,
+        customer: CustomerId::parse(customer).unwrap(),
+        plan: PlanId::parse("premium").unwrap(),
+        status: SubscriptionStatus::Active,
+        card: BindingRef::generate(),
+        anchor: t0(),
+        period: 0,
+        next_action_at: next,
+        dunning_attempts: 0,
+        cancel_at_period_end: false,
+        created_at: t0(),
+        updated_at: t0(),
+    }
+}
+
+pub fn period(sub: &Subscription, n: u32, state: PeriodState) -> ChargePeriod {
+    ChargePeriod {
+        subscription: sub.id.clone(),
+        period: n,
+        order_id: OrderId::for_period(&sub.id, n),
+        amount: Amount::new(500).unwrap(),
+        state,
+        attempts: 0,
+        last_error: None,
+        updated_at: t0(),
+        refunded: None,
+    }
+}
+
+/// Runs every contract test, each on a fresh store from `make`.
+pub async fn run_all<S, F, Fut>(make: F)
+where
+    S: Store + 'static,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    put_if_absent_refuses_a_second_put(make().await).await;
+    compare_and_set_increments_and_refuses_stale_versions(make().await).await;
+    commit_is_all_or_nothing(make().await).await;
+    every_record_round_trips(make().await).await;
+    due_index_returns_only_due_subscriptions_of_the_shard_oldest_first(make().await).await;
+    due_index_pages_with_a_cursor(make().await).await;
+    due_index_follows_updates(make().await).await;
+    racing_claims_have_one_winner(Arc::new(make().await)).await;
+    missing_records_read_as_none(make().await).await;
+}
+
+pub async fn put_if_absent_refuses_a_second_put(store: impl Store) {
+    let s = session("c-absent");
+    store
+        .commit(vec![Put::new(s.clone(), Expect::Absent)])
+        .await
+        .unwrap();
+    let err = store
+        .commit(vec![Put::new(s.clone(), Expect::Absent)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let got = store.session(&s.reference).await.unwrap().unwrap();
+    assert_eq!(got.version, 1);
+    assert_eq!(got.value, s);
+}
+
+pub async fn compare_and_set_increments_and_refuses_stale_versions(store: impl Store) {
+    let mut s = session("c-cas");
+    store
+        .commit(vec![Put::new(s.clone(), Expect::Absent)])
+        .await
+        .unwrap();
+    s.state = SessionState::Failed {
+        reason: "3DS_ABANDONED".into(),
+        failed_at: t0(),
+    };
+    store
+        .commit(vec![Put::new(s.clone(), Expect::Version(1))])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.session(&s.reference).await.unwrap().unwrap().version,
+        2
+    );
+    let err = store
+        .commit(vec![Put::new(s.clone(), Expect::Version(1))])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let err = store
+        .commit(vec![Put::new(session("c-new"), Expect::Version(1))])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(_)),
+        "CAS on a missing record: {err:?}"
+    );
+}
+
+pub async fn commit_is_all_or_nothing(store: impl Store) {
+    let s = session("c-atomic");
+    store
+        .commit(vec![Put::new(s.clone(), Expect::Absent)])
+        .await
+        .unwrap();
+    let sub = subscription("c-atomic", Some(t0()));
+    let mut bound = s.clone();
+    bound.state = SessionState::Bound {
+        token_fingerprint: "f".into(),
+        last4: Some("4242".into()),
+        bound_at: t0(),
+    };
+    // The session's condition is stale, so the new subscription must not appear either.
+    let err = store
+        .commit(vec![
+            Put::new(sub.clone(), Expect::Absent),
+            Put::new(bound.clone(), Expect::Version(7)),
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(store
+        .subscription(&sub.customer, &sub.plan)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(store.session(&s.reference).await.unwrap().unwrap().value, s);
+    let page = store.due(shard_of(&sub.id), t0(), 10, None).await.unwrap();
+    assert!(
+        page.entries.is_empty(),
+        "a failed commit left an index entry"
+    );
+    // With the right version both land.
+    store
+        .commit(vec![
+            Put::new(sub.clone(), Expect::Absent),
+            Put::new(bound.clone(), Expect::Version(1)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .subscription(&sub.customer, &sub.plan)
+            .await
+            .unwrap()
+            .unwrap()
+            .value,
+        sub
+    );
+    assert_eq!(
+        store.session(&s.reference).await.unwrap().unwrap().value,
+        bound
+    );
+}
+
+pub async fn every_record_round_trips(store: impl Store) {
+    let mut records: Vec<Record> = Vec::new();
+    let base = session("c-rt");
+    for (i, state) in [
+        SessionState::Pending,
+        SessionState::Bound {
+            token_fingerprint: "ab12".into(),
+            last4: None,
+            bound_at: t0(),
+        },
+        SessionState::Failed {
+            reason: "T0004".into(),
+            failed_at: t0() + Duration::seconds(1),
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut s = base.clone();
+        s.reference = BindingRef::generate();
+        s.checkout_id = (i != 0).then(|| CheckoutId::parse("X1").unwrap());
+        s.state = state;
+        records.push(s.into());
+    }
+    records.push(
+        Card {
+            customer: CustomerId::parse("c-rt").unwrap(),
+            binding: base.reference.clone(),
+            ciphertext: vec![0, 1, 2, 255, 254, 0, 7],
+            token_fingerprint: "ff00".into(),
+            last4: Some("4242".into()),
+            created_at: t0(),
+        }
+        .into(),
+    );
+    let mut sub = subscription("c-rt", Some(t0() + Duration::milliseconds(1500)));
+    sub.status = SubscriptionStatus::RequiresPaymentMethod;
+    sub.period = 12;
+    sub.dunning_attempts = 3;
+    sub.cancel_at_period_end = true;
+    records.push(sub.clone().into());
+    let mut quiet = subscription("c-rt2", None);
+    quiet.status = SubscriptionStatus::Canceled;
+    records.push(quiet.into());
+    for (n, state) in [
+        PeriodState::Open,
+        PeriodState::Charging {
+            lease_owner: "worker-1".into(),
+            lease_until: t0() + Duration::seconds(30),
+        },
+        PeriodState::Unknown {
+            since: t0(),
+            reconcile_at: t0() + Duration::minutes(5),
+            checks: 2,
+        },
+        PeriodState::Paid {
+            transaction: "P20260928IJ90KL12".into(),
+            auth_code: Some("831000".into()),
+            paid_at: t0(),
+        },
+        PeriodState::Paid {
+            transaction: "P20260928IJ90KL13".into(),
+            auth_code: None,
+            paid_at: t0(),
+        },
+        PeriodState::Declined {
+            code: "T0003".into(),
+            at: t0(),
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut p = period(&sub, n as u32, state);
+        p.attempts = n as u32;
+        p.last_error = (n % 2 == 1).then(|| "soft decline T0004".to_owned());
+        p.refunded = (n == 3).then_some(200);
+        records.push(p.into());
+    }
+    records.push(
+        AuditEntry::new(
+            CustomerId::parse("c-rt").unwrap(),
+            t0(),
+            "webhook",
+            "card.bound",
+            Some(base.reference.clone()),
+            "last4 4242",
+        )
+        .into(),
+    );
+    records.push(
+        AuditEntry::new(
+            CustomerId::parse("c-rt").unwrap(),
+            t0(),
+            "operator",
+            "refund",
+            None,
+            "",
+        )
+        .into(),
+    );
+    for r in &records {
+        store
+            .commit(vec![Put::new(r.clone(), Expect::Absent)])
+            .await
+            .unwrap();
+    }
+    for r in &records {
+        let got = store
+            .get(&r.key())
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{} missing", r.kind()));
+        assert_eq!(&got.value, r);
+        assert_eq!(got.version, 1);
+    }
+}
+
+/// Subscription ids that fall into `shard`.
+pub fn ids_in_shard(shard: u16, n: usize) -> Vec<SubscriptionId> {
+    std::iter::repeat_with(SubscriptionId::generate)
+        .filter(|id| shard_of(id) == shard)
+        .take(n)
+        .collect()
+}
+
+pub async fn due_index_returns_only_due_subscriptions_of_the_shard_oldest_first(store: impl Store) {
+    let now = t0();
+    let mut expected_due = BTreeSet::new();
+    let mut all = Vec::new();
+    for i in 0..40 {
+        let next = match i % 4 {
+            0 => Some(now - Duration::hours(i64::from(i))),
+            1 => Some(now),
+            2 => Some(now + Duration::seconds(1)),
+            _ => None,
+        };
+        let sub = subscription(&format!("c-due-{i}"), next);
+        if next.is_some_and(|t| t <= now) {
+            expected_due.insert(sub.customer.clone());
+        }
+        all.push(Put::new(sub, Expect::Absent));
+    }
+    for chunk in all.chunks(10) {
+        store.commit(chunk.to_vec()).await.unwrap();
+    }
+    let mut seen = BTreeSet::new();
+    for shard in 0..DUE_SHARDS {
+        let page = store.due(shard, now, 100, None).await.unwrap();
+        assert!(page.next.is_none());
+        let times: Vec<_> = page.entries.iter().map(|e| e.due_at).collect();
+        let mut sorted = times.clone();
+        sorted.sort();
+        assert_eq!(times, sorted, "shard {shard} not oldest first");
+        for e in page.entries {
+            assert!(e.due_at <= now);
+            assert!(
+                seen.insert(e.customer.clone()),
+                "{} listed twice",
+                e.customer
+            );
+            let sub = store
+                .subscription(&e.customer, &e.plan)
+                .await
+                .unwrap()
+                .unwrap()
+                .value;
+            assert_eq!(shard_of(&sub.id), shard);
+            assert_eq!(Some(e.due_at), sub.next_action_at);
+        }
+    }
+    assert_eq!(seen, expected_due);
+}
+
+pub async fn due_index_pages_with_a_cursor(store: impl Store) {
+    let shard = 3;
+    let ids = ids_in_shard(shard, 25);
+    let mut puts = Vec::new();
+    for (i, id) in ids.into_iter().enumerate() {
+        // Several share a due time: the cursor must still neither skip nor repeat.
+        let at = t0() - Duration::minutes((i / 3) as i64);
+        puts.push(Put::new(
+            subscription_with_id(id, &format!("c-page-{i:02}"), Some(at)),
+            Expect::Absent,
+        ));
+    }
+    for chunk in puts.chunks(10) {
+        store.commit(chunk.to_vec()).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let page = store.due(shard, t0(), 10, cursor).await.unwrap();
+        pages += 1;
+        assert!(page.entries.len() <= 10);
+        seen.extend(page.entries.into_iter().map(|e| e.customer));
+        cursor = page.next;
+        if cursor.is_none() {
+            break;
+        }
+        assert!(pages < 10, "paging does not end");
+    }
+    let unique: BTreeSet<_> = seen.iter().cloned().collect();
+    assert_eq!(seen.len(), 25, "{seen:?}");
+    assert_eq!(unique.len(), 25);
+}
+
+pub async fn due_index_follows_updates(store: impl Store) {
+    let mut sub = subscription("c-move", Some(t0()));
+    let shard = shard_of(&sub.id);
+    store
+        .commit(vec![Put::new(sub.clone(), Expect::Absent)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .due(shard, t0(), 10, None)
+            .await
+            .unwrap()
+            .entries
+            .len(),
+        1
+    );
+    sub.next_action_at = Some(t0() + Duration::days(30));
+    store
+        .commit(vec![Put::new(sub.clone(), Expect::Version(1))])
+        .await
+        .unwrap();
+    assert!(store
+        .due(shard, t0(), 10, None)
+        .await
+        .unwrap()
+        .entries
+        .is_empty());
+    assert_eq!(
+        store
+            .due(shard, t0() + Duration::days(30), 10, None)
+            .await
+            .unwrap()
+            .entries
+            .len(),
+        1
+    );
+    sub.next_action_at = None;
+    sub.status = SubscriptionStatus::Canceled;
+    store
+        .commit(vec![Put::new(sub.clone(), Expect::Version(2))])
+        .await
+        .unwrap();
+    assert!(store
+        .due(shard, t0() + Duration::days(3650), 10, None)
+        .await
+        .unwrap()
+        .entries
+        .is_empty());
+}
+
+pub async fn racing_claims_have_one_winner<S: Store + 'static>(store: Arc<S>) {
+    let sub = subscription("c-race", Some(t0()));
+    let open = period(&sub, 0, PeriodState::Open);
+    store
+        .commit(vec![Put::new(open.clone(), Expect::Absent)])
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let store = store.clone();
+        let mut claim = open.clone();
+        claim.state = PeriodState::Charging {
+            lease_owner: format!("worker-{w}"),
+            lease_until: t0() + Duration::seconds(60),
+        };
+        tasks.push(tokio::spawn(async move {
+            store
+                .commit(vec![Put::new(claim, Expect::Version(1))])
+                .await
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => winners += 1,
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(winners, 1);
+    let got = store.period(&sub.id, 0).await.unwrap().unwrap();
+    assert_eq!(got.version, 2);
+    assert!(matches!(got.value.state, PeriodState::Charging { .. }));
+}
+
+pub async fn missing_records_read_as_none(store: impl Store) {
+    assert!(store
+        .session(&BindingRef::generate())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .period(&SubscriptionId::generate(), 0)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .subscription(
+            &CustomerId::parse("nobody").unwrap(),
+            &PlanId::parse("premium").unwrap()
+        )
+        .await
+        .unwrap()
+        .is_none());
+}

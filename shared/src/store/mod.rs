@@ -1,0 +1,257 @@
+//! The store port: every record the project keeps, and the conditional writes the
+//! exactly-once protocol is built on.
+//!
+//! All writes go through [`Store::commit`], which applies a list of puts atomically, each with a
+//! condition: [`Expect::Absent`] (put-if-absent) or [`Expect::Version`] (compare-and-set on the
+//! record's version, which every successful put increments). A lease on a charge period is a
+//! compare-and-set like any other. If any condition fails, nothing is written and the caller gets
+//! [`StoreError::Conflict`].
+
+mod memory;
+mod records;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod contract;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use thiserror::Error;
+
+use crate::domain::{BindingRef, CustomerId, PlanId, SubscriptionId};
+
+pub use memory::MemoryStore;
+pub use records::{
+    AuditEntry, BindingSession, Card, ChargePeriod, PeriodState, Record, SessionState,
+    Subscription, SubscriptionStatus,
+};
+
+/// Due-date index shards. Subscriptions spread over them by a hash of their id, so that one busy
+/// day never lands on a single partition.
+pub const DUE_SHARDS: u16 = 16;
+
+/// Where a record lives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Key {
+    Session(BindingRef),
+    Card {
+        customer: CustomerId,
+        binding: BindingRef,
+    },
+    Subscription {
+        customer: CustomerId,
+        plan: PlanId,
+    },
+    Period {
+        subscription: SubscriptionId,
+        period: u32,
+    },
+    Audit {
+        customer: CustomerId,
+        sort: String,
+    },
+}
+
+impl Key {
+    /// The table's partition and sort keys (see the DynamoDB adapter's module doc).
+    pub fn pk_sk(&self) -> (String, String) {
+        match self {
+            Key::Session(r) => (format!("BIND#{r}"), "SESSION".into()),
+            Key::Card { customer, binding } => {
+                (format!("CUST#{customer}"), format!("CARD#{binding}"))
+            }
+            Key::Subscription { customer, plan } => {
+                (format!("CUST#{customer}"), format!("SUB#{plan}"))
+            }
+            Key::Period {
+                subscription,
+                period,
+            } => (format!("SUB#{subscription}"), format!("PERIOD#{period:06}")),
+            Key::Audit { customer, sort } => (format!("AUDIT#{customer}"), sort.clone()),
+        }
+    }
+}
+
+/// A record with the version the store holds it at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: u64,
+}
+
+/// The condition of one put.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Put-if-absent: the record must not exist. It is stored at version 1.
+    Absent,
+    /// Compare-and-set: the record must be at this version. It is stored at version + 1.
+    Version(u64),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Put {
+    pub record: Record,
+    pub expect: Expect,
+}
+
+impl Put {
+    pub fn new(record: impl Into<Record>, expect: Expect) -> Self {
+        Self {
+            record: record.into(),
+            expect,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum StoreError {
+    /// A condition failed: someone else wrote first. Nothing was written.
+    #[error("conflicting write: {0}")]
+    Conflict(String),
+    /// The store failed or could not be reached. Nothing is known to have been written.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored record could not be read back (schema drift or corruption).
+    #[error("stored record is unreadable: {0}")]
+    Corrupt(String),
+    /// The write is not one the store can make (e.g. too many items in one transaction).
+    #[error("invalid write: {0}")]
+    Invalid(String),
+}
+
+/// One subscription that is due (or whose unknown charge is due for reconciliation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueEntry {
+    pub customer: CustomerId,
+    pub plan: PlanId,
+    pub due_at: DateTime<Utc>,
+}
+
+/// Where a page of the due index ended, opaque to callers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueCursor(pub String);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuePage {
+    pub entries: Vec<DueEntry>,
+    pub next: Option<DueCursor>,
+}
+
+/// The most puts one [`Store::commit`] takes (DynamoDB's TransactWriteItems limit is 100;
+/// the domain needs a handful).
+pub const MAX_PUTS: usize = 25;
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    async fn get(&self, key: &Key) -> Result<Option<Versioned<Record>>, StoreError>;
+
+    /// Applies every put or none.
+    async fn commit(&self, puts: Vec<Put>) -> Result<(), StoreError>;
+
+    /// Subscriptions of `shard` due at or before `now`, oldest first, `limit` at most a page.
+    async fn due(
+        &self,
+        shard: u16,
+        now: DateTime<Utc>,
+        limit: usize,
+        after: Option<DueCursor>,
+    ) -> Result<DuePage, StoreError>;
+}
+
+/// Typed reads on top of [`Store::get`].
+#[async_trait]
+pub trait StoreExt: Store {
+    async fn session(
+        &self,
+        r: &BindingRef,
+    ) -> Result<Option<Versioned<BindingSession>>, StoreError> {
+        typed(self.get(&Key::Session(r.clone())).await?, |r| match r {
+            Record::Session(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    async fn card(
+        &self,
+        customer: &CustomerId,
+        binding: &BindingRef,
+    ) -> Result<Option<Versioned<Card>>, StoreError> {
+        typed(
+            self.get(&Key::Card {
+                customer: customer.clone(),
+                binding: binding.clone(),
+            })
+            .await?,
+            |r| match r {
+                Record::Card(c) => Some(c),
+                _ => None,
+            },
+        )
+    }
+
+    async fn subscription(
+        &self,
+        customer: &CustomerId,
+        plan: &PlanId,
+    ) -> Result<Option<Versioned<Subscription>>, StoreError> {
+        typed(
+            self.get(&Key::Subscription {
+                customer: customer.clone(),
+                plan: plan.clone(),
+            })
+            .await?,
+            |r| match r {
+                Record::Subscription(s) => Some(s),
+                _ => None,
+            },
+        )
+    }
+
+    async fn period(
+        &self,
+        subscription: &SubscriptionId,
+        period: u32,
+    ) -> Result<Option<Versioned<ChargePeriod>>, StoreError> {
+        typed(
+            self.get(&Key::Period {
+                subscription: subscription.clone(),
+                period,
+            })
+            .await?,
+            |r| match r {
+                Record::Period(p) => Some(p),
+                _ => None,
+            },
+        )
+    }
+}
+
+impl<S: Store + ?Sized> StoreExt for S {}
+
+fn typed<T>(
+    found: Option<Versioned<Record>>,
+    pick: impl FnOnce(Record) -> Option<T>,
+) -> Result<Option<Versioned<T>>, StoreError> {
+    match found {
+        None => Ok(None),
+        Some(Versioned { value, version }) => {
+            let kind = value.kind();
+            pick(value)
+                .map(|value| Some(Versioned { value, version }))
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "a {kind} record is stored under another record's key"
+                    ))
+                })
+        }
+    }
+}
+
+/// The due-index shard of a subscription (FNV-1a of its id).
+pub fn shard_of(subscription: &SubscriptionId) -> u16 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in subscription.as_str().bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    (h % u32::from(DUE_SHARDS)) as u16
+}

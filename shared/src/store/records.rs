@@ -1,0 +1,238 @@
+//! The records the project keeps. None of them holds a plaintext card token.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::Key;
+use crate::domain::{Amount, BindingRef, CheckoutId, CustomerId, OrderId, PlanId, SubscriptionId};
+
+/// A card binding started by `checkout-start`: our reference, whom it is for, and Oen's page id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindingSession {
+    pub reference: BindingRef,
+    pub customer: CustomerId,
+    pub plan: PlanId,
+    pub created_at: DateTime<Utc>,
+    /// Oen's hosted page is valid 10 minutes; so is the session.
+    pub expires_at: DateTime<Utc>,
+    /// Oen's id of the hosted page, once `POST /checkout-token` answered.
+    pub checkout_id: Option<CheckoutId>,
+    pub state: SessionState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum SessionState {
+    Pending,
+    Bound {
+        /// SHA-256 of the token, to tell a duplicate webhook from a different token.
+        token_fingerprint: String,
+        last4: Option<String>,
+        bound_at: DateTime<Utc>,
+    },
+    Failed {
+        reason: String,
+        failed_at: DateTime<Utc>,
+    },
+}
+
+/// A bound card: the token as KMS ciphertext under the context (merchant, customer, binding).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Card {
+    pub customer: CustomerId,
+    pub binding: BindingRef,
+    #[serde(with = "serde_bytes")]
+    pub ciphertext: Vec<u8>,
+    pub token_fingerprint: String,
+    pub last4: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionStatus {
+    /// In a trial or paid up.
+    Active,
+    /// A soft decline; retries are scheduled.
+    PastDue,
+    /// A hard decline; waiting for the customer to bind a new card.
+    RequiresPaymentMethod,
+    Canceled,
+}
+
+/// A customer's subscription to a plan (one per customer and plan).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub id: SubscriptionId,
+    pub customer: CustomerId,
+    pub plan: PlanId,
+    pub status: SubscriptionStatus,
+    /// The binding whose card is charged.
+    pub card: BindingRef,
+    /// Due date of period 0; period n is due at the plan interval × n after it.
+    pub anchor: DateTime<Utc>,
+    /// The first period not yet paid.
+    pub period: u32,
+    /// When the charger should next look at this subscription (a due period, a dunning retry, a
+    /// reconciliation). `None` keeps it out of the due index.
+    pub next_action_at: Option<DateTime<Utc>>,
+    /// Soft declines of the current period so far.
+    pub dunning_attempts: u32,
+    pub cancel_at_period_end: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Subscription {
+    pub fn key(&self) -> Key {
+        Key::Subscription {
+            customer: self.customer.clone(),
+            plan: self.plan.clone(),
+        }
+    }
+}
+
+/// Where one period's charge stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum PeriodState {
+    /// No attempt is running; the next one may go ahead (after the protocol's checks).
+    Open,
+    /// A worker holds the lease and may be talking to Oen right now.
+    Charging {
+        lease_owner: String,
+        lease_until: DateTime<Utc>,
+    },
+    /// An attempt may have reached Oen and its result is not known: never charge blind.
+    Unknown {
+        since: DateTime<Utc>,
+        reconcile_at: DateTime<Utc>,
+        checks: u32,
+    },
+    /// Paid: Oen's transaction number and auth code.
+    Paid {
+        transaction: String,
+        auth_code: Option<String>,
+        paid_at: DateTime<Utc>,
+    },
+    /// Declined for good (hard decline, or dunning exhausted).
+    Declined { code: String, at: DateTime<Utc> },
+}
+
+/// One period of a subscription and the charge that pays it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChargePeriod {
+    pub subscription: SubscriptionId,
+    pub period: u32,
+    pub order_id: OrderId,
+    pub amount: Amount,
+    pub state: PeriodState,
+    /// Charge requests that may have reached Oen for this order.
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub updated_at: DateTime<Utc>,
+    /// Refunded amount, once a refund succeeded.
+    pub refunded: Option<u32>,
+}
+
+impl ChargePeriod {
+    pub fn key(&self) -> Key {
+        Key::Period {
+            subscription: self.subscription.clone(),
+            period: self.period,
+        }
+    }
+}
+
+/// Who did what to a customer's card or money, and when. Never the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub customer: CustomerId,
+    pub at: DateTime<Utc>,
+    /// A unique suffix so that entries at the same instant never collide.
+    pub id: String,
+    pub actor: String,
+    pub action: String,
+    pub binding: Option<BindingRef>,
+    pub detail: String,
+}
+
+impl AuditEntry {
+    pub fn new(
+        customer: CustomerId,
+        at: DateTime<Utc>,
+        actor: &str,
+        action: &str,
+        binding: Option<BindingRef>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            customer,
+            at,
+            id: crate::domain::random_alphanumeric(8),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            binding,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Any record, as the store holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Session(BindingSession),
+    Card(Card),
+    Subscription(Subscription),
+    Period(ChargePeriod),
+    Audit(AuditEntry),
+}
+
+impl Record {
+    pub fn key(&self) -> Key {
+        match self {
+            Record::Session(s) => Key::Session(s.reference.clone()),
+            Record::Card(c) => Key::Card {
+                customer: c.customer.clone(),
+                binding: c.binding.clone(),
+            },
+            Record::Subscription(s) => s.key(),
+            Record::Period(p) => p.key(),
+            Record::Audit(a) => Key::Audit {
+                customer: a.customer.clone(),
+                sort: format!("{}#{}", a.at.format("%Y-%m-%dT%H:%M:%S%.6fZ"), a.id),
+            },
+        }
+    }
+
+    /// The record's type name, as stored in the `kind` attribute.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Session(_) => "session",
+            Record::Card(_) => "card",
+            Record::Subscription(_) => "subscription",
+            Record::Period(_) => "period",
+            Record::Audit(_) => "audit",
+        }
+    }
+
+    /// When the store may forget the record (DynamoDB TTL). Sessions outlive their page by a day
+    /// so the return page can still read their state.
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Record::Session(s) => Some(s.expires_at + chrono::Duration::days(1)),
+            _ => None,
+        }
+    }
+}
+
+macro_rules! into_record {
+    ($($t:ident => $v:ident),*) => {$(
+        impl From<$t> for Record {
+            fn from(x: $t) -> Self {
+                Record::$v(x)
+            }
+        }
+    )*};
+}
+into_record!(BindingSession => Session, Card => Card, Subscription => Subscription, ChargePeriod => Period, AuditEntry => Audit);

@@ -1,0 +1,65 @@
+//! The token vault: card tokens are encrypted before they are stored, bound to an encryption
+//! context (merchant, customer, binding reference), and decrypted only to charge.
+
+mod kms;
+mod local;
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+use crate::domain::{BindingRef, CardToken, CustomerId, MerchantId};
+
+pub use kms::KmsVault;
+pub use local::LocalVault;
+
+/// What a ciphertext is bound to. Decrypting under any other context fails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultContext {
+    pub merchant: MerchantId,
+    pub customer: CustomerId,
+    pub binding: BindingRef,
+}
+
+impl VaultContext {
+    /// The context as ordered key/value pairs (KMS encryption context; AEAD associated data).
+    pub fn pairs(&self) -> [(&'static str, &str); 3] {
+        [
+            ("merchant", self.merchant.as_str()),
+            ("customer", self.customer.as_str()),
+            ("binding", self.binding.as_str()),
+        ]
+    }
+}
+
+/// An encrypted token, as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Ciphertext(pub Vec<u8>);
+
+impl std::fmt::Debug for Ciphertext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Ciphertext({} bytes)", self.0.len())
+    }
+}
+
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum VaultError {
+    /// Wrong key, wrong context or tampered bytes: the ciphertext does not belong here.
+    #[error("the card token cannot be decrypted under this context (wrong key, context or tampered ciphertext)")]
+    ContextMismatch,
+    #[error("the key service failed: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait TokenVault: Send + Sync {
+    async fn encrypt(
+        &self,
+        token: &CardToken,
+        ctx: &VaultContext,
+    ) -> Result<Ciphertext, VaultError>;
+    async fn decrypt(
+        &self,
+        ciphertext: &Ciphertext,
+        ctx: &VaultContext,
+    ) -> Result<CardToken, VaultError>;
+}

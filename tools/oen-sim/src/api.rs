@@ -1,0 +1,344 @@
+//! The Oen Payment API routes: envelope, authentication, validation and the calls
+//! themselves.
+
+use crate::envelope::{forbidden, gateway_timeout, success, ApiError};
+use crate::ids;
+use crate::model::{ms, Checkout, CheckoutState};
+use crate::server::{ConnectionKill, PeerAddr};
+use crate::state::{ChargeReply, ChargeRequest, QueryOverride, SharedRef};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// Amounts from this value up need high-amount enablement (`V0003`).
+const HIGH_AMOUNT: i64 = 200_000;
+
+pub(crate) fn routes(shared: SharedRef) -> Router<SharedRef> {
+    Router::new()
+        .route("/checkout-token", post(checkout_token))
+        .route("/token/transactions", post(charge))
+        .route("/order/{order_id}/transactions", get(order_transactions))
+        .route("/transactions/{id}", get(transaction))
+        .route("/transactions", get(list_transactions))
+        .route("/refunds/{id}", post(refund))
+        .route_layer(middleware::from_fn_with_state(shared, gate))
+}
+
+/// Production allowlist (403), fixed latency, then the Bearer token (401 `A0001`).
+async fn gate(State(shared): State<SharedRef>, req: Request, next: Next) -> Response {
+    if let Some(allowlist) = &shared.allowlist {
+        let peer = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
+        let allowed = peer.is_some_and(|ip| allowlist.iter().any(|a| same_ip(*a, ip)));
+        if !allowed {
+            return forbidden();
+        }
+    }
+    let latency = shared.lock().knobs.latency_ms;
+    if latency > 0 {
+        tokio::time::sleep(ms(latency)).await;
+    }
+    let presented = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if presented != Some(shared.api_token.as_str()) {
+        return ApiError::unauthorized().into_response();
+    }
+    next.run(req).await
+}
+
+fn same_ip(a: IpAddr, b: IpAddr) -> bool {
+    a.to_canonical() == b.to_canonical()
+}
+
+/// Parses a JSON body the way Oen does: malformed JSON is 500 `F0001`, a `merchantId` that is
+/// not the token's domain is 400 `V0001`, wrong or missing fields are 400 `V0001`, unknown
+/// fields are ignored.
+fn parse_body<T: DeserializeOwned>(
+    shared: &SharedRef,
+    body: &[u8],
+) -> Result<(T, Map<String, Value>), ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::system(format!("Malformed JSON body: {e}")))?;
+    let Value::Object(map) = value else {
+        return Err(ApiError::invalid("the body must be a JSON object"));
+    };
+    match map.get("merchantId") {
+        Some(Value::String(m)) if *m == shared.merchant_id => {}
+        _ => {
+            return Err(ApiError::invalid(
+                "merchantId does not match the API token's domain",
+            ))
+        }
+    }
+    let parsed = serde_json::from_value(Value::Object(map.clone()))
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    Ok((parsed, map))
+}
+
+// ---- POST /checkout-token ------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CheckoutTokenBody {
+    success_url: Option<String>,
+    failure_url: Option<String>,
+    custom_id: Option<String>,
+    payer_email: Option<String>,
+}
+
+async fn checkout_token(State(shared): State<SharedRef>, body: Bytes) -> Response {
+    match create_checkout(&shared, &body) {
+        Ok(id) => success(json!({ "id": id })),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn create_checkout(shared: &SharedRef, body: &[u8]) -> Result<String, ApiError> {
+    let (req, map): (CheckoutTokenBody, _) = parse_body(shared, body)?;
+    for key in ["successUrl", "failureUrl"] {
+        if !map.contains_key(key) {
+            return Err(ApiError::invalid(format!(
+                "{key} is required (its value may be null)"
+            )));
+        }
+    }
+    for url in [&req.success_url, &req.failure_url].into_iter().flatten() {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ApiError::invalid(format!("not an http(s) URL: {url}")));
+        }
+    }
+    let mut st = shared.lock();
+    let now = st.now();
+    Ok(st.create_checkout(Checkout {
+        id: ids::long_id(),
+        created_at: now,
+        success_url: req.success_url,
+        failure_url: req.failure_url,
+        custom_id: req.custom_id,
+        payer_email: req.payer_email,
+        state: CheckoutState::Open,
+    }))
+}
+
+// ---- POST /token/transactions --------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ChargeBody {
+    amount: i64,
+    token: String,
+    order_id: String,
+    product_details: Vec<ProductDetail>,
+    currency: Option<String>,
+    note: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProductDetail {
+    #[allow(dead_code)]
+    production_code: String,
+    #[allow(dead_code)]
+    description: String,
+    quantity: i64,
+    #[allow(dead_code)]
+    unit: String,
+    unit_price: i64,
+}
+
+fn validate_charge(shared: &SharedRef, body: &[u8]) -> Result<ChargeRequest, ApiError> {
+    let (req, _): (ChargeBody, _) = parse_body(shared, body)?;
+    if req.token.is_empty() {
+        return Err(ApiError::invalid("token is required"));
+    }
+    if req.order_id.is_empty() {
+        return Err(ApiError::invalid("orderId is required"));
+    }
+    if req.currency.as_deref().is_some_and(|c| c != "TWD") {
+        return Err(ApiError::invalid("currency must be TWD"));
+    }
+    if req.amount < 1 {
+        return Err(ApiError::invalid("amount must be an integer of at least 1"));
+    }
+    if req.amount >= HIGH_AMOUNT {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "V0003",
+            "amount exceeds the single-transaction limit",
+        ));
+    }
+    if req.product_details.is_empty() {
+        return Err(ApiError::invalid("productDetails is required"));
+    }
+    if req.product_details.iter().any(|p| p.quantity < 1) {
+        return Err(ApiError::invalid(
+            "productDetails quantity must be at least 1",
+        ));
+    }
+    let total = req.product_details.iter().try_fold(0i64, |acc, p| {
+        p.quantity
+            .checked_mul(p.unit_price)
+            .and_then(|line| acc.checked_add(line))
+    });
+    if total != Some(req.amount) {
+        return Err(ApiError::invalid("PRODUCT_AMOUNT_NOT_MATCH"));
+    }
+    Ok(ChargeRequest {
+        token: req.token,
+        order_id: req.order_id,
+        amount: req.amount,
+        note: req.note,
+    })
+}
+
+async fn charge(
+    State(shared): State<SharedRef>,
+    kill: Option<Extension<ConnectionKill>>,
+    body: Bytes,
+) -> Response {
+    let reply = validate_charge(&shared, &body).and_then(|req| shared.lock().charge(&req));
+    match reply {
+        Ok(ChargeReply::Approved { number, auth_code }) => {
+            success(json!({ "id": number, "authCode": auth_code }))
+        }
+        Ok(ChargeReply::Fail(e)) | Err(e) => e.into_response(),
+        Ok(ChargeReply::GatewayTimeout) => {
+            let delay = shared.lock().knobs.gateway_timeout_delay_ms;
+            tokio::time::sleep(ms(delay)).await;
+            gateway_timeout()
+        }
+        Ok(ChargeReply::Drop) => drop_connection(kill, "/token/transactions").await,
+    }
+}
+
+/// Closes the client's connection without an answer.
+async fn drop_connection(kill: Option<Extension<ConnectionKill>>, path: &str) -> Response {
+    tracing::info!(
+        target: "oen_sim::request",
+        path,
+        status = 0,
+        outcome = "connection dropped",
+        "request"
+    );
+    match kill {
+        Some(Extension(kill)) => {
+            kill.kill();
+            std::future::pending::<Response>().await
+        }
+        // Only reachable when the router runs outside the simulator's own server.
+        None => (StatusCode::BAD_GATEWAY, "connection dropped").into_response(),
+    }
+}
+
+// ---- queries -------------------------------------------------------------------------------
+
+async fn order_transactions(
+    State(shared): State<SharedRef>,
+    kill: Option<Extension<ConnectionKill>>,
+    Path(order_id): Path<String>,
+) -> Response {
+    let (forced, transactions) = {
+        let mut st = shared.lock();
+        match st.order_query_override(&order_id) {
+            Some(o) => (Some(o), Vec::new()),
+            None => (None, st.order_transactions(&order_id)),
+        }
+    };
+    match forced {
+        None => success(json!({ "transactions": transactions })),
+        Some(QueryOverride::Fail(e)) => e.into_response(),
+        Some(QueryOverride::GatewayTimeout) => {
+            let delay = shared.lock().knobs.gateway_timeout_delay_ms;
+            tokio::time::sleep(ms(delay)).await;
+            gateway_timeout()
+        }
+        Some(QueryOverride::Drop) => drop_connection(kill, "/order/{orderId}/transactions").await,
+    }
+}
+
+async fn transaction(State(shared): State<SharedRef>, Path(id): Path<String>) -> Response {
+    match shared.lock().transaction(&id) {
+        Ok(t) => success(t),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn list_transactions(
+    State(shared): State<SharedRef>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let range = match (params.get("start"), params.get("end")) {
+        (None, None) => None,
+        (Some(start), Some(end)) => match (parse_day(start, false), parse_day(end, true)) {
+            (Some(s), Some(e)) => Some((s, e)),
+            _ => return ApiError::system("Invalid date").into_response(),
+        },
+        _ => return ApiError::system("Invalid date").into_response(),
+    };
+    let page = match params.get("page").map(String::as_str) {
+        None | Some("") => 1,
+        Some(p) => match p.parse::<usize>() {
+            Ok(n) if n >= 1 => n,
+            _ => return ApiError::system("Pagination parse failed").into_response(),
+        },
+    };
+    let (transactions, more) = shared.lock().list_transactions(range, page);
+    let next = more.then(|| (page + 1).to_string());
+    success(json!({ "transactions": transactions, "page": next }))
+}
+
+/// A Taipei calendar day (`2026-09-01` or `2026/09/01`) or Unix milliseconds. A day starts at
+/// 00:00 and ends at 23:59:59.999 Taipei time.
+fn parse_day(s: &str, end_of_day: bool) -> Option<DateTime<Utc>> {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        let millis: i64 = s.parse().ok()?;
+        return DateTime::from_timestamp_millis(millis);
+    }
+    let date = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .or_else(|_| NaiveDate::parse_from_str(s, "%Y/%m/%d"))
+        .ok()?;
+    let time = if end_of_day {
+        date.and_hms_milli_opt(23, 59, 59, 999)?
+    } else {
+        date.and_hms_opt(0, 0, 0)?
+    };
+    let local = ids::taipei().from_local_datetime(&time).single()?;
+    Some(local.with_timezone(&Utc))
+}
+
+// ---- POST /refunds/{id} --------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RefundBody {
+    amount: Option<i64>,
+}
+
+async fn refund(State(shared): State<SharedRef>, Path(id): Path<String>, body: Bytes) -> Response {
+    let result = parse_body::<RefundBody>(&shared, &body).and_then(|(req, _)| {
+        if !ids::is_transaction_number(&id) {
+            return Err(ApiError::invalid(
+                "refunds take the 17-character P… transaction number",
+            ));
+        }
+        shared.lock().refund(&id, req.amount)
+    });
+    match result {
+        Ok(t) => success(t),
+        Err(e) => e.into_response(),
+    }
+}

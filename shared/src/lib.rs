@@ -3,13 +3,26 @@
 //! The domain is pure: it talks to AWS and Oen only through [`store::Store`],
 //! [`vault::TokenVault`], [`oen::OenGateway`], [`secrets::SecretSource`] and [`clock::Clock`].
 
+pub mod binding;
+pub mod charging;
 pub mod clock;
 pub mod config;
+pub mod dev;
 pub mod domain;
 pub mod error;
+pub mod events;
+pub mod links;
+pub mod metrics;
 pub mod oen;
+pub mod queue;
 pub mod secrets;
 pub mod store;
 pub mod vault;
+#[cfg(feature = "http")]
+pub mod web;
+pub mod wiring;
 
 pub use error::InvalidInput;
+
+/// Re-exported so that function crates name one version of each.
+pub use {async_trait, chrono, serde_json};

@@ -123,7 +123,7 @@ pub enum OrderState {
     /// No transaction at all: nothing reached the acquirer.
     NoAttempt,
     /// A transaction is `charged`/`claimed` (or refunded after): the period is paid.
-    Paid(Transaction),
+    Paid(Box<Transaction>),
     /// Something is still in flight or in a state we do not recognise: wait, do not charge.
     InFlight,
     /// Every attempt failed: a new attempt is allowed.
@@ -133,7 +133,7 @@ pub enum OrderState {
 impl OrderState {
     pub fn of(transactions: &[Transaction]) -> Self {
         if let Some(paid) = transactions.iter().find(|t| t.status.is_paid()) {
-            return OrderState::Paid(paid.clone());
+            return OrderState::Paid(Box::new(paid.clone()));
         }
         if transactions.is_empty() {
             OrderState::NoAttempt

@@ -7,6 +7,7 @@
 //! compare-and-set like any other. If any condition fails, nothing is written and the caller gets
 //! [`StoreError::Conflict`].
 
+mod dynamo;
 mod memory;
 mod records;
 
@@ -19,6 +20,7 @@ use thiserror::Error;
 
 use crate::domain::{BindingRef, CustomerId, PlanId, SubscriptionId};
 
+pub use dynamo::{DynamoStore, DUE_INDEX};
 pub use memory::MemoryStore;
 pub use records::{
     AuditEntry, BindingSession, Card, ChargePeriod, PeriodState, Record, SessionState,

@@ -1,0 +1,124 @@
+//! `charger`: one function, two triggers.
+//! - An EventBridge schedule: its event's `time` is "now"; the planner puts one planning
+//!   message per due-index shard on the queue.
+//! - SQS batches (`ReportBatchItemFailures`): planning messages page through the due index and
+//!   enqueue charge messages; charge messages run the exactly-once protocol of
+//!   `oen_pay::charging`. A message that should be retried is reported as a batch item failure.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use lambda_runtime::LambdaEvent;
+use oen_pay::charging::{self, ChargeDeps, WorkContext, WorkError, WorkOutcome};
+use oen_pay::chrono::{DateTime, Utc};
+use oen_pay::queue::WorkMessage;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+/// Messages of one SQS batch processed at once (Oen's load is bounded further by the event
+/// source mapping's `MaximumConcurrency`).
+pub const DEFAULT_CONCURRENCY: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChargerError {
+    #[error("unrecognised event: neither an SQS batch nor a scheduled event with a time")]
+    Unrecognised,
+    #[error("scheduled run failed: {0}")]
+    Schedule(String),
+}
+
+impl From<ChargerError> for lambda_runtime::Diagnostic {
+    fn from(e: ChargerError) -> Self {
+        let error_type = match e {
+            ChargerError::Unrecognised => "ChargerError::Unrecognised",
+            ChargerError::Schedule(_) => "ChargerError::Schedule",
+        };
+        lambda_runtime::Diagnostic {
+            error_type: error_type.into(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+/// Dispatches a Lambda event.
+pub async fn handle(
+    deps: Arc<ChargeDeps>,
+    concurrency: usize,
+    event: LambdaEvent<Value>,
+) -> Result<Value, ChargerError> {
+    let deadline = DateTime::<Utc>::from_timestamp_millis(event.context.deadline as i64);
+    let owner = event.context.request_id.clone();
+    let payload = event.payload;
+    if payload.get("Records").is_some() {
+        let batch: SqsEvent =
+            serde_json::from_value(payload).map_err(|_| ChargerError::Unrecognised)?;
+        let response = handle_batch(deps, concurrency, batch, &owner, deadline).await;
+        return serde_json::to_value(response).map_err(|_| ChargerError::Unrecognised);
+    }
+    let time = payload
+        .get("time")
+        .and_then(Value::as_str)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .ok_or(ChargerError::Unrecognised)?
+        .with_timezone(&Utc);
+    let planned = charging::schedule(&deps, time)
+        .await
+        .map_err(|e| ChargerError::Schedule(e.to_string()))?;
+    tracing::info!(shards = planned, now = %time, "planning enqueued");
+    Ok(serde_json::json!({"plannedShards": planned}))
+}
+
+/// Runs every message of a batch with bounded concurrency and reports the ones to retry.
+pub async fn handle_batch(
+    deps: Arc<ChargeDeps>,
+    concurrency: usize,
+    batch: SqsEvent,
+    owner: &str,
+    deadline: Option<DateTime<Utc>>,
+) -> SqsBatchResponse {
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for record in batch.records {
+        let id = record.message_id.clone().unwrap_or_default();
+        let deps = deps.clone();
+        let permits = permits.clone();
+        let ctx = WorkContext {
+            owner: format!("{owner}/{id}"),
+            deadline,
+        };
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let message: Result<WorkMessage, _> = serde_json::from_str(record.body.as_deref().unwrap_or(""));
+            let result = match message {
+                Ok(m) => charging::handle(&deps, &m, &ctx).await,
+                Err(e) => {
+                    // A message we cannot read will never become readable: drop it, loudly.
+                    tracing::error!(message_id = %id, error = %e, "unreadable work message dropped");
+                    Ok(WorkOutcome::Skipped("unreadable message"))
+                }
+            };
+            (id, result)
+        });
+    }
+    let mut failures = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((_, Ok(outcome))) => tracing::debug!(?outcome, "work done"),
+            Ok((id, Err(WorkError::Retry(reason)))) => {
+                tracing::warn!(message_id = %id, reason = %reason, "work handed back to the queue");
+                failures.push(id);
+            }
+            Err(e) => tracing::error!(error = %e, "worker task failed"),
+        }
+    }
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failures
+        .into_iter()
+        .map(|id| {
+            let mut f = BatchItemFailure::default();
+            f.item_identifier = id;
+            f
+        })
+        .collect();
+    response
+}

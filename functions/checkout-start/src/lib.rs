@@ -1,0 +1,172 @@
+//! `checkout-start`: turns a merchant-signed start link into an Oen hosted card page, and
+//! reports the state of a binding to the merchant's return page.
+//!
+//! Routes (API Gateway HTTP API, payload v2):
+//! - `GET /checkout/start?customer=…&plan=…&expires=…[&email=…]&sig=…` → 302 to Oen's page;
+//!   403 bad signature, 410 expired, 400 unknown plan or malformed customer, 502 Oen failed.
+//! - `GET /checkout/status?ref=…` → `{"state":"pending|bound|failed|expired","last4":…,"reason":…}`.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, RawQuery, State};
+use axum::http::{header, request::Parts, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use oen_pay::binding::{self, BindingDeps, StartError};
+use oen_pay::domain::BindingRef;
+use oen_pay::links::{self, LinkError};
+use oen_pay::secrets::SecretSource;
+use oen_pay::web::{html_error, json_error, request_id};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+
+/// What the handlers need, built once per cold start.
+pub struct App {
+    pub deps: BindingDeps,
+    pub secrets: Arc<dyn SecretSource>,
+    pub success_url: String,
+    pub failure_url: String,
+    pub hosted_base_url: String,
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/checkout/start", get(start))
+        .route("/checkout/status", get(status))
+        .with_state(app)
+}
+
+async fn start(State(app): State<Arc<App>>, parts: Parts, RawQuery(query): RawQuery) -> Response {
+    let rid = request_id(&parts);
+    let secrets = match app.secrets.current().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(request_id = %rid, error = %e, "secret unavailable");
+            return html_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Temporarily unavailable",
+                "Please try again in a moment.",
+                Some(&rid),
+            );
+        }
+    };
+    let key = secrets.secrets.link_signing_key.expose_secret().as_bytes();
+    let link = match links::verify(
+        query.as_deref().unwrap_or(""),
+        key,
+        &app.deps.plans,
+        app.deps.clock.now(),
+    ) {
+        Ok(link) => link,
+        Err(e) => {
+            let status = match e {
+                LinkError::BadSignature => StatusCode::FORBIDDEN,
+                LinkError::Expired(_) => StatusCode::GONE,
+                LinkError::Invalid(_) => StatusCode::BAD_REQUEST,
+            };
+            tracing::warn!(request_id = %rid, reason = %e, "start link refused");
+            return html_error(
+                status,
+                "This link cannot be used",
+                &e.to_string(),
+                Some(&rid),
+            );
+        }
+    };
+    match binding::start(
+        &app.deps,
+        &link,
+        &app.success_url,
+        &app.failure_url,
+        &app.hosted_base_url,
+    )
+    .await
+    {
+        Ok(started) => {
+            tracing::info!(request_id = %rid, binding = %started.reference, customer = %link.customer, "binding started");
+            let mut r = StatusCode::FOUND.into_response();
+            match HeaderValue::from_str(&started.hosted_url) {
+                Ok(location) => {
+                    r.headers_mut().insert(header::LOCATION, location);
+                }
+                Err(_) => {
+                    tracing::error!(request_id = %rid, "hosted page URL is not a valid header");
+                    return html_error(
+                        StatusCode::BAD_GATEWAY,
+                        "Card page unavailable",
+                        "Please try again.",
+                        Some(&rid),
+                    );
+                }
+            }
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(StartError::Oen(e)) => {
+            tracing::error!(request_id = %rid, error = %e, "Oen could not open the card page");
+            html_error(
+                StatusCode::BAD_GATEWAY,
+                "Card page unavailable",
+                "The payment provider could not open the card page. Please go back and try again in a minute.",
+                Some(&rid),
+            )
+        }
+        Err(StartError::Store(e)) => {
+            tracing::error!(request_id = %rid, error = %e, "binding session not stored");
+            html_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Temporarily unavailable",
+                "Please try again in a moment.",
+                Some(&rid),
+            )
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct StatusQuery {
+    #[serde(rename = "ref")]
+    reference: Option<String>,
+}
+
+async fn status(
+    State(app): State<Arc<App>>,
+    parts: Parts,
+    query: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let rid = request_id(&parts);
+    let raw = query.ok().and_then(|q| q.0.reference);
+    let Some(raw) = raw else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "the ref parameter is required",
+            None,
+        );
+    };
+    let Ok(reference) = BindingRef::parse(&raw) else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "ref is not a binding reference",
+            None,
+        );
+    };
+    match binding::status(app.deps.store.as_ref(), &reference, app.deps.clock.now()).await {
+        Ok(Some(s)) => {
+            let mut r = Json(s).into_response();
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Ok(None) => json_error(StatusCode::NOT_FOUND, "no such binding", None),
+        Err(e) => {
+            tracing::error!(request_id = %rid, error = %e, "binding status unavailable");
+            json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily unavailable",
+                Some(&rid),
+            )
+        }
+    }
+}

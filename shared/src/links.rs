@@ -1,0 +1,356 @@
+//! Signed start links: the merchant's backend mints a link for a logged-in customer, and
+//! `checkout-start` accepts it only with a valid signature before its expiry.
+//!
+//! The signature is the lowercase hex HMAC-SHA256, keyed with the secret's `linkSigningKey`, of
+//! the canonical string: every query parameter except `sig`, sorted by name, each written
+//! `name=value` with RFC 3986 percent-encoding (everything but `A–Z a–z 0–9 - . _ ~` as `%XX`,
+//! upper-case hex, UTF-8), joined by `&`. `expires` is Unix seconds.
+
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use thiserror::Error;
+
+use crate::domain::{Catalog, CustomerId, PlanId};
+
+/// RFC 3986 unreserved characters stay; everything else is encoded.
+const RFC3986: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The longest start-link query we read; anything longer is refused before any work.
+pub const MAX_QUERY_LEN: usize = 2048;
+
+/// A verified start link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartLink {
+    pub customer: CustomerId,
+    pub plan: PlanId,
+    pub email: Option<String>,
+    pub expires: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum LinkError {
+    /// 403: missing or wrong signature.
+    #[error("the start link's signature is missing or does not match")]
+    BadSignature,
+    /// 410: the link was valid once.
+    #[error("the start link expired at {0}")]
+    Expired(DateTime<Utc>),
+    /// 400: a signed link with content we cannot serve.
+    #[error("the start link is invalid: {0}")]
+    Invalid(String),
+}
+
+fn canonical(params: &[(String, String)]) -> String {
+    let mut pairs: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| k != "sig")
+        .map(|(k, v)| {
+            (
+                utf8_percent_encode(k, RFC3986).to_string(),
+                utf8_percent_encode(v, RFC3986).to_string(),
+            )
+        })
+        .collect();
+    pairs.sort();
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn mac(key: &[u8], canonical: &str) -> Hmac<Sha256> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(canonical.as_bytes());
+    mac
+}
+
+/// The signature of a set of query parameters (`sig` itself is ignored).
+pub fn sign(key: &[u8], params: &[(String, String)]) -> String {
+    hex::encode(mac(key, &canonical(params)).finalize().into_bytes())
+}
+
+/// Mints a start link: `{base_url}?customer=…&plan=…&expires=…[&email=…]&sig=…`.
+pub fn mint(
+    base_url: &str,
+    key: &[u8],
+    customer: &CustomerId,
+    plan: &PlanId,
+    expires: DateTime<Utc>,
+    email: Option<&str>,
+) -> String {
+    let mut params = vec![
+        ("customer".to_owned(), customer.to_string()),
+        ("plan".to_owned(), plan.to_string()),
+        ("expires".to_owned(), expires.timestamp().to_string()),
+    ];
+    if let Some(e) = email {
+        params.push(("email".to_owned(), e.to_owned()));
+    }
+    let sig = sign(key, &params);
+    params.push(("sig".to_owned(), sig));
+    let query = params
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                utf8_percent_encode(k, RFC3986),
+                utf8_percent_encode(v, RFC3986)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    let sep = if base_url.contains('?') { '&' } else { '?' };
+    format!("{base_url}{sep}{query}")
+}
+
+/// Verifies a raw query string: signature first (so nothing about an unsigned link is
+/// revealed), then expiry, then content.
+pub fn verify(
+    raw_query: &str,
+    key: &[u8],
+    plans: &Catalog,
+    now: DateTime<Utc>,
+) -> Result<StartLink, LinkError> {
+    if raw_query.len() > MAX_QUERY_LEN {
+        return Err(LinkError::Invalid(format!(
+            "the query is longer than {MAX_QUERY_LEN} bytes"
+        )));
+    }
+    let params: Vec<(String, String)> = form_urlencoded::parse(raw_query.as_bytes())
+        .into_owned()
+        .collect();
+    let sigs: Vec<&str> = params
+        .iter()
+        .filter(|(k, _)| k == "sig")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let [sig] = sigs.as_slice() else {
+        return Err(LinkError::BadSignature);
+    };
+    let given = hex::decode(sig).map_err(|_| LinkError::BadSignature)?;
+    let expected = mac(key, &canonical(&params)).finalize().into_bytes();
+    if given.len() != expected.len() || !bool::from(given.as_slice().ct_eq(expected.as_slice())) {
+        return Err(LinkError::BadSignature);
+    }
+    let one = |name: &str| -> Result<Option<&str>, LinkError> {
+        let mut values = params
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str());
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(LinkError::Invalid(format!("{name} appears more than once")));
+        }
+        Ok(first)
+    };
+    let required =
+        |name: &str| one(name)?.ok_or_else(|| LinkError::Invalid(format!("{name} is missing")));
+    let expires_secs: i64 = required("expires")?
+        .parse()
+        .map_err(|_| LinkError::Invalid("expires must be Unix seconds".into()))?;
+    let expires = DateTime::from_timestamp(expires_secs, 0)
+        .ok_or_else(|| LinkError::Invalid("expires is out of range".into()))?;
+    if now > expires {
+        return Err(LinkError::Expired(expires));
+    }
+    let customer =
+        CustomerId::parse(required("customer")?).map_err(|e| LinkError::Invalid(e.to_string()))?;
+    let plan = plans
+        .lookup(required("plan")?)
+        .map_err(|e| LinkError::Invalid(e.to_string()))?
+        .id
+        .clone();
+    let email = match one("email")? {
+        None => None,
+        Some(e)
+            if e.len() <= 254
+                && e.contains('@')
+                && !e.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            Some(e.to_owned())
+        }
+        Some(_) => return Err(LinkError::Invalid("email is not an e-mail address".into())),
+    };
+    Ok(StartLink {
+        customer,
+        plan,
+        email,
+        expires,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn plans() -> Catalog {
+        Catalog::parse(r#"[{"id":"premium","description":"P","amount":500,"intervalMonths":1}]"#)
+            .unwrap()
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
+    fn query_of(link: &str) -> &str {
+        link.split_once('?').unwrap().1
+    }
+
+    fn link(customer: &str, plan: &str, email: Option<&str>) -> String {
+        let mut params = vec![
+            ("customer".to_owned(), customer.to_owned()),
+            ("plan".to_owned(), plan.to_owned()),
+            (
+                "expires".to_owned(),
+                (now() + Duration::minutes(5)).timestamp().to_string(),
+            ),
+        ];
+        if let Some(e) = email {
+            params.push(("email".into(), e.into()));
+        }
+        let sig = sign(KEY, &params);
+        params.push(("sig".into(), sig));
+        format!(
+            "https://pay.example/checkout/start?{}",
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&params)
+                .finish()
+        )
+    }
+
+    #[test]
+    fn a_minted_link_verifies() {
+        let l = mint(
+            "https://pay.example/checkout/start",
+            KEY,
+            &CustomerId::parse("cust-1").unwrap(),
+            &PlanId::parse("premium").unwrap(),
+            now() + Duration::minutes(5),
+            Some("a+b@shop.example"),
+        );
+        let v = verify(query_of(&l), KEY, &plans(), now()).unwrap();
+        assert_eq!(v.customer.as_str(), "cust-1");
+        assert_eq!(v.email.as_deref(), Some("a+b@shop.example"));
+    }
+
+    #[test]
+    fn canonical_string_is_sorted_and_rfc3986_encoded() {
+        let params = vec![
+            ("plan".to_owned(), "premium".to_owned()),
+            ("email".to_owned(), "a b+c@x.tw".to_owned()),
+            ("customer".to_owned(), "c~1.x_y-z".to_owned()),
+            ("sig".to_owned(), "ignored".to_owned()),
+        ];
+        assert_eq!(
+            canonical(&params),
+            "customer=c~1.x_y-z&email=a%20b%2Bc%40x.tw&plan=premium"
+        );
+        // Known-answer: HMAC-SHA256("key", "customer=c1&expires=1800000000&plan=premium").
+        let kat = sign(
+            b"key",
+            &[
+                ("plan".into(), "premium".into()),
+                ("customer".into(), "c1".into()),
+                ("expires".into(), "1800000000".into()),
+            ],
+        );
+        assert_eq!(kat.len(), 64);
+        assert_eq!(
+            kat,
+            hex::encode(
+                mac(b"key", "customer=c1&expires=1800000000&plan=premium")
+                    .finalize()
+                    .into_bytes()
+            )
+        );
+    }
+
+    #[test]
+    fn a_link_signed_by_another_encoder_verifies() {
+        // form encoding writes a space as '+'; the canonical string does not care.
+        let l = link("cust-1", "premium", Some("x y@shop.example"));
+        assert!(l.contains('+'));
+        assert!(
+            verify(query_of(&l), KEY, &plans(), now()).is_err(),
+            "a space is not a valid e-mail"
+        );
+        let l = link("cust-1", "premium", Some("x@shop.example"));
+        assert!(verify(query_of(&l), KEY, &plans(), now()).is_ok());
+    }
+
+    #[test]
+    fn tampering_or_missing_signature_is_refused() {
+        let l = link("cust-1", "premium", None);
+        let q = query_of(&l);
+        assert_eq!(
+            verify(&q.replace("cust-1", "cust-2"), KEY, &plans(), now()),
+            Err(LinkError::BadSignature)
+        );
+        assert_eq!(
+            verify(q, b"another key another key another k", &plans(), now()),
+            Err(LinkError::BadSignature)
+        );
+        let unsigned = q.split("&sig=").next().unwrap();
+        assert_eq!(
+            verify(unsigned, KEY, &plans(), now()),
+            Err(LinkError::BadSignature)
+        );
+        assert_eq!(
+            verify(&format!("{unsigned}&sig=zz"), KEY, &plans(), now()),
+            Err(LinkError::BadSignature)
+        );
+        assert_eq!(
+            verify(&format!("{q}&sig=00"), KEY, &plans(), now()),
+            Err(LinkError::BadSignature)
+        );
+        assert_eq!(
+            verify(&format!("{q}&extra=1"), KEY, &plans(), now()),
+            Err(LinkError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn expired_links_are_refused_after_the_signature_check() {
+        let l = link("cust-1", "premium", None);
+        let later = now() + Duration::minutes(6);
+        assert!(matches!(
+            verify(query_of(&l), KEY, &plans(), later),
+            Err(LinkError::Expired(_))
+        ));
+    }
+
+    #[test]
+    fn signed_links_with_bad_content_are_invalid() {
+        for (customer, plan) in [("cust 1", "premium"), ("cust-1", "gold"), ("", "premium")] {
+            let l = link(customer, plan, None);
+            assert!(
+                matches!(
+                    verify(query_of(&l), KEY, &plans(), now()),
+                    Err(LinkError::Invalid(_))
+                ),
+                "{customer} {plan}"
+            );
+        }
+        let err = verify(
+            query_of(&link("cust-1", "gold", None)),
+            KEY,
+            &plans(),
+            now(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("gold"), "{err}");
+    }
+}

@@ -1,0 +1,154 @@
+//! The work queue between the planner and the charge workers (SQS on AWS).
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::domain::{CustomerId, PlanId};
+use crate::store::DueCursor;
+
+/// One unit of work. Planning is itself fanned out through the queue, one page of one shard of
+/// the due index per message, so that no invocation does unbounded work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WorkMessage {
+    /// Plan one page of one shard of the due index as of `now`.
+    Plan {
+        shard: u16,
+        now: DateTime<Utc>,
+        cursor: Option<String>,
+    },
+    /// Look at one subscription: charge its due period, or reconcile an unknown one.
+    Charge { customer: CustomerId, plan: PlanId },
+}
+
+impl WorkMessage {
+    pub fn plan(shard: u16, now: DateTime<Utc>, cursor: Option<DueCursor>) -> Self {
+        WorkMessage::Plan {
+            shard,
+            now,
+            cursor: cursor.map(|c| c.0),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("work could not be enqueued: {0}")]
+pub struct QueueError(pub String);
+
+#[async_trait]
+pub trait WorkQueue: Send + Sync {
+    async fn enqueue(&self, messages: &[WorkMessage]) -> Result<(), QueueError>;
+}
+
+/// A queue in memory: tests, the dev stack and the benchmark drain it themselves.
+#[derive(Default)]
+pub struct MemoryQueue(Mutex<VecDeque<WorkMessage>>);
+
+impl MemoryQueue {
+    pub fn pop(&self) -> Option<WorkMessage> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
+    }
+
+    pub fn drain(&self) -> Vec<WorkMessage> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[async_trait]
+impl WorkQueue for MemoryQueue {
+    async fn enqueue(&self, messages: &[WorkMessage]) -> Result<(), QueueError> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(messages.iter().cloned());
+        Ok(())
+    }
+}
+
+/// SQS: `SendMessageBatch`, ten messages a call.
+pub struct SqsQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl SqsQueue {
+    pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
+        Self {
+            client,
+            url: url.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl WorkQueue for SqsQueue {
+    async fn enqueue(&self, messages: &[WorkMessage]) -> Result<(), QueueError> {
+        for chunk in messages.chunks(10) {
+            let mut req = self.client.send_message_batch().queue_url(&self.url);
+            for (i, m) in chunk.iter().enumerate() {
+                let body = serde_json::to_string(m).map_err(|e| QueueError(e.to_string()))?;
+                let entry = aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(body)
+                    .build()
+                    .map_err(|e| QueueError(e.to_string()))?;
+                req = req.entries(entry);
+            }
+            let out = req.send().await.map_err(|e| {
+                QueueError(format!(
+                    "SendMessageBatch: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(&e)
+                ))
+            })?;
+            if !out.failed().is_empty() {
+                return Err(QueueError(format!(
+                    "SendMessageBatch refused {} of {} messages",
+                    out.failed().len(),
+                    chunk.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_have_a_stable_json_shape() {
+        let m = WorkMessage::Charge {
+            customer: CustomerId::parse("c1").unwrap(),
+            plan: PlanId::parse("premium").unwrap(),
+        };
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"kind":"charge","customer":"c1","plan":"premium"}"#
+        );
+        let p = WorkMessage::plan(3, DateTime::from_timestamp(0, 0).unwrap(), None);
+        let back: WorkMessage = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+        assert!(serde_json::from_str::<WorkMessage>(
+            r#"{"kind":"charge","customer":"bad id","plan":"p"}"#
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,788 @@
+//! Flows 1–3 end to end: the real API Gateway events of `events/` through `lambda_http` into the
+//! two HTTP functions, the simulator as Oen (hosted page, webhook delivery), and both storage
+//! back ends: in memory, and moto's DynamoDB + KMS.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::Router;
+use chrono::Utc;
+use http_body_util::BodyExt;
+use oen_pay::binding::{BindingDeps, CustomId};
+use oen_pay::clock::SystemClock;
+use oen_pay::dev;
+use oen_pay::domain::{BindingRef, CheckoutId, CustomerId, PlanId};
+use oen_pay::events::MemoryEvents;
+use oen_pay::oen::OenGateway;
+use oen_pay::store::{
+    BindingSession, Expect, MemoryStore, Put, Record, SessionState, Store, StoreExt,
+    SubscriptionStatus,
+};
+use oen_pay::vault::{Ciphertext, KmsVault, LocalVault, TokenVault, VaultContext};
+use oen_pay::web::Cidr;
+use oen_pay_integration as harness;
+use oen_sim::{cards, SimConfig, Simulator};
+use tower::ServiceExt;
+
+const EVENT_TOKEN: &str = "2HhnhWm8Qe0sPz4LbXv9KdYt1Ra";
+const EVENT_REF: &str = "Ref0000000000000000001";
+const EVENT_CHECKOUT: &str = "2HhngP9sVb3mK1xYdQe7Wc0RtUi";
+
+fn event(name: &str) -> serde_json::Value {
+    let path = harness::repo_root().join("events").join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// Sends an API Gateway v2 event through lambda_http's parser into a router.
+async fn invoke(router: &Router, event: &serde_json::Value) -> (StatusCode, HeaderMap, String) {
+    let request =
+        lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event");
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn webhook_event(body: &serde_json::Value) -> serde_json::Value {
+    let mut e = event("webhook-token-success.json");
+    e["body"] = serde_json::Value::String(body.to_string());
+    e
+}
+
+/// Everything a log line could carry, for the no-plaintext-token checks.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || sink.clone())
+        .finish();
+    (
+        captured.clone(),
+        tracing::subscriber::set_default(subscriber),
+    )
+}
+
+enum Backend {
+    Memory,
+    Moto,
+}
+
+struct Stack {
+    deps: BindingDeps,
+    events: Arc<MemoryEvents>,
+    checkout: Router,
+    webhook: Router,
+    sim: Simulator,
+    store: Arc<dyn Store>,
+    memory: Option<Arc<MemoryStore>>,
+    vault: Arc<dyn TokenVault>,
+    table: Option<String>,
+    webhook_server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.webhook_server.abort();
+    }
+}
+
+async fn stack(backend: Backend, allowed_ips: Vec<Cidr>) -> Stack {
+    let memory = matches!(backend, Backend::Memory).then(|| Arc::new(MemoryStore::new()));
+    let (store, vault, table): (Arc<dyn Store>, Arc<dyn TokenVault>, Option<String>) = match backend
+    {
+        Backend::Memory => (
+            memory.clone().unwrap(),
+            Arc::new(LocalVault::random()),
+            None,
+        ),
+        Backend::Moto => {
+            let dynamo = harness::dynamo_client().await;
+            let table = harness::create_table(&dynamo).await;
+            let kms = harness::kms_client().await;
+            let key = harness::create_kms_key(&kms).await;
+            (
+                Arc::new(oen_pay::store::DynamoStore::new(dynamo, table.clone())),
+                Arc::new(KmsVault::new(kms, key)),
+                Some(table),
+            )
+        }
+    };
+    let secrets = dev::dev_secrets(dev::DEV_API_TOKEN);
+    let sim = Simulator::start(SimConfig {
+        api_token: dev::DEV_API_TOKEN.into(),
+        knobs: Default::default(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    sim.set_webhook_retry_delays(&[Duration::from_millis(20), Duration::from_millis(40)]);
+    let oen: Arc<dyn OenGateway> =
+        Arc::new(dev::local_oen(&sim.base_url(), secrets.clone()).unwrap());
+    let events = Arc::new(MemoryEvents::default());
+    let deps = dev::binding_deps(
+        store.clone(),
+        vault.clone(),
+        oen,
+        events.clone(),
+        Arc::new(SystemClock),
+    );
+    let checkout = checkout_start::router(Arc::new(checkout_start::App {
+        deps: deps.clone(),
+        secrets: secrets.clone(),
+        success_url: "https://shop.example/card/bound".into(),
+        failure_url: "https://shop.example/card/failed".into(),
+        hosted_base_url: sim.hosted_base_url_template(),
+    }));
+    let webhook = webhook::router(Arc::new(webhook::App {
+        deps: deps.clone(),
+        secrets,
+        allowed_ips,
+    }));
+    // The simulator delivers its webhooks over loopback HTTP to the same router.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = webhook
+        .clone()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let webhook_server = tokio::spawn(async move {
+        let _ = axum::serve(listener, served).await;
+    });
+    sim.set_webhook_url(Some(format!(
+        "http://{addr}/oen/webhook/{}",
+        dev::DEV_WEBHOOK_PATH_KEY
+    )));
+    Stack {
+        deps,
+        events,
+        checkout,
+        webhook,
+        sim,
+        store,
+        memory,
+        vault,
+        table,
+        webhook_server,
+    }
+}
+
+fn ctx(customer: &str, binding: &BindingRef) -> VaultContext {
+    VaultContext {
+        merchant: dev::dev_merchant(),
+        customer: CustomerId::parse(customer).unwrap(),
+        binding: binding.clone(),
+    }
+}
+
+fn ref_from(url: &str) -> BindingRef {
+    let r = url.split("ref=").nth(1).unwrap().split('&').next().unwrap();
+    BindingRef::parse(r).unwrap()
+}
+
+/// Start → hosted page → submit → webhook → card stored; returns the binding reference and
+/// the token Oen delivered.
+async fn bind_through_the_hosted_page(
+    s: &Stack,
+    card: &str,
+) -> (BindingRef, Option<String>, String) {
+    let (status, headers, _) = invoke(&s.checkout, &event("checkout-start-valid.json")).await;
+    assert_eq!(status, StatusCode::FOUND);
+    assert_eq!(headers["cache-control"], "no-store");
+    let page = headers["location"].to_str().unwrap().to_owned();
+    assert!(page.starts_with(&s.sim.hosted_base_url()), "{page}");
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = browser.get(&page).send().await.unwrap();
+    assert_eq!(form.status(), 200);
+    assert!(
+        form.text().await.unwrap().contains("mei@example.com"),
+        "payerEmail pre-fills the page"
+    );
+    let before = s.sim.webhook_deliveries().len();
+    let submitted = browser
+        .post(&page)
+        .form(&[("email", "mei@example.com"), ("cardNumber", card)])
+        .send()
+        .await
+        .unwrap();
+    assert!(submitted.status().is_redirection());
+    let back = submitted.headers()["location"].to_str().unwrap().to_owned();
+    let deliveries = s
+        .sim
+        .wait_for_webhooks(before + 1, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let delivery = deliveries.last().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while s
+        .sim
+        .webhook_deliveries()
+        .last()
+        .unwrap()
+        .attempts
+        .is_empty()
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let token = delivery
+        .payload
+        .get("token")
+        .and_then(|t| t.as_str())
+        .map(str::to_owned);
+    (ref_from(&back), token, back)
+}
+
+async fn wait_for_session_state(store: &dyn Store, r: &BindingRef, want: &str) -> BindingSession {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = store.session(r).await.unwrap().unwrap().value;
+        let state = match s.state {
+            SessionState::Pending => "pending",
+            SessionState::Bound { .. } => "bound",
+            SessionState::Failed { .. } => "failed",
+        };
+        if state == want {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "session stayed {state}, wanted {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn full_flow_stores_only_ciphertext_that_decrypts_under_its_context(backend: Backend) {
+    let (logs, _guard) = capture_logs();
+    let s = stack(backend, vec![]).await;
+    let (reference, token, back) = bind_through_the_hosted_page(&s, cards::SUCCESS).await;
+    let token = token.expect("a success webhook carries the token");
+    assert!(
+        back.starts_with("https://shop.example/card/bound?ref="),
+        "{back}"
+    );
+    let session = wait_for_session_state(s.store.as_ref(), &reference, "bound").await;
+    assert_eq!(session.customer.as_str(), "cust-1001");
+
+    let card = s
+        .store
+        .card(&session.customer, &reference)
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    assert_eq!(card.last4.as_deref(), Some("4242"));
+    let plain = s
+        .vault
+        .decrypt(
+            &Ciphertext(card.ciphertext.clone()),
+            &ctx("cust-1001", &reference),
+        )
+        .await
+        .unwrap();
+    assert_eq!(plain.expose(), token);
+    assert!(s
+        .vault
+        .decrypt(
+            &Ciphertext(card.ciphertext.clone()),
+            &ctx("cust-9999", &reference)
+        )
+        .await
+        .is_err());
+
+    let sub = s
+        .store
+        .subscription(&session.customer, &PlanId::parse("premium").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    assert_eq!(sub.status, SubscriptionStatus::Active);
+    assert_eq!(sub.card, reference);
+    assert!(
+        sub.next_action_at.unwrap() <= Utc::now(),
+        "the first period is due at once"
+    );
+    let bound: Vec<_> = s
+        .events
+        .all()
+        .into_iter()
+        .filter(|e| e.kind == "card.bound")
+        .collect();
+    assert_eq!(bound.len(), 1);
+    assert_eq!(bound[0].id, format!("card.bound:{reference}"));
+
+    let mut status_event = event("checkout-status.json");
+    status_event["rawQueryString"] = format!("ref={reference}").into();
+    let (status, _, body) = invoke(&s.checkout, &status_event).await;
+    assert_eq!(status, StatusCode::OK);
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["state"], "bound");
+    assert_eq!(body["last4"], "4242");
+    assert!(!body.to_string().contains(&token));
+
+    // Nothing anywhere holds the plaintext token.
+    if let Some(table) = &s.table {
+        let items = harness::scan_all(&harness::dynamo_client().await, table).await;
+        assert!(!items.is_empty());
+        let dump = format!("{items:?}");
+        assert!(!dump.contains(&token), "plaintext token in the table");
+    }
+    let logs = logs.text();
+    assert!(
+        logs.contains("card bound"),
+        "the flow logged nothing: {logs}"
+    );
+    assert!(!logs.contains(&token), "plaintext token in the logs");
+    assert!(!format!("{:?}", s.events.all()).contains(&token));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn full_flow_in_memory() {
+    full_flow_stores_only_ciphertext_that_decrypts_under_its_context(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn full_flow_on_moto() {
+    full_flow_stores_only_ciphertext_that_decrypts_under_its_context(Backend::Moto).await;
+}
+
+#[tokio::test]
+async fn a_failed_binding_is_reported_with_oens_reason() {
+    let s = stack(Backend::Memory, vec![]).await;
+    let (reference, token, back) = bind_through_the_hosted_page(&s, cards::ABANDONED_3DS).await;
+    assert!(token.is_none());
+    assert!(
+        back.starts_with("https://shop.example/card/failed?ref="),
+        "{back}"
+    );
+    assert!(back.contains("payment_error="));
+    wait_for_session_state(s.store.as_ref(), &reference, "failed").await;
+    let mut status_event = event("checkout-status.json");
+    status_event["rawQueryString"] = format!("ref={reference}").into();
+    let (_, _, body) = invoke(&s.checkout, &status_event).await;
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["state"], "failed");
+    assert_eq!(body["reason"], "3DS_ABANDONED");
+}
+
+#[tokio::test]
+async fn duplicate_and_transaction_id_mismatched_deliveries_store_one_card() {
+    let s = stack(Backend::Memory, vec![]).await;
+    s.sim.duplicate_next_webhooks(1);
+    s.sim.set_webhook_transaction_id_differs(true);
+    s.sim.set_webhook_null_message(true);
+    let (reference, token, _) = bind_through_the_hosted_page(&s, cards::SUCCESS).await;
+    assert!(token.is_some());
+    wait_for_session_state(s.store.as_ref(), &reference, "bound").await;
+    let deliveries = s
+        .sim
+        .wait_for_webhooks(2, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while s
+        .sim
+        .webhook_deliveries()
+        .iter()
+        .any(|d| d.attempts.is_empty())
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_ne!(
+        deliveries[0].payload["transactionId"],
+        deliveries[0].payload["id"]
+    );
+    for d in s.sim.webhook_deliveries() {
+        let last = d.attempts.last().expect("delivered");
+        assert!(
+            matches!(last.outcome, oen_sim::AttemptOutcome::Status { code: 200 }),
+            "{d:?}"
+        );
+    }
+    // Redelivering (Oen cannot, the simulator can) changes nothing either.
+    let first = s.sim.webhook_deliveries()[0].delivery_id;
+    s.sim.redeliver_webhook(first).unwrap();
+    s.sim
+        .wait_for_webhooks(3, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let cards: Vec<_> = snapshot(&s)
+        .into_iter()
+        .filter(|r| matches!(r, Record::Card(_)))
+        .collect();
+    assert_eq!(cards.len(), 1);
+    let audits = snapshot(&s)
+        .into_iter()
+        .filter(|r| matches!(r, Record::Audit(_)))
+        .count();
+    assert_eq!(audits, 1, "one audit entry per token write");
+}
+
+fn snapshot(s: &Stack) -> Vec<Record> {
+    s.memory
+        .as_ref()
+        .expect("an in-memory stack")
+        .snapshot()
+        .into_iter()
+        .map(|v| v.value)
+        .collect()
+}
+
+/// The session that `events/webhook-token-*.json` name.
+async fn seed_event_session(s: &Stack, expires_in: chrono::Duration) -> BindingSession {
+    let now = Utc::now();
+    let session = BindingSession {
+        reference: BindingRef::parse(EVENT_REF).unwrap(),
+        customer: CustomerId::parse("cust-1001").unwrap(),
+        plan: PlanId::parse("premium").unwrap(),
+        created_at: now - chrono::Duration::minutes(1),
+        expires_at: now + expires_in,
+        checkout_id: Some(CheckoutId::parse(EVENT_CHECKOUT).unwrap()),
+        state: SessionState::Pending,
+    };
+    s.store
+        .commit(vec![Put::new(session.clone(), Expect::Absent)])
+        .await
+        .unwrap();
+    session
+}
+
+fn success_body() -> serde_json::Value {
+    serde_json::from_str(
+        event("webhook-token-success.json")["body"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_sample_webhook_events_are_accepted_once_and_replays_change_nothing() {
+    let (logs, _guard) = capture_logs();
+    let s = stack(Backend::Memory, vec![]).await;
+    seed_event_session(&s, chrono::Duration::minutes(9)).await;
+    let (status, _, _) = invoke(&s.webhook, &event("webhook-token-success.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    let after_first = snapshot(&s);
+    assert_eq!(
+        after_first
+            .iter()
+            .filter(|r| matches!(r, Record::Card(_)))
+            .count(),
+        1
+    );
+    let (status, _, _) = invoke(&s.webhook, &event("webhook-token-success.json")).await;
+    assert_eq!(status, StatusCode::OK, "a duplicate is a harmless 2xx");
+    assert_eq!(snapshot(&s), after_first, "a duplicate changed the store");
+    // A failure arriving after the success (reordered) changes nothing.
+    let (status, _, _) = invoke(&s.webhook, &event("webhook-token-failure.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(snapshot(&s), after_first);
+    // Another token for the consumed session is refused.
+    let mut other = success_body();
+    other["token"] = "OtherTokenValue000000000001".into();
+    let (status, _, body) = invoke(&s.webhook, &webhook_event(&other)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(!body.contains("bound"), "no detail in the body: {body}");
+    assert_eq!(snapshot(&s), after_first);
+    // The event ids are stable across redeliveries.
+    let ids: std::collections::BTreeSet<_> = s.events.all().into_iter().map(|e| e.id).collect();
+    assert_eq!(ids.len(), 1);
+    let text = logs.text();
+    assert!(
+        !text.contains(EVENT_TOKEN) && !text.contains("OtherTokenValue000000000001"),
+        "token in logs"
+    );
+    for r in &after_first {
+        assert!(
+            !format!("{r:?}").contains(EVENT_TOKEN),
+            "plaintext token in a record"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_sample_failure_event_marks_the_session_failed() {
+    let s = stack(Backend::Memory, vec![]).await;
+    seed_event_session(&s, chrono::Duration::minutes(9)).await;
+    let (status, _, _) = invoke(&s.webhook, &event("webhook-token-failure.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    let session = s
+        .store
+        .session(&BindingRef::parse(EVENT_REF).unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    assert!(
+        matches!(session.state, SessionState::Failed { ref reason, .. } if reason == "3DS_ABANDONED"),
+        "{session:?}"
+    );
+    // The customer retries on the same page and succeeds: the card binds.
+    let (status, _, _) = invoke(&s.webhook, &event("webhook-token-success.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    wait_for_session_state(
+        s.store.as_ref(),
+        &BindingRef::parse(EVENT_REF).unwrap(),
+        "bound",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn forged_foreign_and_stale_webhooks_are_refused_and_store_nothing() {
+    let s = stack(Backend::Memory, vec![]).await;
+    let session = seed_event_session(&s, chrono::Duration::minutes(9)).await;
+    let before = snapshot(&s);
+    let custom = |r: &str, c: &str, p: &str| {
+        serde_json::to_string(&CustomId {
+            reference: BindingRef::parse(r).unwrap(),
+            customer: CustomerId::parse(c).unwrap(),
+            plan: PlanId::parse(p).unwrap(),
+        })
+        .unwrap()
+    };
+    type Mutation = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Mutation)> = vec![
+        (
+            "unknown session",
+            Box::new(move |b| {
+                b["customId"] = custom("Ref0000000000000000999", "cust-1001", "premium").into()
+            }),
+        ),
+        (
+            "customer mismatch",
+            Box::new(move |b| b["customId"] = custom(EVENT_REF, "cust-2002", "premium").into()),
+        ),
+        (
+            "plan mismatch",
+            Box::new(move |b| b["customId"] = custom(EVENT_REF, "cust-1001", "yearly").into()),
+        ),
+        (
+            "customId not ours",
+            Box::new(|b| b["customId"] = "M001".into()),
+        ),
+        (
+            "customId missing",
+            Box::new(|b| {
+                b.as_object_mut().unwrap().remove("customId");
+            }),
+        ),
+        (
+            "id of another page",
+            Box::new(|b| b["id"] = "2HhngP9sVb3mK1xYdQe7Wc0RtUj".into()),
+        ),
+        (
+            "matching transactionId but wrong id",
+            Box::new(|b| {
+                b["id"] = "X".into();
+                b["transactionId"] = EVENT_CHECKOUT.into();
+            }),
+        ),
+        (
+            "foreign merchant",
+            Box::new(|b| b["merchantId"] = "other".into()),
+        ),
+        (
+            "success without token",
+            Box::new(|b| {
+                b.as_object_mut().unwrap().remove("token");
+            }),
+        ),
+    ];
+    for (name, mutate) in cases {
+        let mut body = success_body();
+        mutate(&mut body);
+        let (status, _, text) = invoke(&s.webhook, &webhook_event(&body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}");
+        assert_eq!(
+            text, r#"{"error":"rejected","requestId":null}"#,
+            "{name}: no detail in the body"
+        );
+        assert_eq!(snapshot(&s), before, "{name} changed the store");
+    }
+    // Expired: the same valid body after the session (and its grace) ran out.
+    let mut stale = session.clone();
+    stale.expires_at = Utc::now() - oen_pay::binding::WEBHOOK_GRACE - chrono::Duration::seconds(1);
+    s.store
+        .commit(vec![Put::new(stale, Expect::Version(1))])
+        .await
+        .unwrap();
+    let before = snapshot(&s);
+    let (status, _, _) = invoke(&s.webhook, &event("webhook-token-success.json")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "expired session");
+    assert_eq!(snapshot(&s), before);
+    assert!(s.events.all().is_empty());
+}
+
+#[tokio::test]
+async fn bad_transport_is_refused_before_any_work() {
+    let s = stack(Backend::Memory, vec![]).await;
+    seed_event_session(&s, chrono::Duration::minutes(9)).await;
+    let before = snapshot(&s);
+    let mut wrong_key = event("webhook-token-success.json");
+    wrong_key["rawPath"] = "/oen/webhook/guessed-key-000000000000".into();
+    wrong_key["requestContext"]["http"]["path"] = "/oen/webhook/guessed-key-000000000000".into();
+    assert_eq!(
+        invoke(&s.webhook, &wrong_key).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let mut malformed = event("webhook-token-success.json");
+    malformed["body"] = "{\"purpose\":\"token\",".into();
+    assert_eq!(
+        invoke(&s.webhook, &malformed).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let mut huge = success_body();
+    huge["note"] = "x".repeat(70 * 1024).into();
+    assert_eq!(
+        invoke(&s.webhook, &webhook_event(&huge)).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    let mut charge = success_body();
+    charge["purpose"] = "charge".into();
+    assert_eq!(
+        invoke(&s.webhook, &webhook_event(&charge)).await.0,
+        StatusCode::OK,
+        "other purposes are acknowledged"
+    );
+    assert_eq!(snapshot(&s), before);
+}
+
+#[tokio::test]
+async fn the_source_address_allowlist_applies() {
+    let s = stack(
+        Backend::Memory,
+        Cidr::parse_list("198.51.100.0/24").unwrap(),
+    )
+    .await;
+    seed_event_session(&s, chrono::Duration::minutes(9)).await;
+    let before = snapshot(&s);
+    assert_eq!(
+        invoke(&s.webhook, &event("webhook-token-success.json"))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(snapshot(&s), before);
+    let mut allowed = event("webhook-token-success.json");
+    allowed["requestContext"]["http"]["sourceIp"] = "198.51.100.7".into();
+    assert_eq!(invoke(&s.webhook, &allowed).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn start_links_that_fail_verification_never_reach_oen() {
+    let s = stack(Backend::Memory, vec![]).await;
+    for (name, status) in [
+        ("checkout-start-bad-signature.json", StatusCode::FORBIDDEN),
+        ("checkout-start-expired.json", StatusCode::GONE),
+        ("checkout-start-unknown-plan.json", StatusCode::BAD_REQUEST),
+    ] {
+        let (got, headers, body) = invoke(&s.checkout, &event(name)).await;
+        assert_eq!(got, status, "{name}");
+        assert!(headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        assert!(body.contains("This link cannot be used"), "{name}: {body}");
+    }
+    let (_, _, body) = invoke(&s.checkout, &event("checkout-start-unknown-plan.json")).await;
+    assert!(body.contains("gold"), "the reason names the plan: {body}");
+    assert!(snapshot(&s).is_empty(), "a refused link created a session");
+    let mut missing = event("checkout-start-valid.json");
+    missing["rawQueryString"] = "customer=cust-1001&plan=premium".into();
+    assert_eq!(invoke(&s.checkout, &missing).await.0, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn oen_failing_to_open_a_page_is_a_502_and_the_session_is_marked_failed() {
+    let mut s = stack(Backend::Memory, vec![]).await;
+    // Point the Oen client at a closed port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut deps = s.deps.clone();
+    deps.oen = Arc::new(dev::local_oen(&url, dev::dev_secrets(dev::DEV_API_TOKEN)).unwrap());
+    s.checkout = checkout_start::router(Arc::new(checkout_start::App {
+        deps,
+        secrets: dev::dev_secrets(dev::DEV_API_TOKEN),
+        success_url: "https://shop.example/card/bound".into(),
+        failure_url: "https://shop.example/card/failed".into(),
+        hosted_base_url: s.sim.hosted_base_url_template(),
+    }));
+    let (status, _, body) = invoke(&s.checkout, &event("checkout-start-valid.json")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(body.contains("try again"), "{body}");
+    let sessions: Vec<_> = snapshot(&s)
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Session(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sessions.len(), 1);
+    assert!(matches!(sessions[0].state, SessionState::Failed { .. }));
+}
+
+#[tokio::test]
+async fn rebinding_after_a_hard_decline_resumes_the_subscription_now() {
+    let s = stack(Backend::Memory, vec![]).await;
+    let (first, _, _) = bind_through_the_hosted_page(&s, cards::SUCCESS).await;
+    wait_for_session_state(s.store.as_ref(), &first, "bound").await;
+    let customer = CustomerId::parse("cust-1001").unwrap();
+    let plan = PlanId::parse("premium").unwrap();
+    let sub = s
+        .store
+        .subscription(&customer, &plan)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut declined = sub.value.clone();
+    declined.status = SubscriptionStatus::RequiresPaymentMethod;
+    declined.next_action_at = None;
+    s.store
+        .commit(vec![Put::new(declined, Expect::Version(sub.version))])
+        .await
+        .unwrap();
+    let (second, _, _) = bind_through_the_hosted_page(&s, cards::SUCCESS).await;
+    wait_for_session_state(s.store.as_ref(), &second, "bound").await;
+    let resumed = s
+        .store
+        .subscription(&customer, &plan)
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    assert_eq!(resumed.status, SubscriptionStatus::Active);
+    assert_eq!(resumed.card, second);
+    assert_eq!(resumed.id, sub.value.id, "the same subscription resumes");
+    assert!(resumed.next_action_at.is_some_and(|t| t <= Utc::now()));
+}

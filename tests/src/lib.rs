@@ -9,6 +9,8 @@
 //! Tables are created from the `Table` resource of `template.yaml` itself ([`create_table`]), so
 //! the schema the tests prove is the schema that is deployed.
 
+pub mod stack;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};

@@ -46,7 +46,10 @@ pub async fn handle(
     concurrency: usize,
     event: LambdaEvent<Value>,
 ) -> Result<Value, ChargerError> {
-    let deadline = DateTime::<Utc>::from_timestamp_millis(event.context.deadline as i64);
+    // A zero deadline (a hand-made context) means none is known.
+    let deadline = (event.context.deadline > 0)
+        .then(|| DateTime::<Utc>::from_timestamp_millis(event.context.deadline as i64))
+        .flatten();
     let owner = event.context.request_id.clone();
     let payload = event.payload;
     if payload.get("Records").is_some() {
@@ -103,6 +106,9 @@ pub async fn handle_batch(
     let mut failures = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         match joined {
+            // Oen never saw the request: let SQS redeliver it after the visibility timeout
+            // instead of waiting for the next scheduled run.
+            Ok((id, Ok(WorkOutcome::NotSent))) => failures.push(id),
             Ok((_, Ok(outcome))) => tracing::debug!(?outcome, "work done"),
             Ok((id, Err(WorkError::Retry(reason)))) => {
                 tracing::warn!(message_id = %id, reason = %reason, "work handed back to the queue");

@@ -1,0 +1,223 @@
+//! The `charger` function as Lambda runs it: a scheduled event, then SQS batches from a real
+//! (moto) queue, with partial batch failures.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use charger::handle;
+use chrono::Utc;
+use lambda_runtime::{Context, LambdaEvent};
+use oen_pay::charging::ChargeDeps;
+use oen_pay::clock::Clock;
+use oen_pay::queue::{SqsQueue, WorkQueue};
+use oen_pay::store::StoreExt;
+use oen_pay_integration::stack::{stack, Stack};
+use oen_pay_integration::{aws_config, repo_root};
+use oen_sim::cards;
+use serde_json::{json, Value};
+
+struct Sqs {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl Sqs {
+    async fn new() -> Self {
+        let client = aws_sdk_sqs::Client::new(&aws_config().await);
+        let name = oen_pay_integration::unique_name("charges");
+        let url = client
+            .create_queue()
+            .queue_name(name)
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        Self { client, url }
+    }
+
+    /// Everything on the queue, as the SQS event Lambda would get (and deleted, as Lambda does
+    /// for messages not reported as failures).
+    async fn take_batch(&self) -> Value {
+        let mut records = Vec::new();
+        loop {
+            let out = self
+                .client
+                .receive_message()
+                .queue_url(&self.url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap();
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                break;
+            }
+            for m in messages {
+                self.client
+                    .delete_message()
+                    .queue_url(&self.url)
+                    .receipt_handle(m.receipt_handle.clone().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+                records.push(json!({
+                    "messageId": m.message_id,
+                    "receiptHandle": m.receipt_handle,
+                    "body": m.body,
+                    "attributes": {},
+                    "messageAttributes": {},
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": "arn:aws:sqs:ap-northeast-1:123456789012:charges",
+                    "awsRegion": "ap-northeast-1"
+                }));
+            }
+        }
+        json!({ "Records": records })
+    }
+}
+
+fn sqs_deps(s: &Stack, sqs: &Sqs) -> Arc<ChargeDeps> {
+    let mut deps = s.deps.clone();
+    deps.queue = Arc::new(SqsQueue::new(sqs.client.clone(), sqs.url.clone()));
+    Arc::new(deps)
+}
+
+/// An invocation with a minute left, by the stack's clock.
+fn lambda_event(s: &Stack, payload: Value) -> LambdaEvent<Value> {
+    let mut context = Context::default();
+    context.request_id = "req-1".into();
+    context.deadline = (s.clock.now().timestamp_millis() + 60_000) as u64;
+    LambdaEvent::new(payload, context)
+}
+
+fn failures(response: &Value) -> Vec<String> {
+    response["batchItemFailures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_scheduled_run_fans_out_through_sqs_and_charges_each_due_subscription_once() {
+    let s = stack().await;
+    let sqs = Sqs::new().await;
+    let deps = sqs_deps(&s, &sqs);
+    for i in 0..12 {
+        s.bind(&format!("cust-{i:02}"), "premium", cards::SUCCESS)
+            .await;
+    }
+    let mut schedule: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("events/charger-schedule.json")).unwrap(),
+    )
+    .unwrap();
+    schedule["time"] = s.clock.now().to_rfc3339().into();
+    let out = handle(deps.clone(), 4, lambda_event(&s, schedule))
+        .await
+        .unwrap();
+    assert_eq!(out["plannedShards"], 16);
+    // Planning batch, then charge batch, each delivered twice (SQS is at-least-once).
+    let plans = sqs.take_batch().await;
+    assert_eq!(plans["Records"].as_array().unwrap().len(), 16);
+    for _ in 0..2 {
+        let r = handle(deps.clone(), 4, lambda_event(&s, plans.clone()))
+            .await
+            .unwrap();
+        assert!(failures(&r).is_empty());
+    }
+    let charges = sqs.take_batch().await;
+    assert_eq!(charges["Records"].as_array().unwrap().len(), 24);
+    for _ in 0..2 {
+        let r = handle(deps.clone(), 4, lambda_event(&s, charges.clone()))
+            .await
+            .unwrap();
+        assert!(failures(&r).is_empty(), "{r}");
+    }
+    assert_eq!(s.sim.ledger().len(), 12);
+    let subs: Vec<String> = (0..12).map(|i| format!("cust-{i:02}")).collect();
+    let subs: Vec<(&str, &str)> = subs.iter().map(|c| (c.as_str(), "premium")).collect();
+    s.assert_ledger_agrees(&subs).await;
+}
+
+#[tokio::test]
+async fn messages_to_retry_are_reported_and_unreadable_ones_dropped() {
+    let s = stack().await;
+    s.bind("cust-1001", "premium", cards::SUCCESS).await;
+    // Oen unreachable: the request is never sent, so the message must come back.
+    let mut deps = s.deps.clone();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    deps.oen = Arc::new(
+        oen_pay::dev::local_oen(&url, oen_pay::dev::dev_secrets(oen_pay::dev::DEV_API_TOKEN))
+            .unwrap(),
+    );
+    let mut batch: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("events/charger-sqs.json")).unwrap(),
+    )
+    .unwrap();
+    batch["Records"][1]["body"] = "not json".into();
+    let parsed: SqsEvent = serde_json::from_value(batch.clone()).unwrap();
+    assert_eq!(parsed.records.len(), 2);
+    let r = handle(Arc::new(deps), 2, lambda_event(&s, batch.clone()))
+        .await
+        .unwrap();
+    assert_eq!(failures(&r), ["059f36b4-87a3-44ab-83d2-661975830a7d"]);
+    assert!(s.sim.ledger().is_empty());
+    // With Oen back, the redelivered message charges.
+    let r = handle(Arc::new(s.deps.clone()), 2, lambda_event(&s, batch))
+        .await
+        .unwrap();
+    assert!(failures(&r).is_empty());
+    assert_eq!(s.sim.ledger().len(), 1);
+    s.assert_ledger_agrees(&[("cust-1001", "premium")]).await;
+}
+
+#[tokio::test]
+async fn an_unrecognised_event_is_an_error() {
+    let s = stack().await;
+    let err = handle(
+        Arc::new(s.deps.clone()),
+        1,
+        lambda_event(&s, json!({"hello": "world"})),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("unrecognised"));
+}
+
+#[tokio::test]
+async fn the_sqs_queue_adapter_sends_batches_larger_than_ten() {
+    let sqs = Sqs::new().await;
+    let q = SqsQueue::new(sqs.client.clone(), sqs.url.clone());
+    let messages: Vec<_> = (0..23)
+        .map(|s| oen_pay::queue::WorkMessage::plan(s, Utc::now(), None))
+        .collect();
+    q.enqueue(&messages).await.unwrap();
+    assert_eq!(
+        sqs.take_batch().await["Records"].as_array().unwrap().len(),
+        23
+    );
+}
+
+#[tokio::test]
+async fn with_too_little_time_left_a_charge_is_handed_back_unclaimed() {
+    let s = stack().await;
+    s.bind("cust-1001", "premium", cards::SUCCESS).await;
+    let batch: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("events/charger-sqs.json")).unwrap(),
+    )
+    .unwrap();
+    let mut event = lambda_event(&s, batch);
+    event.context.deadline = (s.clock.now().timestamp_millis() + 5_000) as u64;
+    let r = handle(Arc::new(s.deps.clone()), 2, event).await.unwrap();
+    assert_eq!(failures(&r), ["059f36b4-87a3-44ab-83d2-661975830a7d"]);
+    assert!(s.sim.ledger().is_empty());
+    let sub = s.sub("cust-1001", "premium").await;
+    assert!(
+        s.deps.store.period(&sub.id, 0).await.unwrap().is_none(),
+        "nothing was claimed"
+    );
+}

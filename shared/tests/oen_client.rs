@@ -611,15 +611,28 @@ impl Write for Captured {
     }
 }
 
-#[tokio::test(flavor = "current_thread")]
+/// One global subscriber for this test binary: a scoped one could miss events, because
+/// tracing caches each call site's interest process-wide.
+fn captured_logs() -> Captured {
+    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    CAPTURED
+        .get_or_init(|| {
+            let captured = Captured::default();
+            let sink = captured.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_writer(move || sink.clone())
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).unwrap();
+            tracing::callsite::rebuild_interest_cache();
+            captured
+        })
+        .clone()
+}
+
+#[tokio::test]
 async fn no_log_line_or_error_carries_the_token_or_the_api_key() {
-    let captured = Captured::default();
-    let sink = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || sink.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = captured_logs();
     let mut errors = Vec::new();
     for reply in [
         json(

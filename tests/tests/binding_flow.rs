@@ -2,9 +2,8 @@
 //! two HTTP functions, the simulator as Oen (hosted page, webhook delivery), and both storage
 //! back ends: in memory, and moto's DynamoDB + KMS.
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
@@ -51,39 +50,6 @@ fn webhook_event(body: &serde_json::Value) -> serde_json::Value {
     let mut e = event("webhook-token-success.json");
     e["body"] = serde_json::Value::String(body.to_string());
     e
-}
-
-/// Everything a log line could carry, for the no-plaintext-token checks.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
-    let captured = Captured::default();
-    let sink = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || sink.clone())
-        .finish();
-    (
-        captured.clone(),
-        tracing::subscriber::set_default(subscriber),
-    )
 }
 
 enum Backend {
@@ -279,7 +245,7 @@ async fn wait_for_session_state(store: &dyn Store, r: &BindingRef, want: &str) -
 }
 
 async fn full_flow_stores_only_ciphertext_that_decrypts_under_its_context(backend: Backend) {
-    let (logs, _guard) = capture_logs();
+    let logs = oen_pay_integration::logs::capture();
     let s = stack(backend, vec![]).await;
     let (reference, token, back) = bind_through_the_hosted_page(&s, cards::SUCCESS).await;
     let token = token.expect("a success webhook carries the token");
@@ -486,7 +452,7 @@ fn success_body() -> serde_json::Value {
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_sample_webhook_events_are_accepted_once_and_replays_change_nothing() {
-    let (logs, _guard) = capture_logs();
+    let logs = oen_pay_integration::logs::capture();
     let s = stack(Backend::Memory, vec![]).await;
     seed_event_session(&s, chrono::Duration::minutes(9)).await;
     let (status, _, _) = invoke(&s.webhook, &event("webhook-token-success.json")).await;

@@ -575,3 +575,71 @@ async fn charge_now_uses_the_same_protocol() {
     assert_eq!(s.sub("cust-n", "trial").await.period, 2);
     s.assert_ledger_agrees(&[("cust-n", "trial")]).await;
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn no_charging_log_line_carries_a_card_token() {
+    let logs = oen_pay_integration::logs::capture();
+    let s = stack().await;
+    for (i, card) in [
+        cards::SUCCESS,
+        cards::UNKNOWN_C026_THEN_CHARGED,
+        cards::DECLINE_T0002_CVV,
+        cards::DECLINE_T0004_INSUFFICIENT_FUNDS,
+        cards::CONNECTION_DROP_AFTER_COMMIT,
+    ]
+    .iter()
+    .enumerate()
+    {
+        s.bind(&format!("cust-log{i}"), "premium", card).await;
+    }
+    s.run().await;
+    s.sim.settle_pending();
+    s.advance(Duration::minutes(5));
+    s.run().await;
+    let text = logs.text();
+    assert!(
+        text.contains("period settled"),
+        "nothing was logged: {text}"
+    );
+    for entry in s.sim.ledger() {
+        assert!(
+            !text.contains(&entry.token),
+            "a card token reached the logs"
+        );
+    }
+    assert!(
+        !text.contains(dev::DEV_API_TOKEN),
+        "the API key reached the logs"
+    );
+}
+
+#[tokio::test]
+async fn planning_pages_through_a_crowded_shard_with_continuations() {
+    let mut s = stack().await;
+    s.deps.policy.plan_page = 3;
+    for i in 0..40 {
+        s.bind(&format!("cust-p{i:02}"), "premium", cards::SUCCESS)
+            .await;
+    }
+    charging::schedule(&s.deps, s.clock.now()).await.unwrap();
+    let mut continued = 0;
+    let mut paid = 0;
+    while let Some(m) = s.queue.pop() {
+        match charging::handle(&s.deps, &m, &worker("w")).await.unwrap() {
+            WorkOutcome::Planned {
+                enqueued,
+                continued: more,
+            } => {
+                assert!(enqueued <= 3);
+                continued += usize::from(more);
+            }
+            WorkOutcome::Paid { .. } => paid += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(paid, 40);
+    assert!(continued > 0, "no page was continued");
+    let subs: Vec<String> = (0..40).map(|i| format!("cust-p{i:02}")).collect();
+    let subs: Vec<(&str, &str)> = subs.iter().map(|c| (c.as_str(), "premium")).collect();
+    s.assert_ledger_agrees(&subs).await;
+}

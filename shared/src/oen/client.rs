@@ -130,9 +130,9 @@ impl HttpOenGateway {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
         }
-        let response = req.send().await.map_err(|e| transport_error(&e))?;
+        let response = req.send().await.map_err(transport_error)?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| transport_error(&e))?;
+        let bytes = response.bytes().await.map_err(transport_error)?;
         let result = wire::classify(kind, status.as_u16(), &bytes);
         if let Err(e) = &result {
             tracing::info!(path = %redact_path(path), status = status.as_u16(), error = %e, "Oen call failed");
@@ -200,14 +200,16 @@ impl ClassifyMessage for serde_json::Error {
 }
 
 /// Transport failures: a connect failure never reached Oen; anything later might have.
-fn transport_error(e: &reqwest::Error) -> OenError {
+fn transport_error(e: reqwest::Error) -> OenError {
     let reason = if e.is_timeout() {
         "timed out"
     } else {
         "connection failed"
     };
-    let detail = format!("{reason}: {}", error_chain(e));
-    if e.is_connect() {
+    let connect = e.is_connect();
+    // Without the URL: a base URL may carry credentials.
+    let detail = format!("{reason}: {}", error_chain(&e.without_url()));
+    if connect {
         OenError::NotSent(detail)
     } else {
         OenError::Unknown(detail)
@@ -215,7 +217,6 @@ fn transport_error(e: &reqwest::Error) -> OenError {
 }
 
 fn error_chain(e: &reqwest::Error) -> String {
-    // Without the URL: paths carry order ids, and a base URL may carry credentials.
     let mut out = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {

@@ -1,0 +1,328 @@
+//! `oen-dev`: the whole card-binding flow on localhost, with no AWS account.
+//!
+//! One HTTP server serves, side by side:
+//! - the real `checkout-start` router (`/checkout/start`, `/checkout/status`) and the real
+//!   `webhook` router (`/oen/webhook/{key}`), exactly as they run on Lambda;
+//! - a small merchant demo (`/`, `/demo/start`, `/demo/return`) and an inspection page
+//!   (`/demo/state`) for a person to click through.
+//!
+//! Oen is played by the simulator (`oen_sim::Simulator`), started in-process on its own loopback
+//! port; its back-office webhook URL points at this server's webhook route. The store
+//! ([`MemoryStore`]), the token key ([`LocalVault::random`]) and the domain events
+//! ([`MemoryEvents`]) live in memory: stopping the process forgets everything.
+//!
+//! [`start`] returns a [`DevStack`] with the handles a test needs (address, simulator, store,
+//! events); `main.rs` is a thin wrapper that prints where to go and waits for Ctrl-C.
+
+mod demo;
+mod inspect;
+mod page;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::Router;
+use clap::Parser;
+use oen_pay::binding::BindingDeps;
+use oen_pay::clock::{Clock, SystemClock};
+use oen_pay::dev;
+use oen_pay::events::MemoryEvents;
+use oen_pay::oen::{HttpOenGateway, OenError};
+use oen_pay::secrets::SecretSource;
+use oen_pay::store::MemoryStore;
+use oen_pay::vault::LocalVault;
+use oen_pay::web::html_error;
+use oen_sim::{SimConfig, SimError, Simulator};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long a graceful shutdown waits for open requests before it cuts them off.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Serve the whole card-binding flow on localhost: the checkout-start and webhook functions,
+/// the Oen simulator as Oen, in-memory storage, and a demo merchant page to click through.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "oen-dev", version)]
+pub struct Options {
+    /// Address to listen on (the simulator listens on the same address).
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub host: IpAddr,
+    /// Port to listen on; 0 picks a free port (the URL to open is printed on stdout).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Port of the Oen simulator; 0 (the default) picks a free port.
+    #[arg(long, default_value_t = 0)]
+    pub sim_port: u16,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 8080,
+            sim_port: 0,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DevStackError {
+    #[error("cannot listen on {addr}: {source} (pass --port 0 to pick a free port)")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the Oen simulator did not start: {0}")]
+    Simulator(#[from] SimError),
+    #[error("the Oen client could not be built: {0}")]
+    Oen(#[from] OenError),
+}
+
+/// The adapters the stack's functions share, in memory. The charger, when it joins the stack,
+/// is built from these same values: it must decrypt with the `vault` that `webhook` encrypted
+/// with, charge through the same simulator, and write to the same store and event log.
+#[derive(Clone)]
+pub struct Adapters {
+    pub store: Arc<MemoryStore>,
+    pub vault: Arc<LocalVault>,
+    pub oen: Arc<HttpOenGateway>,
+    pub events: Arc<MemoryEvents>,
+    pub clock: Arc<SystemClock>,
+    pub secrets: Arc<dyn SecretSource>,
+}
+
+impl Adapters {
+    /// What `checkout-start` and `webhook` need, with the development catalog and merchant.
+    pub fn binding_deps(&self) -> BindingDeps {
+        dev::binding_deps(
+            self.store.clone(),
+            self.vault.clone(),
+            self.oen.clone(),
+            self.events.clone(),
+            self.clock.clone(),
+        )
+    }
+
+    pub fn now(&self) -> oen_pay::chrono::DateTime<oen_pay::chrono::Utc> {
+        self.clock.now()
+    }
+}
+
+/// A running dev stack. [`DevStack::shutdown`] stops it gracefully; dropping it stops it at once.
+pub struct DevStack {
+    addr: SocketAddr,
+    url: String,
+    // Shared with the inspection page, which reads the simulator's webhook log.
+    sim: Arc<Simulator>,
+    adapters: Adapters,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for DevStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevStack")
+            .field("addr", &self.addr)
+            .field("sim", &self.sim)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DevStack {
+    /// The bound address of the stack's server.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL of the stack, e.g. `http://127.0.0.1:8080` (no trailing slash); the demo
+    /// page is at `{url}/`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The simulator playing Oen.
+    pub fn sim(&self) -> &Simulator {
+        &self.sim
+    }
+
+    pub fn store(&self) -> &Arc<MemoryStore> {
+        &self.adapters.store
+    }
+
+    pub fn events(&self) -> &Arc<MemoryEvents> {
+        &self.adapters.events
+    }
+
+    pub fn adapters(&self) -> &Adapters {
+        &self.adapters
+    }
+
+    /// Stops accepting connections, lets open requests finish (up to a few seconds), then
+    /// stops the simulator.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            // An error means the server already ended.
+            let _ = stop.send(());
+        }
+        if let Some(mut server) = self.server.take() {
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
+                .await
+                .is_err()
+            {
+                tracing::warn!("open requests did not finish in time; closing them");
+                server.abort();
+                // Only the cancellation just requested can come back.
+                let _ = server.await;
+            }
+        }
+        // The simulator stops when its last handle drops: ours, here, now that the server (and
+        // the inspection page with it) is gone.
+    }
+}
+
+impl Drop for DevStack {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// `http://{addr}` with a wildcard address shown as loopback (a browser cannot open 0.0.0.0).
+fn base_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// Starts the simulator and serves the stack; returns once both are listening.
+pub async fn start(opts: Options) -> Result<DevStack, DevStackError> {
+    // Bind first: the simulator's webhook URL must name our port.
+    let wanted = SocketAddr::new(opts.host, opts.port);
+    let bind_err = |source| DevStackError::Bind {
+        addr: wanted,
+        source,
+    };
+    let listener = TcpListener::bind(wanted).await.map_err(bind_err)?;
+    let addr = listener.local_addr().map_err(bind_err)?;
+    let url = base_url(addr);
+
+    let sim = Simulator::start(SimConfig {
+        merchant_id: dev::DEV_MERCHANT_ID.into(),
+        api_token: dev::DEV_API_TOKEN.into(),
+        webhook_url: Some(format!("{url}/oen/webhook/{}", dev::DEV_WEBHOOK_PATH_KEY)),
+        bind_host: opts.host,
+        port: opts.sim_port,
+        ..SimConfig::default()
+    })
+    .await?;
+    let sim = Arc::new(sim);
+
+    let secrets = dev::dev_secrets(dev::DEV_API_TOKEN);
+    let adapters = Adapters {
+        store: Arc::new(MemoryStore::new()),
+        vault: Arc::new(LocalVault::random()),
+        oen: Arc::new(dev::local_oen(&sim.base_url(), secrets.clone())?),
+        events: Arc::new(MemoryEvents::default()),
+        clock: Arc::new(SystemClock),
+        secrets,
+    };
+
+    let app = router(&adapters, &url, &sim);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            // A dropped sender stops the server too.
+            let _ = stopped.await;
+        })
+        .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "the dev stack's server stopped");
+        }
+    });
+    tracing::info!(%addr, sim = %sim.base_url(), "oen-dev listening");
+
+    Ok(DevStack {
+        addr,
+        url,
+        sim,
+        adapters,
+        stop: Some(stop),
+        server: Some(server),
+    })
+}
+
+/// Every route of the stack on one router.
+fn router(adapters: &Adapters, url: &str, sim: &Arc<Simulator>) -> Router {
+    let deps = adapters.binding_deps();
+    // Oen sends the browser back here, with `ref` added by checkout-start.
+    let return_url = format!("{url}/demo/return");
+    let checkout = checkout_start::router(Arc::new(checkout_start::App {
+        deps: deps.clone(),
+        secrets: adapters.secrets.clone(),
+        success_url: return_url.clone(),
+        failure_url: return_url,
+        hosted_base_url: sim.hosted_base_url_template(),
+    }));
+    let webhook = webhook::router(Arc::new(webhook::App {
+        deps,
+        secrets: adapters.secrets.clone(),
+        // Loopback only; Oen's source-address allowlist has nothing to add here.
+        allowed_ips: vec![],
+    }));
+    let demo = Arc::new(demo::Demo {
+        url: url.to_owned(),
+        plans: dev::dev_plans(),
+        adapters: adapters.clone(),
+        sim: sim.clone(),
+    });
+    checkout
+        .merge(webhook)
+        .merge(demo::router(demo))
+        .fallback(|| async {
+            html_error(
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "There is nothing at this address. The demo starts at /.",
+                None,
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wildcard_address_is_shown_as_loopback() {
+        assert_eq!(
+            base_url("0.0.0.0:8080".parse().unwrap()),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(base_url("[::]:8080".parse().unwrap()), "http://[::1]:8080");
+        assert_eq!(
+            base_url("192.0.2.7:80".parse().unwrap()),
+            "http://192.0.2.7:80"
+        );
+    }
+
+    #[test]
+    fn the_command_line_defaults_to_localhost_8080() {
+        let opts = Options::parse_from(["oen-dev"]);
+        assert_eq!(opts.host, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(opts.port, 8080);
+        let opts = Options::parse_from(["oen-dev", "--port", "0", "--host", "0.0.0.0"]);
+        assert_eq!(opts.port, 0);
+        assert!(opts.host.is_unspecified());
+    }
+}

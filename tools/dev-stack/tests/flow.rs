@@ -1,0 +1,337 @@
+//! A person clicking through the dev stack: the demo shop, checkout-start, the simulator's card
+//! page, the webhook, the return page and the inspection page — all in-process, over loopback,
+//! with a browser that follows no redirect by itself so every hop is checked.
+
+use std::time::{Duration, Instant};
+
+use oen_dev::{DevStack, Options};
+use oen_pay::store::{Record, SessionState, SubscriptionStatus};
+use oen_sim::cards;
+use reqwest::{Client, Response, StatusCode};
+use serde_json::Value;
+
+async fn stack() -> DevStack {
+    oen_dev::start(Options {
+        port: 0,
+        ..Options::default()
+    })
+    .await
+    .expect("the dev stack starts on a free port")
+}
+
+fn browser() -> Client {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn location(r: &Response) -> String {
+    r.headers()
+        .get("location")
+        .unwrap_or_else(|| panic!("{} has no Location", r.url()))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn get_text(browser: &Client, url: &str) -> (StatusCode, String) {
+    let r = browser.get(url).send().await.unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+/// Shop form → signed link → checkout-start → simulator's card page → submit. Returns the
+/// binding reference and where the simulator sent the browser back to.
+async fn bind_through_the_demo(
+    stack: &DevStack,
+    browser: &Client,
+    customer: &str,
+    card: &str,
+) -> (String, String) {
+    let base = stack.url();
+    let (status, home) = get_text(browser, &format!("{base}/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(home.contains("action=\"/demo/start\""), "{home}");
+
+    let started = browser
+        .post(format!("{base}/demo/start"))
+        .form(&[
+            ("customer", customer),
+            ("plan", "premium"),
+            ("email", "mei@example.com"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
+    let link = location(&started);
+    assert!(
+        link.starts_with(&format!("{base}/checkout/start?")) && link.contains("&sig="),
+        "{link}"
+    );
+
+    let opened = browser.get(&link).send().await.unwrap();
+    assert_eq!(
+        opened.status(),
+        StatusCode::FOUND,
+        "checkout-start refused {link}"
+    );
+    let hosted = location(&opened);
+    assert!(
+        hosted.starts_with(&stack.sim().hosted_base_url()),
+        "{hosted}"
+    );
+
+    let (status, card_page) = get_text(browser, &hosted).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        card_page.contains("mei@example.com"),
+        "the e-mail pre-fills Oen's page"
+    );
+
+    let submitted = browser
+        .post(&hosted)
+        .form(&[("email", "mei@example.com"), ("cardNumber", card)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(submitted.status(), StatusCode::SEE_OTHER);
+    let back = location(&submitted);
+    assert!(
+        back.starts_with(&format!("{base}/demo/return?ref=")),
+        "{back}"
+    );
+    let reference = back
+        .split("ref=")
+        .nth(1)
+        .and_then(|r| r.split('&').next())
+        .unwrap()
+        .to_owned();
+
+    let (status, return_page) = get_text(browser, &back).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(return_page.contains(&reference), "{return_page}");
+    (reference, back)
+}
+
+/// Polls the status route as the return page's script does, until the state is `want`.
+async fn wait_for_status(stack: &DevStack, browser: &Client, reference: &str, want: &str) -> Value {
+    let url = format!("{}/checkout/status?ref={reference}", stack.url());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = get_text(browser, &url).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let s: Value = serde_json::from_str(&body).unwrap();
+        if s["state"] == want {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "binding stayed {s}, wanted {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_card_bound_through_the_demo_shows_on_the_state_page_without_its_token() {
+    let stack = stack().await;
+    let browser = browser();
+    let (status, home) = get_text(&browser, &format!("{}/", stack.url())).await;
+    assert_eq!(status, StatusCode::OK);
+    for plan in ["premium", "yearly", "trial"] {
+        assert!(
+            home.contains(&format!("<option value=\"{plan}\"")),
+            "{plan}"
+        );
+    }
+    assert!(
+        home.contains(cards::SUCCESS) && home.contains(cards::ABANDONED_3DS),
+        "the page lists the simulator's test cards"
+    );
+    assert!(home.contains(&format!("{}/_sim/ledger", stack.sim().base_url())));
+
+    let (reference, _) =
+        bind_through_the_demo(&stack, &browser, "cust-demo-1", cards::SUCCESS).await;
+    let bound = wait_for_status(&stack, &browser, &reference, "bound").await;
+    assert_eq!(bound["last4"], "4242");
+
+    let deliveries = stack
+        .sim()
+        .wait_for_webhooks(1, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let token = deliveries[0].payload["token"]
+        .as_str()
+        .expect("the simulator delivered a token")
+        .to_owned();
+    assert_eq!(deliveries[0].attempts.last().unwrap().status(), Some(200));
+
+    let (status, return_page) = get_text(
+        &browser,
+        &format!("{}/demo/return?ref={reference}", stack.url()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        return_page.contains("Card bound: •••• 4242"),
+        "{return_page}"
+    );
+
+    let (status, state) = get_text(&browser, &format!("{}/demo/state", stack.url())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(state.contains(&reference), "the session is listed");
+    assert!(
+        state.contains("cust-demo-1") && state.contains("active"),
+        "{state}"
+    );
+    assert!(
+        state.contains("•••• 4242"),
+        "the card shows its last 4 digits"
+    );
+    assert!(
+        state.contains("card.bound"),
+        "the audit entry and the event are listed"
+    );
+    assert!(state.contains("HTTP 200"), "the webhook delivery is listed");
+    assert!(!state.contains(&token), "the state page shows the token");
+    assert!(!return_page.contains(&token) && !bound.to_string().contains(&token));
+
+    // What the pages show is what the store holds: one card, one active subscription.
+    let records: Vec<Record> = stack
+        .store()
+        .snapshot()
+        .into_iter()
+        .map(|v| v.value)
+        .collect();
+    let cards: Vec<_> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Card(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cards.len(), 1);
+    assert_eq!(cards[0].last4.as_deref(), Some("4242"));
+    assert!(records.iter().any(|r| matches!(r,
+        Record::Subscription(s) if s.customer.as_str() == "cust-demo-1" && s.status == SubscriptionStatus::Active)));
+    assert!(!format!("{records:?}").contains(&token));
+    let events = stack.events().all();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].id, format!("card.bound:{reference}"));
+}
+
+#[tokio::test]
+async fn an_abandoned_3ds_binding_ends_failed_with_oens_reason() {
+    let stack = stack().await;
+    let browser = browser();
+    let (reference, back) =
+        bind_through_the_demo(&stack, &browser, "cust-demo-2", cards::ABANDONED_3DS).await;
+    assert!(back.contains("payment_error=T0001"), "{back}");
+    let failed = wait_for_status(&stack, &browser, &reference, "failed").await;
+    assert_eq!(failed["reason"], "3DS_ABANDONED");
+
+    let (_, return_page) = get_text(&browser, &back).await;
+    assert!(return_page.contains("payment_error=T0001"), "{return_page}");
+    assert!(
+        return_page.contains("Binding failed: 3DS_ABANDONED"),
+        "{return_page}"
+    );
+    let (_, state) = get_text(&browser, &format!("{}/demo/state", stack.url())).await;
+    assert!(state.contains("failed: 3DS_ABANDONED"), "{state}");
+
+    let records: Vec<Record> = stack
+        .store()
+        .snapshot()
+        .into_iter()
+        .map(|v| v.value)
+        .collect();
+    assert!(records
+        .iter()
+        .all(|r| !matches!(r, Record::Card(_) | Record::Subscription(_))));
+    assert!(records.iter().any(|r| matches!(r,
+        Record::Session(s) if matches!(s.state, SessionState::Failed { .. }))));
+    assert!(stack.events().all().is_empty());
+}
+
+#[tokio::test]
+async fn bad_demo_input_is_refused_escaped_and_stores_nothing() {
+    let stack = stack().await;
+    let browser = browser();
+    let base = stack.url();
+    let post = |customer: &'static str, plan: &'static str| {
+        browser
+            .post(format!("{base}/demo/start"))
+            .form(&[("customer", customer), ("plan", plan)])
+            .send()
+    };
+    let r = post("<script>alert(1)</script>", "premium").await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("customer id"), "{body}");
+    assert!(!body.contains("<script>"), "unescaped input: {body}");
+
+    let r = post("cust-1", "gold").await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("gold"));
+
+    let r = browser
+        .post(format!("{base}/demo/start"))
+        .form(&[("plan", "premium")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    let (status, _) = get_text(&browser, &format!("{base}/demo/return")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, body) = get_text(
+        &browser,
+        &format!("{base}/demo/return?ref=%3Cb%3Ex%3C%2Fb%3E"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(!body.contains("<b>x"), "{body}");
+    let (status, _) = get_text(
+        &browser,
+        &format!("{base}/demo/return?ref=Ref0000000000000000001"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = get_text(&browser, &format!("{base}/no/such/page")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.contains("The demo starts at /"), "{body}");
+
+    // An e-mail the start link cannot carry is refused by checkout-start itself.
+    let r = browser
+        .post(format!("{base}/demo/start"))
+        .form(&[
+            ("customer", "cust-1"),
+            ("plan", "premium"),
+            ("email", "not an address"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (status, body) = get_text(&browser, &location(&r)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("e-mail"), "{body}");
+
+    assert!(stack.store().snapshot().is_empty());
+    assert!(stack.sim().webhook_deliveries().is_empty());
+}
+
+#[tokio::test]
+async fn shutdown_stops_serving() {
+    let stack = stack().await;
+    let browser = browser();
+    let url = format!("{}/", stack.url());
+    assert_eq!(get_text(&browser, &url).await.0, StatusCode::OK);
+    stack.shutdown().await;
+    let fresh = Client::builder().build().unwrap();
+    assert!(
+        fresh.get(&url).send().await.is_err(),
+        "still serving after shutdown"
+    );
+}

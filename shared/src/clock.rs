@@ -43,6 +43,27 @@ impl Clock for TestClock {
     }
 }
 
+/// The machine's clock shifted by an offset that can grow: the dev stack's "skip ahead a
+/// month" button, with time still ticking.
+#[derive(Debug, Clone, Default)]
+pub struct ShiftedClock(Arc<Mutex<Duration>>);
+
+impl ShiftedClock {
+    pub fn skip(&self, by: Duration) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) += by;
+    }
+
+    pub fn offset(&self) -> Duration {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.offset()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +78,16 @@ mod tests {
         assert_eq!(c2.now(), t0 + Duration::minutes(5));
         c2.set(t0);
         assert_eq!(c.now(), t0);
+    }
+
+    #[test]
+    fn shifted_clock_runs_ahead_by_its_offset() {
+        let c = ShiftedClock::default();
+        c.skip(Duration::days(30));
+        let ahead = c.now() - Utc::now();
+        assert!(
+            ahead > Duration::days(29) && ahead <= Duration::days(30),
+            "{ahead}"
+        );
     }
 }

@@ -33,6 +33,7 @@ pub(crate) struct Demo {
     pub plans: Catalog,
     pub adapters: Adapters,
     pub sim: Arc<Simulator>,
+    pub last_run: crate::charger::LastRun,
 }
 
 pub(crate) fn router(demo: Arc<Demo>) -> Router {
@@ -41,10 +42,8 @@ pub(crate) fn router(demo: Arc<Demo>) -> Router {
         .route("/demo/start", post(start))
         .route("/demo/return", get(return_page))
         .route("/demo/state", get(crate::inspect::state_page))
-        // The charger joins the stack here: `POST /demo/charge` ("run the charger now") will run
-        // one planning + charging pass over `Demo::adapters` (the same store, vault, simulator
-        // and event log the binding flow uses) and answer 303 to /demo/state. Its button goes
-        // on the inspection page, where `inspect::charger_section` marks the spot.
+        .route("/demo/charge", post(crate::charger::run))
+        .route("/demo/skip", post(crate::charger::skip))
         .with_state(demo)
 }
 
@@ -134,8 +133,8 @@ fn test_cards() -> String {
         .collect();
     format!(
         "<h2>Test cards</h2><p>Type one of these on the simulator's card page. Any other number \
-         of 12–19 digits behaves like <code>{}</code>. Charging happens once the charger joins \
-         this stack.</p>{}",
+         of 12–19 digits behaves like <code>{}</code>. Charging happens when you run the charger on \
+         the <a href=\"/demo/state\">state page</a>.</p>{}",
         escape(cards::SUCCESS),
         table(&["card number", "binding", "charging the token"], &rows)
     )

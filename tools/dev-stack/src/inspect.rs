@@ -246,7 +246,7 @@ pub(crate) async fn state_page(State(demo): State<Arc<Demo>>) -> Response {
             ],
             &period_rows
         ),
-        charger = charger_section(),
+        charger = crate::charger::section(&demo),
         audits = table(
             &["at", "customer", "actor", "action", "binding", "detail"],
             &audit_rows
@@ -260,12 +260,4 @@ pub(crate) async fn state_page(State(demo): State<Arc<Demo>>) -> Response {
         ledger_text = escape(&ledger),
     );
     page("Inspect state", &body)
-}
-
-/// Where "run the charger now" goes once the charger joins the stack (a form posting to
-/// `/demo/charge`, see `demo::router`).
-fn charger_section() -> String {
-    "<h2>Charger</h2><p class=\"muted\">The charger is not part of the dev stack yet: \
-     subscriptions show when their first period is due, and nothing charges them.</p>"
-        .to_owned()
 }

@@ -14,6 +14,7 @@
 //! [`start`] returns a [`DevStack`] with the handles a test needs (address, simulator, store,
 //! events); `main.rs` is a thin wrapper that prints where to go and waits for Ctrl-C.
 
+mod charger;
 mod demo;
 mod inspect;
 mod page;
@@ -26,10 +27,12 @@ use axum::http::StatusCode;
 use axum::Router;
 use clap::Parser;
 use oen_pay::binding::BindingDeps;
-use oen_pay::clock::{Clock, SystemClock};
+use oen_pay::charging::{ChargeDeps, ChargePolicy};
+use oen_pay::clock::{Clock, ShiftedClock};
 use oen_pay::dev;
 use oen_pay::events::MemoryEvents;
 use oen_pay::oen::{HttpOenGateway, OenError};
+use oen_pay::queue::MemoryQueue;
 use oen_pay::secrets::SecretSource;
 use oen_pay::store::MemoryStore;
 use oen_pay::vault::LocalVault;
@@ -81,16 +84,18 @@ pub enum DevStackError {
     Oen(#[from] OenError),
 }
 
-/// The adapters the stack's functions share, in memory. The charger, when it joins the stack,
-/// is built from these same values: it must decrypt with the `vault` that `webhook` encrypted
-/// with, charge through the same simulator, and write to the same store and event log.
+/// The adapters the stack's functions share, in memory. The charger is built from these same
+/// values: it decrypts with the `vault` that `webhook` encrypted with, charges through the same
+/// simulator, and writes to the same store and event log.
 #[derive(Clone)]
 pub struct Adapters {
     pub store: Arc<MemoryStore>,
     pub vault: Arc<LocalVault>,
     pub oen: Arc<HttpOenGateway>,
     pub events: Arc<MemoryEvents>,
-    pub clock: Arc<SystemClock>,
+    /// The machine's clock, which the demo can skip ahead to make periods due.
+    pub clock: Arc<ShiftedClock>,
+    pub queue: Arc<MemoryQueue>,
     pub secrets: Arc<dyn SecretSource>,
 }
 
@@ -104,6 +109,21 @@ impl Adapters {
             self.events.clone(),
             self.clock.clone(),
         )
+    }
+
+    /// What `charger` needs; its queue is drained in process by the demo.
+    pub fn charge_deps(&self) -> ChargeDeps {
+        ChargeDeps {
+            store: self.store.clone(),
+            vault: self.vault.clone(),
+            oen: self.oen.clone(),
+            events: self.events.clone(),
+            queue: self.queue.clone(),
+            clock: self.clock.clone(),
+            plans: dev::dev_plans(),
+            merchant: dev::dev_merchant(),
+            policy: ChargePolicy::default(),
+        }
     }
 
     pub fn now(&self) -> oen_pay::chrono::DateTime<oen_pay::chrono::Utc> {
@@ -230,7 +250,8 @@ pub async fn start(opts: Options) -> Result<DevStack, DevStackError> {
         vault: Arc::new(LocalVault::random()),
         oen: Arc::new(dev::local_oen(&sim.base_url(), secrets.clone())?),
         events: Arc::new(MemoryEvents::default()),
-        clock: Arc::new(SystemClock),
+        clock: Arc::new(ShiftedClock::default()),
+        queue: Arc::new(MemoryQueue::default()),
         secrets,
     };
 
@@ -285,6 +306,7 @@ fn router(adapters: &Adapters, url: &str, sim: &Arc<Simulator>) -> Router {
         plans: dev::dev_plans(),
         adapters: adapters.clone(),
         sim: sim.clone(),
+        last_run: Default::default(),
     });
     checkout
         .merge(webhook)

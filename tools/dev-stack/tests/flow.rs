@@ -335,3 +335,53 @@ async fn shutdown_stops_serving() {
         "still serving after shutdown"
     );
 }
+
+#[tokio::test]
+async fn the_charger_button_charges_due_periods_once_and_skipping_ahead_makes_the_next_due() {
+    let stack = stack().await;
+    let browser = browser();
+    let (reference, _) =
+        bind_through_the_demo(&stack, &browser, "cust-charge", oen_sim::cards::SUCCESS).await;
+    wait_for_status(&stack, &browser, &reference, "bound").await;
+    let base = stack.url();
+    let run = |browser: Client, base: String| async move {
+        let r = browser
+            .post(format!("{base}/demo/charge"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(location(&r), "/demo/state");
+    };
+    run(browser.clone(), base.to_owned()).await;
+    let (_, state) = get_text(&browser, &format!("{base}/demo/state")).await;
+    assert!(state.contains("Paid"), "{state}");
+    assert_eq!(stack.sim().ledger().len(), 1);
+    // Running again changes nothing: the next period is a month away.
+    run(browser.clone(), base.to_owned()).await;
+    assert_eq!(stack.sim().ledger().len(), 1);
+    let (_, state) = get_text(&browser, &format!("{base}/demo/state")).await;
+    assert!(state.contains("Nothing was due."), "{state}");
+    let skipped = browser
+        .post(format!("{base}/demo/skip"))
+        .form(&[("days", "31")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(skipped.status(), StatusCode::SEE_OTHER);
+    run(browser.clone(), base.to_owned()).await;
+    let ledger = stack.sim().ledger();
+    assert_eq!(ledger.len(), 2);
+    assert_ne!(
+        ledger[0].order_id, ledger[1].order_id,
+        "a new period has a new order id"
+    );
+    assert!(ledger.iter().all(|e| e.status.as_str() == "charged"));
+    let bad = browser
+        .post(format!("{base}/demo/skip"))
+        .form(&[("days", "-3")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+}

@@ -1,0 +1,132 @@
+//! The charger in the dev stack: "run the charger now" plans and charges everything due, the
+//! way the scheduled Lambda and its SQS workers would, and "skip ahead" moves the stack's clock
+//! so that the next period (or a dunning retry, or a reconciliation) comes due.
+
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Form, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use oen_pay::charging::{self, WorkContext, WorkOutcome};
+use oen_pay::chrono::Duration;
+use serde::Deserialize;
+
+use crate::demo::Demo;
+use crate::page::escape;
+
+/// What the last run did, for the inspection page.
+#[derive(Default)]
+pub(crate) struct LastRun(Mutex<Vec<String>>);
+
+impl LastRun {
+    fn set(&self, lines: Vec<String>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = lines;
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+fn to_state_page() -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    r.headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static("/demo/state"));
+    r
+}
+
+/// `POST /demo/charge`: one scheduled run, worked to the end.
+pub(crate) async fn run(State(demo): State<Arc<Demo>>) -> Response {
+    let deps = demo.adapters.charge_deps();
+    let now = deps.clock.now();
+    let mut lines = vec![format!(
+        "Run at {} (stack clock).",
+        now.format("%Y-%m-%d %H:%M UTC")
+    )];
+    if let Err(e) = charging::schedule(&deps, now).await {
+        lines.push(format!("Planning failed: {e}"));
+    }
+    let ctx = WorkContext {
+        owner: "oen-dev".into(),
+        deadline: None,
+    };
+    let mut handled = 0;
+    // Bounded so that a bug can never spin forever: far more than a demo ever has.
+    while let Some(message) = demo.adapters.queue.pop() {
+        handled += 1;
+        if handled > 10_000 {
+            lines.push("Stopped after 10 000 messages.".into());
+            break;
+        }
+        match charging::handle(&deps, &message, &ctx).await {
+            Ok(WorkOutcome::Planned { .. }) => {}
+            Ok(outcome) => lines.push(format!("{message:?} → {outcome:?}")),
+            Err(e) => lines.push(format!("{message:?} → will retry: {e}")),
+        }
+    }
+    if lines.len() == 1 {
+        lines.push("Nothing was due.".into());
+    }
+    demo.last_run.set(lines);
+    to_state_page()
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Skip {
+    days: i64,
+}
+
+/// `POST /demo/skip`: the stack's clock jumps ahead; Oen's pending results settle.
+pub(crate) async fn skip(
+    State(demo): State<Arc<Demo>>,
+    form: Result<Form<Skip>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(Form(Skip { days })) = form else {
+        return oen_pay::web::html_error(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "days must be a whole number",
+            None,
+        );
+    };
+    if !(1..=400).contains(&days) {
+        return oen_pay::web::html_error(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "days must be 1 to 400",
+            None,
+        );
+    }
+    demo.adapters.clock.skip(Duration::days(days));
+    // Time passes for Oen too: C026 charges settle.
+    demo.sim.settle_pending();
+    to_state_page()
+}
+
+/// The charger's part of the inspection page.
+pub(crate) fn section(demo: &Demo) -> String {
+    let offset = demo.adapters.clock.offset();
+    let last: String = demo
+        .last_run
+        .lines()
+        .iter()
+        .map(|l| format!("<li>{}</li>", escape(l)))
+        .collect();
+    let last = if last.is_empty() {
+        "<p class=\"muted\">The charger has not run yet.</p>".to_owned()
+    } else {
+        format!("<ul>{last}</ul>")
+    };
+    format!(
+        "<h2>Charger</h2>\
+         <p>The stack's clock is {days} days ahead of this machine's. Subscriptions are charged when \
+         their next action is due.</p>\
+         <form method=\"post\" action=\"/demo/charge\"><button>Run the charger now</button></form>\
+         <form method=\"post\" action=\"/demo/skip\"><input type=\"hidden\" name=\"days\" value=\"1\">\
+         <button>Skip ahead a day</button></form>\
+         <form method=\"post\" action=\"/demo/skip\"><input type=\"hidden\" name=\"days\" value=\"31\">\
+         <button>Skip ahead a month</button></form>\
+         <h3>Last run</h3>{last}",
+        days = offset.num_days(),
+    )
+}

@@ -752,3 +752,75 @@ async fn rebinding_after_a_hard_decline_resumes_the_subscription_now() {
     assert_eq!(resumed.id, sub.value.id, "the same subscription resumes");
     assert!(resumed.next_action_at.is_some_and(|t| t <= Utc::now()));
 }
+
+/// A store whose next `n` commits fail as if DynamoDB were unreachable.
+struct FlakyStore {
+    inner: Arc<MemoryStore>,
+    failures: std::sync::atomic::AtomicUsize,
+}
+
+#[oen_pay::async_trait::async_trait]
+impl Store for FlakyStore {
+    async fn get(
+        &self,
+        key: &oen_pay::store::Key,
+    ) -> Result<Option<oen_pay::store::Versioned<Record>>, oen_pay::store::StoreError> {
+        self.inner.get(key).await
+    }
+    async fn commit(&self, puts: Vec<Put>) -> Result<(), oen_pay::store::StoreError> {
+        let left = self.failures.load(std::sync::atomic::Ordering::SeqCst);
+        if left > 0 {
+            self.failures
+                .store(left - 1, std::sync::atomic::Ordering::SeqCst);
+            return Err(oen_pay::store::StoreError::Unavailable(
+                "injected: DynamoDB unreachable".into(),
+            ));
+        }
+        self.inner.commit(puts).await
+    }
+    async fn due(
+        &self,
+        shard: u16,
+        now: chrono::DateTime<Utc>,
+        limit: usize,
+        after: Option<oen_pay::store::DueCursor>,
+    ) -> Result<oen_pay::store::DuePage, oen_pay::store::StoreError> {
+        self.inner.due(shard, now, limit, after).await
+    }
+}
+
+#[tokio::test]
+async fn a_store_failure_is_a_5xx_with_nothing_half_written_and_oens_retry_succeeds() {
+    let mut s = stack(Backend::Memory, vec![]).await;
+    seed_event_session(&s, chrono::Duration::minutes(9)).await;
+    let before = snapshot(&s);
+    let flaky = Arc::new(FlakyStore {
+        inner: s.memory.clone().unwrap(),
+        failures: 1.into(),
+    });
+    let mut deps = s.deps.clone();
+    deps.store = flaky.clone();
+    s.webhook = webhook::router(Arc::new(webhook::App {
+        deps,
+        secrets: dev::dev_secrets(dev::DEV_API_TOKEN),
+        allowed_ips: vec![],
+    }));
+    let (status, _, body) = invoke(&s.webhook, &event("webhook-token-success.json")).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        body["requestId"], "OPOfCrUQAMhJXMF=",
+        "the 5xx names the request id"
+    );
+    assert_eq!(snapshot(&s), before, "nothing half-written");
+    // Oen's next attempt goes through.
+    let (status, _, _) = invoke(&s.webhook, &event("webhook-token-success.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        snapshot(&s)
+            .iter()
+            .filter(|r| matches!(r, Record::Card(_)))
+            .count(),
+        1
+    );
+}

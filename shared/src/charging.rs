@@ -361,6 +361,7 @@ async fn charge(
         version: claim.version,
         prior: claim.prior,
         customer: customer.clone(),
+        sub: sub.clone(),
         ctx,
     };
 
@@ -589,6 +590,9 @@ struct Attempt<'a> {
     /// Its state before the claim.
     prior: PeriodState,
     customer: CustomerId,
+    /// The subscription as read before the claim (the claim does not change it): the outcome
+    /// is written against it, and only a conflict makes us read it again.
+    sub: Versioned<Subscription>,
     ctx: &'a WorkContext,
 }
 
@@ -613,16 +617,23 @@ impl Attempt<'_> {
     /// period's lease must still be ours.
     async fn write(self, settled: Settled, called: bool) -> Result<WorkOutcome, WorkError> {
         let deps = self.deps;
+        let mut known = Some(self.sub.clone());
         for _ in 0..3 {
             let now = deps.clock.now();
-            let Some(sub) = deps
-                .store
-                .subscription(&self.customer, &self.plan.id)
-                .await?
-            else {
-                return Err(WorkError::Retry(
-                    "subscription vanished during a charge".into(),
-                ));
+            let sub = match known.take() {
+                Some(sub) => sub,
+                None => match deps
+                    .store
+                    .subscription(&self.customer, &self.plan.id)
+                    .await?
+                {
+                    Some(sub) => sub,
+                    None => {
+                        return Err(WorkError::Retry(
+                            "subscription vanished during a charge".into(),
+                        ))
+                    }
+                },
             };
             let (period, subscription, outcome, events, audit) = transition(
                 &deps.policy,

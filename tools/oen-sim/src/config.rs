@@ -84,7 +84,7 @@ pub struct Cli {
     #[arg(long, default_value_t = 10_000)]
     pub webhook_timeout_ms: u64,
     /// Delays before the webhook retries, comma-separated milliseconds (attempts = 1 + count).
-    #[arg(long, value_delimiter = ',', default_value = "2000,4000")]
+    #[arg(long, value_delimiter = ',', default_value = "2000,2000")]
     pub webhook_retry_delays_ms: Vec<u64>,
     /// How long a C026 ("result unknown") transaction stays `charging`, in simulator-clock
     /// milliseconds.

@@ -303,7 +303,7 @@ impl Default for Knobs {
             webhook_transaction_id_differs: false,
             webhook_null_message: false,
             webhook_timeout_ms: 10_000,
-            webhook_retry_delays_ms: vec![2_000, 4_000],
+            webhook_retry_delays_ms: vec![2_000, 2_000],
         }
     }
 }

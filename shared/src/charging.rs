@@ -126,6 +126,36 @@ pub struct ChargeDeps {
     pub policy: ChargePolicy,
 }
 
+impl ChargeDeps {
+    /// The binding flows' adapters, plus the work queue and the charging policy.
+    pub fn new(
+        base: crate::binding::BindingDeps,
+        queue: Arc<dyn WorkQueue>,
+        policy: ChargePolicy,
+    ) -> Self {
+        let crate::binding::BindingDeps {
+            store,
+            vault,
+            oen,
+            events,
+            clock,
+            plans,
+            merchant,
+        } = base;
+        Self {
+            store,
+            vault,
+            oen,
+            events,
+            queue,
+            clock,
+            plans,
+            merchant,
+            policy,
+        }
+    }
+}
+
 /// Who is working and until when.
 #[derive(Debug, Clone)]
 pub struct WorkContext {

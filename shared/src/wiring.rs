@@ -72,33 +72,19 @@ pub async fn binding_deps(
     })
 }
 
-/// What `charger` needs, on AWS.
+/// What `charger` needs, on AWS: the same adapters, plus the work queue.
 pub async fn charge_deps(
     config: &Config,
     aws: &aws_config::SdkConfig,
     secrets: Arc<dyn SecretSource>,
 ) -> Result<crate::charging::ChargeDeps, WiringError> {
-    Ok(crate::charging::ChargeDeps {
-        store: Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(aws),
-            config.table_name.clone(),
-        )),
-        vault: Arc::new(KmsVault::new(
-            aws_sdk_kms::Client::new(aws),
-            config.token_key_id()?.to_owned(),
-        )),
-        oen: Arc::new(oen(config, secrets)?),
-        events: Arc::new(EventBridgeSink::new(
-            aws_sdk_eventbridge::Client::new(aws),
-            config.event_bus_name()?.to_owned(),
-        )),
-        queue: Arc::new(crate::queue::SqsQueue::new(
-            aws_sdk_sqs::Client::new(aws),
-            config.charge_queue_url()?.to_owned(),
-        )),
-        clock: Arc::new(SystemClock),
-        plans: config.plans.clone(),
-        merchant: config.merchant_id.clone(),
-        policy: crate::charging::ChargePolicy::from_env()?,
-    })
+    let queue = crate::queue::SqsQueue::new(
+        aws_sdk_sqs::Client::new(aws),
+        config.charge_queue_url()?.to_owned(),
+    );
+    Ok(crate::charging::ChargeDeps::new(
+        binding_deps(config, aws, secrets).await?,
+        Arc::new(queue),
+        crate::charging::ChargePolicy::from_env()?,
+    ))
 }

@@ -58,17 +58,7 @@ pub async fn stack_with(secrets: Arc<dyn oen_pay::secrets::SecretSource>) -> Sta
         events.clone(),
         Arc::new(clock.clone()),
     );
-    let deps = ChargeDeps {
-        store,
-        vault,
-        oen,
-        events: events.clone(),
-        queue: queue.clone(),
-        clock: Arc::new(clock.clone()),
-        plans: dev::dev_plans(),
-        merchant: dev::dev_merchant(),
-        policy: ChargePolicy::default(),
-    };
+    let deps = ChargeDeps::new(binding.clone(), queue.clone(), ChargePolicy::default());
     Stack {
         sim,
         deps,

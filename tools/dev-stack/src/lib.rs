@@ -113,17 +113,11 @@ impl Adapters {
 
     /// What `charger` needs; its queue is drained in process by the demo.
     pub fn charge_deps(&self) -> ChargeDeps {
-        ChargeDeps {
-            store: self.store.clone(),
-            vault: self.vault.clone(),
-            oen: self.oen.clone(),
-            events: self.events.clone(),
-            queue: self.queue.clone(),
-            clock: self.clock.clone(),
-            plans: dev::dev_plans(),
-            merchant: dev::dev_merchant(),
-            policy: ChargePolicy::default(),
-        }
+        ChargeDeps::new(
+            self.binding_deps(),
+            self.queue.clone(),
+            ChargePolicy::default(),
+        )
     }
 
     pub fn now(&self) -> oen_pay::chrono::DateTime<oen_pay::chrono::Utc> {

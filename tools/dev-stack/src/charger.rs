@@ -9,6 +9,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use oen_pay::charging::{self, WorkContext, WorkOutcome};
 use oen_pay::chrono::Duration;
+use oen_pay::queue::WorkMessage;
 use serde::Deserialize;
 
 use crate::demo::Demo;
@@ -60,8 +61,11 @@ pub(crate) async fn run(State(demo): State<Arc<Demo>>) -> Response {
         }
         match charging::handle(&deps, &message, &ctx).await {
             Ok(WorkOutcome::Planned { .. }) => {}
-            Ok(outcome) => lines.push(format!("{message:?} → {outcome:?}")),
-            Err(e) => lines.push(format!("{message:?} → will retry: {e}")),
+            Ok(outcome) => lines.push(format!("{} → {}", subject(&message), describe(&outcome))),
+            Err(e) => lines.push(format!(
+                "{} → handed back for a retry: {e}",
+                subject(&message)
+            )),
         }
     }
     if lines.len() == 1 {
@@ -69,6 +73,43 @@ pub(crate) async fn run(State(demo): State<Arc<Demo>>) -> Response {
     }
     demo.last_run.set(lines);
     to_state_page()
+}
+
+fn subject(message: &WorkMessage) -> String {
+    match message {
+        WorkMessage::Charge { customer, plan } => format!("{customer} / {plan}"),
+        WorkMessage::Plan { shard, .. } => format!("planning shard {shard}"),
+    }
+}
+
+fn describe(outcome: &WorkOutcome) -> String {
+    let at = |t: &oen_pay::chrono::DateTime<oen_pay::chrono::Utc>| {
+        t.format("%Y-%m-%d %H:%M UTC").to_string()
+    };
+    match outcome {
+        WorkOutcome::Planned { enqueued, .. } => format!("{enqueued} due"),
+        WorkOutcome::Skipped(why) => format!("skipped: {why}"),
+        WorkOutcome::Paid {
+            transaction,
+            charged: true,
+        } => format!("paid ({transaction})"),
+        WorkOutcome::Paid {
+            transaction,
+            charged: false,
+        } => format!("reconciled as paid, not charged again ({transaction})"),
+        WorkOutcome::SoftDeclined { retry_at } => {
+            format!("soft decline: past due, retry at {}", at(retry_at))
+        }
+        WorkOutcome::HardDeclined => "hard decline: waiting for a new card".to_owned(),
+        WorkOutcome::Canceled => "canceled".to_owned(),
+        WorkOutcome::Unknown { reconcile_at } => {
+            format!("result unknown: reconcile at {}", at(reconcile_at))
+        }
+        WorkOutcome::NotSent => "Oen unreachable: will retry".to_owned(),
+        WorkOutcome::ConfigError => {
+            "configuration error: nothing changed for the customer".to_owned()
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -73,7 +73,12 @@ pub(crate) async fn state_page(State(demo): State<Arc<Demo>>) -> Response {
                 mono(s.id.as_str()),
                 escape(s.customer.as_str()),
                 escape(s.plan.as_str()),
-                escape(&format!("{:?}", s.status).to_lowercase()),
+                escape(
+                    &oen_pay::serde_json::to_value(s.status)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                ),
                 mono(s.card.as_str()),
                 escape(&s.period.to_string()),
                 s.next_action_at.map(time).unwrap_or_else(|| "—".into()),

@@ -355,7 +355,7 @@ async fn the_charger_button_charges_due_periods_once_and_skipping_ahead_makes_th
     };
     run(browser.clone(), base.to_owned()).await;
     let (_, state) = get_text(&browser, &format!("{base}/demo/state")).await;
-    assert!(state.contains("Paid"), "{state}");
+    assert!(state.contains("cust-charge / premium → paid (P"), "{state}");
     assert_eq!(stack.sim().ledger().len(), 1);
     // Running again changes nothing: the next period is a month away.
     run(browser.clone(), base.to_owned()).await;

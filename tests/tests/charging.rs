@@ -643,3 +643,108 @@ async fn planning_pages_through_a_crowded_shard_with_continuations() {
     let subs: Vec<(&str, &str)> = subs.iter().map(|c| (c.as_str(), "premium")).collect();
     s.assert_ledger_agrees(&subs).await;
 }
+
+/// Oen acts on the refund, but the answer is lost on the way back.
+struct LostRefundAnswer(Arc<dyn oen_pay::oen::OenGateway>);
+
+#[oen_pay::async_trait::async_trait]
+impl oen_pay::oen::OenGateway for LostRefundAnswer {
+    fn merchant_id(&self) -> &oen_pay::domain::MerchantId {
+        self.0.merchant_id()
+    }
+    async fn create_checkout(
+        &self,
+        req: &oen_pay::oen::CheckoutRequest,
+    ) -> Result<oen_pay::domain::CheckoutId, oen_pay::oen::OenError> {
+        self.0.create_checkout(req).await
+    }
+    async fn charge(
+        &self,
+        req: &oen_pay::oen::ChargeRequest,
+    ) -> Result<oen_pay::oen::ChargeReceipt, oen_pay::oen::OenError> {
+        self.0.charge(req).await
+    }
+    async fn order_transactions(
+        &self,
+        order: &OrderId,
+    ) -> Result<Vec<oen_pay::oen::Transaction>, oen_pay::oen::OenError> {
+        self.0.order_transactions(order).await
+    }
+    async fn transaction(
+        &self,
+        id: &oen_pay::domain::TransactionId,
+    ) -> Result<oen_pay::oen::Transaction, oen_pay::oen::OenError> {
+        self.0.transaction(id).await
+    }
+    async fn refund(
+        &self,
+        req: &oen_pay::oen::RefundRequest,
+    ) -> Result<(), oen_pay::oen::OenError> {
+        self.0.refund(req).await?;
+        Err(oen_pay::oen::OenError::Unknown(
+            "timed out: the answer was lost".into(),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_refund_whose_answer_was_lost_is_read_back_not_resent() {
+    let mut s = stack().await;
+    s.bind("cust-rf", "premium", cards::SUCCESS).await;
+    s.run().await;
+    s.deps.oen = Arc::new(LostRefundAnswer(s.deps.oen.clone()));
+    let (c, p) = (
+        CustomerId::parse("cust-rf").unwrap(),
+        PlanId::parse("premium").unwrap(),
+    );
+    let refunded = charging::refund(
+        &s.deps,
+        &c,
+        &p,
+        0,
+        Some(oen_pay::domain::Amount::new(200).unwrap()),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(refunded, 200, "the refund Oen made is recorded");
+    let ledger = s.sim.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].refund_amount, 200, "refunded once, not resent");
+    let err = charging::refund(&s.deps, &c, &p, 0, None, None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already refunded"), "{err}");
+}
+
+#[tokio::test]
+async fn canceling_now_still_reconciles_an_unknown_charge_but_never_charges_again() {
+    let s = stack().await;
+    s.bind("cust-cu", "premium", cards::UNKNOWN_C026_THEN_FAILED)
+        .await;
+    assert!(matches!(
+        s.run().await.as_slice(),
+        [WorkOutcome::Unknown { .. }]
+    ));
+    let (c, p) = (
+        CustomerId::parse("cust-cu").unwrap(),
+        PlanId::parse("premium").unwrap(),
+    );
+    charging::cancel(&s.deps, &c, &p, false).await.unwrap();
+    let sub = s.sub("cust-cu", "premium").await;
+    assert_eq!(sub.status, SubscriptionStatus::Canceled);
+    assert!(
+        sub.next_action_at.is_some(),
+        "the unknown charge is still to be reconciled"
+    );
+    s.sim.settle_pending();
+    s.advance(Duration::minutes(5));
+    // Oen says the attempt failed: on a canceled subscription that ends it, with no new charge.
+    assert_eq!(s.run().await, [WorkOutcome::Canceled]);
+    let sub = s.sub("cust-cu", "premium").await;
+    assert_eq!(sub.next_action_at, None);
+    s.advance(Duration::days(40));
+    assert!(s.run().await.is_empty());
+    assert_eq!(s.ledger_for(&OrderId::for_period(&sub.id, 0)), ["failed"]);
+    s.assert_ledger_agrees(&[("cust-cu", "premium")]).await;
+}

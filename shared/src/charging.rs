@@ -580,18 +580,19 @@ async fn cancel_now(
         }
         Err(e) => return Err(e.into()),
     }
-    publish(
-        deps,
-        vec![DomainEvent::new(
-            "subscription.canceled",
-            s.id.as_str(),
-            now,
-            s.customer.as_str(),
-            json!({"subscription": s.id, "plan": s.plan, "reason": why}),
-        )],
-    )
-    .await;
+    publish(deps, vec![canceled_event(&s, now, why)]).await;
     Ok(WorkOutcome::Canceled)
+}
+
+/// `subscription.canceled` outside a charge attempt (operator, or the end of a paid period).
+fn canceled_event(s: &Subscription, now: DateTime<Utc>, reason: &str) -> DomainEvent {
+    DomainEvent::new(
+        "subscription.canceled",
+        s.id.as_str(),
+        now,
+        s.customer.as_str(),
+        json!({"subscription": s.id, "plan": s.plan, "reason": reason}),
+    )
 }
 
 /// How an attempt ended, before it is written down.
@@ -1021,17 +1022,7 @@ pub async fn cancel(
         ])
         .await?;
     if !at_period_end {
-        publish(
-            deps,
-            vec![DomainEvent::new(
-                "subscription.canceled",
-                s.id.as_str(),
-                now,
-                s.customer.as_str(),
-                json!({"subscription": s.id, "plan": s.plan, "reason": "operator"}),
-            )],
-        )
-        .await;
+        publish(deps, vec![canceled_event(&s, now, "operator")]).await;
     }
     Ok(())
 }

@@ -56,7 +56,7 @@
 //! Reads are strongly consistent (`GetItem` with `ConsistentRead`), so a version just read is the
 //! current one.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
@@ -71,7 +71,6 @@ use serde_dynamo::aws_sdk_dynamodb_1 as codec;
 
 use super::{
     shard_of, DueCursor, DueEntry, DuePage, Expect, Key, Put, Record, Store, StoreError, Versioned,
-    MAX_PUTS,
 };
 use crate::domain::{CustomerId, PlanId};
 
@@ -433,18 +432,7 @@ impl Store for DynamoStore {
     }
 
     async fn commit(&self, puts: Vec<Put>) -> Result<(), StoreError> {
-        if puts.is_empty() || puts.len() > MAX_PUTS {
-            return Err(StoreError::Invalid(format!(
-                "a commit takes 1 to {MAX_PUTS} puts, not {}",
-                puts.len()
-            )));
-        }
-        let keys: BTreeSet<Key> = puts.iter().map(|p| p.record.key()).collect();
-        if keys.len() != puts.len() {
-            return Err(StoreError::Invalid(
-                "a commit may write each record once".into(),
-            ));
-        }
+        super::check_commit(&puts)?;
         let items = puts
             .iter()
             .map(|put| {

@@ -9,7 +9,6 @@ use chrono::{DateTime, Utc};
 
 use super::{
     shard_of, DueCursor, DueEntry, DuePage, Expect, Key, Put, Record, Store, StoreError, Versioned,
-    MAX_PUTS,
 };
 use crate::domain::{CustomerId, PlanId};
 
@@ -78,18 +77,7 @@ impl Store for MemoryStore {
     }
 
     async fn commit(&self, puts: Vec<Put>) -> Result<(), StoreError> {
-        if puts.is_empty() || puts.len() > MAX_PUTS {
-            return Err(StoreError::Invalid(format!(
-                "a commit takes 1 to {MAX_PUTS} puts, not {}",
-                puts.len()
-            )));
-        }
-        let keys: BTreeSet<Key> = puts.iter().map(|p| p.record.key()).collect();
-        if keys.len() != puts.len() {
-            return Err(StoreError::Invalid(
-                "a commit may write each record once".into(),
-            ));
-        }
+        super::check_commit(&puts)?;
         let mut inner = self.lock();
         for put in &puts {
             let key = put.record.key();

@@ -142,6 +142,23 @@ pub struct DuePage {
 /// the domain needs a handful).
 pub const MAX_PUTS: usize = 25;
 
+/// The shape every adapter's `commit` accepts: 1 to [`MAX_PUTS`] puts, each record once.
+pub(crate) fn check_commit(puts: &[Put]) -> Result<(), StoreError> {
+    if puts.is_empty() || puts.len() > MAX_PUTS {
+        return Err(StoreError::Invalid(format!(
+            "a commit takes 1 to {MAX_PUTS} puts, not {}",
+            puts.len()
+        )));
+    }
+    let keys: std::collections::BTreeSet<Key> = puts.iter().map(|p| p.record.key()).collect();
+    if keys.len() != puts.len() {
+        return Err(StoreError::Invalid(
+            "a commit may write each record once".into(),
+        ));
+    }
+    Ok(())
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     async fn get(&self, key: &Key) -> Result<Option<Versioned<Record>>, StoreError>;

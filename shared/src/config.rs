@@ -3,7 +3,13 @@
 
 use thiserror::Error;
 
+use chrono::Duration;
+
+use crate::charging::ChargePolicy;
 use crate::domain::{Catalog, MerchantId};
+
+/// SQS messages of one batch the charger works on at once, unless `CHARGER_CONCURRENCY` says.
+pub const DEFAULT_CHARGER_CONCURRENCY: usize = 8;
 
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -51,6 +57,12 @@ pub struct Config {
     failure_url: Option<String>,
     charge_queue_url: Option<String>,
     event_bus_name: Option<String>,
+    /// The charging policy: the defaults, with `DUNNING_DAYS` and `UNKNOWN_ALARM_HOURS`.
+    pub charge_policy: ChargePolicy,
+    /// `CHARGER_CONCURRENCY`: messages of one SQS batch worked on at once (1 to 64).
+    pub charger_concurrency: usize,
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    webhook_allowed_ips: Option<String>,
 }
 
 impl Config {
@@ -111,6 +123,12 @@ impl Config {
             failure_url: optional_url("FAILURE_URL")?,
             charge_queue_url: optional_url("CHARGE_QUEUE_URL")?,
             event_bus_name: get("EVENT_BUS_NAME"),
+            charge_policy: charge_policy(get("DUNNING_DAYS"), get("UNKNOWN_ALARM_HOURS"))?,
+            charger_concurrency: match get("CHARGER_CONCURRENCY") {
+                Some(raw) => charger_concurrency(&raw)?,
+                None => DEFAULT_CHARGER_CONCURRENCY,
+            },
+            webhook_allowed_ips: get("WEBHOOK_ALLOWED_IPS"),
         })
     }
 
@@ -143,6 +161,62 @@ impl Config {
             .as_deref()
             .ok_or(ConfigError::Missing("EVENT_BUS_NAME"))
     }
+}
+
+impl Config {
+    /// `WEBHOOK_ALLOWED_IPS`: comma-separated addresses or CIDR blocks; empty allows every
+    /// source.
+    #[cfg(feature = "http")]
+    pub fn webhook_allowed_ips(&self) -> Result<Vec<crate::web::Cidr>, ConfigError> {
+        crate::web::Cidr::parse_list(self.webhook_allowed_ips.as_deref().unwrap_or_default())
+            .map_err(|e| ConfigError::Invalid {
+                name: "WEBHOOK_ALLOWED_IPS",
+                reason: e.to_string(),
+            })
+    }
+}
+
+fn charge_policy(
+    dunning_days: Option<String>,
+    unknown_alarm_hours: Option<String>,
+) -> Result<ChargePolicy, ConfigError> {
+    let mut policy = ChargePolicy::default();
+    if let Some(raw) = dunning_days {
+        let days: Result<Vec<i64>, _> = raw.split(',').map(|d| d.trim().parse::<i64>()).collect();
+        policy.dunning = match days {
+            Ok(d) if d.iter().all(|x| (0..=60).contains(x)) => {
+                d.into_iter().map(Duration::days).collect()
+            }
+            _ => {
+                return Err(ConfigError::Invalid {
+                    name: "DUNNING_DAYS",
+                    reason: "expected comma-separated whole days, 0 to 60 each".into(),
+                })
+            }
+        };
+    }
+    if let Some(raw) = unknown_alarm_hours {
+        let hours = raw
+            .parse::<i64>()
+            .ok()
+            .filter(|h| *h > 0)
+            .ok_or(ConfigError::Invalid {
+                name: "UNKNOWN_ALARM_HOURS",
+                reason: "expected a positive whole number".into(),
+            })?;
+        policy.unknown_alarm_after = Duration::hours(hours);
+    }
+    Ok(policy)
+}
+
+fn charger_concurrency(raw: &str) -> Result<usize, ConfigError> {
+    raw.parse::<usize>()
+        .ok()
+        .filter(|c| (1..=64).contains(c))
+        .ok_or(ConfigError::Invalid {
+            name: "CHARGER_CONCURRENCY",
+            reason: "expected a whole number from 1 to 64".into(),
+        })
 }
 
 fn checked_url(name: &'static str, raw: &str) -> Result<String, ConfigError> {
@@ -203,6 +277,41 @@ mod tests {
     }
 
     #[test]
+    fn charging_tunables_apply_over_the_defaults() {
+        let c = load(&base()).unwrap();
+        assert_eq!(c.charge_policy.dunning, ChargePolicy::default().dunning);
+        assert_eq!(c.charge_policy.unknown_alarm_after, Duration::days(3));
+        assert_eq!(c.charger_concurrency, DEFAULT_CHARGER_CONCURRENCY);
+        let mut v = base();
+        v.insert("DUNNING_DAYS", " 2, 4 ".into());
+        v.insert("UNKNOWN_ALARM_HOURS", "6".into());
+        v.insert("CHARGER_CONCURRENCY", "64".into());
+        let c = load(&v).unwrap();
+        assert_eq!(
+            c.charge_policy.dunning,
+            vec![Duration::days(2), Duration::days(4)]
+        );
+        assert_eq!(c.charge_policy.unknown_alarm_after, Duration::hours(6));
+        assert_eq!(c.charger_concurrency, 64);
+    }
+
+    #[cfg(feature = "http")]
+    #[test]
+    fn webhook_allowed_ips_are_parsed_on_demand() {
+        assert!(load(&base())
+            .unwrap()
+            .webhook_allowed_ips()
+            .unwrap()
+            .is_empty());
+        let mut v = base();
+        v.insert("WEBHOOK_ALLOWED_IPS", "203.0.113.0/24, 198.51.100.7".into());
+        assert_eq!(load(&v).unwrap().webhook_allowed_ips().unwrap().len(), 2);
+        v.insert("WEBHOOK_ALLOWED_IPS", "not-an-address".into());
+        let err = load(&v).unwrap().webhook_allowed_ips().unwrap_err();
+        assert!(err.to_string().contains("WEBHOOK_ALLOWED_IPS"), "{err}");
+    }
+
+    #[test]
     fn errors_name_the_variable() {
         for (name, value) in [
             ("OEN_ENVIRONMENT", "staging"),
@@ -210,6 +319,11 @@ mod tests {
             ("PLANS", "[]"),
             ("SUCCESS_URL", "/relative"),
             ("OEN_API_BASE_URL", "ftp://x"),
+            ("DUNNING_DAYS", "1,x"),
+            ("DUNNING_DAYS", "90"),
+            ("UNKNOWN_ALARM_HOURS", "0"),
+            ("CHARGER_CONCURRENCY", "0"),
+            ("CHARGER_CONCURRENCY", "65"),
         ] {
             let mut v = base();
             v.insert(name, value.into());

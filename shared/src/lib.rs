@@ -3,10 +3,13 @@
 //! The domain is pure: it talks to AWS and Oen only through [`store::Store`],
 //! [`vault::TokenVault`], [`oen::OenGateway`], [`secrets::SecretSource`] and [`clock::Clock`].
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod binding;
 pub mod charging;
 pub mod clock;
 pub mod config;
+#[cfg(any(test, feature = "dev"))]
 pub mod dev;
 pub mod domain;
 pub mod error;
@@ -20,7 +23,6 @@ pub mod store;
 pub mod vault;
 #[cfg(feature = "http")]
 pub mod web;
-pub mod wiring;
 
 pub use error::InvalidInput;
 

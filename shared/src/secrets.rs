@@ -166,43 +166,6 @@ impl<F: FetchSecret> SecretSource for CachedSecrets<F> {
     }
 }
 
-/// Reads the secret JSON from AWS Secrets Manager.
-pub struct SecretsManagerFetcher {
-    client: aws_sdk_secretsmanager::Client,
-    secret_id: String,
-}
-
-impl SecretsManagerFetcher {
-    pub fn new(client: aws_sdk_secretsmanager::Client, secret_id: impl Into<String>) -> Self {
-        Self {
-            client,
-            secret_id: secret_id.into(),
-        }
-    }
-}
-
-#[async_trait]
-impl FetchSecret for SecretsManagerFetcher {
-    async fn fetch(&self) -> Result<String, SecretError> {
-        let out = self
-            .client
-            .get_secret_value()
-            .secret_id(&self.secret_id)
-            .send()
-            .await
-            .map_err(|e| {
-                SecretError::Unavailable(format!(
-                    "GetSecretValue {}: {}",
-                    self.secret_id,
-                    aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
-                ))
-            })?;
-        out.secret_string.ok_or_else(|| {
-            SecretError::Malformed(format!("{} has no SecretString", self.secret_id))
-        })
-    }
-}
-
 /// A fixed secret JSON, e.g. from an environment variable for local development.
 pub struct StaticSecret(SecretString);
 

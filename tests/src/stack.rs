@@ -6,19 +6,21 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
-use oen_pay::binding::{self, BindingDeps, CustomId, WebhookPayload};
+use oen_pay::aws::{DynamoStore, KmsVault};
+use oen_pay::binding::{self, BindingDeps, CustomId};
 use oen_pay::charging::{self, ChargeDeps, ChargePolicy, WorkContext, WorkOutcome};
 use oen_pay::clock::{Clock, TestClock};
 use oen_pay::dev;
-use oen_pay::domain::{taipei_time, BindingRef, CheckoutId, CustomerId, OrderId, PlanId};
+use oen_pay::domain::{
+    taipei_time, BindingRef, CardToken, CheckoutId, CustomerId, OrderId, PlanId,
+};
 use oen_pay::events::MemoryEvents;
-use oen_pay::oen::OenGateway;
+use oen_pay::oen::{BindingResult, Notification, OenGateway, TokenNotification};
 use oen_pay::queue::MemoryQueue;
 use oen_pay::store::{
-    BindingSession, DynamoStore, Expect, PeriodState, Put, SessionState, Store, StoreExt,
-    Subscription,
+    BindingSession, Expect, PeriodState, Put, SessionState, Store, StoreExt, Subscription,
 };
-use oen_pay::vault::{KmsVault, TokenVault};
+use oen_pay::vault::TokenVault;
 use oen_sim::{SimConfig, Simulator};
 
 pub struct Stack {
@@ -108,18 +110,16 @@ impl Stack {
             customer: session.customer.clone(),
             plan: session.plan.clone(),
         };
-        let payload = WebhookPayload {
-            purpose: "token".into(),
+        let notification = Notification::Token(TokenNotification {
             merchant_id: Some(dev::DEV_MERCHANT_ID.into()),
-            id: Some(checkout.to_string()),
-            transaction_id: Some(checkout.to_string()),
-            success: Some(true),
-            token: Some(token),
-            payment_info: Some(card[card.len() - 4..].into()),
+            checkout: checkout.clone(),
             custom_id: Some(serde_json::to_string(&custom).unwrap()),
-            message: None,
-        };
-        binding::accept_webhook(&self.binding, payload)
+            result: BindingResult::Bound {
+                token: CardToken::parse(&token).unwrap(),
+                last4: Some(card[card.len() - 4..].into()),
+            },
+        });
+        binding::accept_webhook(&self.binding, notification)
             .await
             .unwrap();
         reference
@@ -223,7 +223,7 @@ impl Stack {
                         ours += 1;
                         assert_eq!(
                             oen_paid,
-                            Some(&vec![transaction.clone()]),
+                            Some(&vec![transaction.to_string()]),
                             "period {n} of {customer}: ours {transaction}, Oen {oen_paid:?}"
                         );
                     }

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Router;
 use chrono::Utc;
 use http_body_util::BodyExt;
+use oen_pay::aws::KmsVault;
 use oen_pay::binding::{BindingDeps, CustomId};
 use oen_pay::clock::SystemClock;
 use oen_pay::dev;
@@ -20,7 +21,7 @@ use oen_pay::store::{
     BindingSession, Expect, MemoryStore, Put, Record, SessionState, Store, StoreExt,
     SubscriptionStatus,
 };
-use oen_pay::vault::{Ciphertext, KmsVault, LocalVault, TokenVault, VaultContext};
+use oen_pay::vault::{LocalVault, TokenVault, VaultContext};
 use oen_pay::web::Cidr;
 use oen_pay_integration as harness;
 use oen_sim::{cards, SimConfig, Simulator};
@@ -91,7 +92,7 @@ async fn stack(backend: Backend, allowed_ips: Vec<Cidr>) -> Stack {
             let kms = harness::kms_client().await;
             let key = harness::create_kms_key(&kms).await;
             (
-                Arc::new(oen_pay::store::DynamoStore::new(dynamo, table.clone())),
+                Arc::new(oen_pay::aws::DynamoStore::new(dynamo, table.clone())),
                 Arc::new(KmsVault::new(kms, key)),
                 Some(table),
             )
@@ -266,19 +267,13 @@ async fn full_flow_stores_only_ciphertext_that_decrypts_under_its_context(backen
     assert_eq!(card.last4.as_deref(), Some("4242"));
     let plain = s
         .vault
-        .decrypt(
-            &Ciphertext(card.ciphertext.clone()),
-            &ctx("cust-1001", &reference),
-        )
+        .decrypt(&card.ciphertext, &ctx("cust-1001", &reference))
         .await
         .unwrap();
     assert_eq!(plain.expose(), token);
     assert!(s
         .vault
-        .decrypt(
-            &Ciphertext(card.ciphertext.clone()),
-            &ctx("cust-9999", &reference)
-        )
+        .decrypt(&card.ciphertext, &ctx("cust-9999", &reference))
         .await
         .is_err());
 

@@ -5,13 +5,14 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ProjectionType, TimeToLiveStatus};
 use chrono::Duration;
-use oen_pay::domain::{BindingRef, CardToken, CustomerId, MerchantId};
+use oen_pay::aws::dynamo::pk_sk;
+use oen_pay::aws::{DynamoStore, DUE_INDEX};
+use oen_pay::domain::{BindingRef, CardToken, Ciphertext, CustomerId, MerchantId};
 use oen_pay::store::contract::{
     self, ids_in_shard, session, subscription, subscription_with_id, t0,
 };
 use oen_pay::store::{
-    shard_of, Card, DueCursor, DynamoStore, Expect, Key, MemoryStore, Put, Store, StoreError,
-    StoreExt, DUE_INDEX, MAX_PUTS,
+    shard_of, Card, DueCursor, Expect, Key, MemoryStore, Put, Store, StoreError, StoreExt, MAX_PUTS,
 };
 use oen_pay::vault::{LocalVault, TokenVault, VaultContext};
 use oen_pay_integration::{create_table, dynamo_client, scan_all};
@@ -26,7 +27,7 @@ async fn fresh_store() -> DynamoStore {
 }
 
 async fn raw_item(store: &DynamoStore, key: &Key) -> Item {
-    let (pk, sk) = key.pk_sk();
+    let (pk, sk) = pk_sk(key);
     dynamo_client()
         .await
         .get_item()
@@ -56,7 +57,7 @@ fn card(customer: &str, ciphertext: Vec<u8>) -> Card {
     Card {
         customer: CustomerId::parse(customer).unwrap(),
         binding: BindingRef::generate(),
-        ciphertext,
+        ciphertext: Ciphertext(ciphertext),
         token_fingerprint: "00ff".into(),
         last4: Some("4242".into()),
         created_at: t0(),
@@ -205,7 +206,7 @@ async fn a_raw_scan_of_a_stored_card_never_shows_the_token() {
         binding: c.binding.clone(),
     };
     let vault = LocalVault::random();
-    c.ciphertext = vault.encrypt(&token, &ctx).await.unwrap().0;
+    c.ciphertext = vault.encrypt(&token, &ctx).await.unwrap();
     c.token_fingerprint = token.fingerprint();
     store
         .commit(vec![Put::new(c.clone(), Expect::Absent)])
@@ -230,10 +231,7 @@ async fn a_raw_scan_of_a_stored_card_never_shows_the_token() {
     }
     // What is stored is the ciphertext, and only the right context opens it.
     let stored = store.card(&c.customer, &c.binding).await.unwrap().unwrap();
-    let opened = vault
-        .decrypt(&oen_pay::vault::Ciphertext(stored.value.ciphertext), &ctx)
-        .await
-        .unwrap();
+    let opened = vault.decrypt(&stored.value.ciphertext, &ctx).await.unwrap();
     assert_eq!(opened, token);
 }
 
@@ -418,7 +416,7 @@ async fn unreadable_items_are_corrupt() {
     let store = fresh_store().await;
     let s = session("c-corrupt");
     let key = Key::Session(s.reference.clone());
-    let (pk, sk) = key.pk_sk();
+    let (pk, sk) = pk_sk(&key);
     let base = HashMap::from([
         ("pk".to_owned(), AttributeValue::S(pk)),
         ("sk".to_owned(), AttributeValue::S(sk)),
@@ -455,7 +453,7 @@ async fn a_record_under_a_foreign_key_is_corrupt() {
         .unwrap();
     let mut item = raw_item(&store, &Key::Session(s.reference.clone())).await;
     let elsewhere = Key::Session(BindingRef::generate());
-    item.insert("pk".into(), AttributeValue::S(elsewhere.pk_sk().0));
+    item.insert("pk".into(), AttributeValue::S(pk_sk(&elsewhere).0));
     put_raw(&store, item).await;
     let err = store.get(&elsewhere).await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");

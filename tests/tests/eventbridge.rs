@@ -1,7 +1,9 @@
 //! Domain events reach an EventBridge bus (moto) with their stable id, type and source, and a
 //! consumer can route them.
 
-use oen_pay::events::{DomainEvent, EventBridgeSink, EventSink, EVENT_SOURCE};
+use oen_pay::aws::EventBridgeSink;
+use oen_pay::domain::CustomerId;
+use oen_pay::events::{DomainEvent, EventSink, EventType, EVENT_SOURCE};
 use oen_pay_integration::{aws_config, unique_name};
 use serde_json::{json, Value};
 
@@ -53,14 +55,12 @@ async fn events_arrive_on_the_bus_with_their_stable_ids() {
 
     let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
     let events: Vec<DomainEvent> = (0..12)
-        .map(|i| {
-            DomainEvent::new(
-                "payment.succeeded",
-                &format!("Sub{i:013}P000000"),
-                at,
-                "cust-1",
-                json!({"amount": 500}),
-            )
+        .map(|i| DomainEvent {
+            id: format!("payment.succeeded:Sub{i:013}P000000"),
+            kind: EventType::PaymentSucceeded,
+            at,
+            customer: CustomerId::parse("cust-1").unwrap(),
+            data: json!({"amount": 500}),
         })
         .collect();
     EventBridgeSink::new(eb.clone(), bus.clone())

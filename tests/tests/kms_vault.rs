@@ -1,7 +1,8 @@
 //! The KMS vault against moto: tokens round-trip under their encryption context only.
 
+use oen_pay::aws::KmsVault;
 use oen_pay::domain::{BindingRef, CardToken, CustomerId, MerchantId};
-use oen_pay::vault::{Ciphertext, KmsVault, TokenVault, VaultContext, VaultError};
+use oen_pay::vault::{Ciphertext, TokenVault, VaultContext, VaultError};
 use oen_pay_integration::{create_kms_key, kms_client};
 
 const TOKEN: &str = "2HhnhWm8Qe0sPz4LbXv9KdYt1Ra";

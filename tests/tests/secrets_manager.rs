@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use oen_pay::secrets::{
-    CachedSecrets, FetchSecret, SecretError, SecretSource, SecretsManagerFetcher,
-};
+use oen_pay::aws::SecretsManagerFetcher;
+use oen_pay::secrets::{CachedSecrets, FetchSecret, SecretError, SecretSource};
 use oen_pay_integration::{create_secret, secrets_client, unique_name};
 use secrecy::ExposeSecret;
 

@@ -608,7 +608,7 @@ async fn seed(
         let card = Card {
             customer: customer.clone(),
             binding: binding.clone(),
-            ciphertext: ciphertext.0,
+            ciphertext,
             token_fingerprint: token.fingerprint(),
             last4: Some(cards::SUCCESS[cards::SUCCESS.len() - 4..].to_owned()),
             created_at: now,

@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 
 /// Messages of one SQS batch processed at once (Oen's load is bounded further by the event
 /// source mapping's `MaximumConcurrency`).
-pub const DEFAULT_CONCURRENCY: usize = 8;
+pub const DEFAULT_CONCURRENCY: usize = oen_pay::config::DEFAULT_CHARGER_CONCURRENCY;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChargerError {

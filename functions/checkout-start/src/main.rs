@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
 use checkout_start::{router, App};
+use oen_pay::aws::wiring;
 use oen_pay::config::Config;
-use oen_pay::wiring;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {

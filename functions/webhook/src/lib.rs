@@ -14,8 +14,9 @@ use axum::http::{request::Parts, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use oen_pay::binding::{self, BindingDeps, WebhookError, WebhookOutcome, WebhookPayload};
+use oen_pay::binding::{self, BindingDeps, WebhookError, WebhookOutcome};
 use oen_pay::metrics;
+use oen_pay::oen::Notification;
 use oen_pay::secrets::SecretSource;
 use oen_pay::web::{json_error, request_id, source_ip, Cidr};
 use secrecy::ExposeSecret;
@@ -96,17 +97,11 @@ async fn receive(
         }
         Err(_) => return refuse(&rid, StatusCode::BAD_REQUEST, "body unreadable"),
     };
-    let payload: WebhookPayload = match serde_json::from_slice(&body) {
-        Ok(p) => p,
-        Err(_) => {
-            return refuse(
-                &rid,
-                StatusCode::BAD_REQUEST,
-                "body is not a webhook JSON object",
-            )
-        }
+    let notification = match Notification::parse(&body) {
+        Ok(n) => n,
+        Err(e) => return refuse(&rid, StatusCode::BAD_REQUEST, e.0),
     };
-    match binding::accept_webhook(&app.deps, payload).await {
+    match binding::accept_webhook(&app.deps, notification).await {
         Ok(outcome) => {
             match &outcome {
                 WebhookOutcome::Bound {

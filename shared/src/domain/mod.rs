@@ -1,14 +1,21 @@
 //! The pure domain: values that can only be built valid.
 
+mod events;
 mod ids;
 mod money;
 mod plan;
+mod records;
 mod token;
 
+pub use events::{DomainEvent, EventType};
 pub(crate) use ids::random_alphanumeric;
 pub use ids::{
     BindingRef, CheckoutId, CustomerId, MerchantId, OrderId, PlanId, SubscriptionId, TransactionId,
 };
 pub use money::Amount;
 pub use plan::{taipei, taipei_date, taipei_time, Catalog, Interval, Plan, ProductDetail};
-pub use token::CardToken;
+pub use records::{
+    AuditEntry, BindingSession, BindingState, Card, ChargePeriod, PeriodState, Record,
+    SessionState, Subscription, SubscriptionStatus,
+};
+pub use token::{CardToken, Ciphertext};

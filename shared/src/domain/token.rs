@@ -3,6 +3,7 @@
 use std::fmt;
 
 use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
 use crate::error::InvalidInput;
@@ -35,6 +36,8 @@ impl CardToken {
     }
 }
 
+impl Eq for CardToken {}
+
 impl PartialEq for CardToken {
     fn eq(&self, other: &Self) -> bool {
         use subtle::ConstantTimeEq;
@@ -54,6 +57,29 @@ impl fmt::Debug for CardToken {
 impl fmt::Display for CardToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
+    }
+}
+
+/// A card token encrypted by the vault, as stored: bytes that mean nothing without the key and
+/// the encryption context. Stored as binary (DynamoDB `B`), never as a string.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Ciphertext(pub Vec<u8>);
+
+impl fmt::Debug for Ciphertext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Ciphertext({} bytes)", self.0.len())
+    }
+}
+
+impl Serialize for Ciphertext {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Ciphertext {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_bytes::ByteBuf::deserialize(d).map(|b| Ciphertext(b.into_vec()))
     }
 }
 

@@ -5,6 +5,7 @@
 //! been acted on" ([`OenError::Unknown`], reconcile by querying the order before anything else).
 
 mod client;
+mod webhook;
 mod wire;
 
 use async_trait::async_trait;
@@ -16,6 +17,7 @@ use crate::domain::{
 };
 
 pub use client::{HttpOenGateway, OenClientConfig};
+pub use webhook::{BindingResult, Notification, NotificationError, TokenNotification};
 
 /// `POST /checkout-token`.
 #[derive(Debug, Clone)]
@@ -98,7 +100,7 @@ impl TxStatus {
 #[serde(rename_all = "camelCase")]
 pub struct Transaction {
     /// `P…` number.
-    pub id: String,
+    pub id: TransactionId,
     #[serde(default)]
     pub transaction_id: Option<String>,
     pub amount: i64,

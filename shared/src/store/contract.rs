@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 use super::*;
-use crate::domain::{Amount, CheckoutId, OrderId};
+use crate::domain::{Amount, CheckoutId, Ciphertext, OrderId, TransactionId};
 
 pub fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
@@ -216,7 +216,7 @@ pub async fn every_record_round_trips(store: impl Store) {
         Card {
             customer: CustomerId::parse("c-rt").unwrap(),
             binding: base.reference.clone(),
-            ciphertext: vec![0, 1, 2, 255, 254, 0, 7],
+            ciphertext: Ciphertext(vec![0, 1, 2, 255, 254, 0, 7]),
             token_fingerprint: "ff00".into(),
             last4: Some("4242".into()),
             created_at: t0(),
@@ -244,12 +244,12 @@ pub async fn every_record_round_trips(store: impl Store) {
             checks: 2,
         },
         PeriodState::Paid {
-            transaction: "P20260928IJ90KL12".into(),
+            transaction: TransactionId::parse("P20260928IJ90KL12").unwrap(),
             auth_code: Some("831000".into()),
             paid_at: t0(),
         },
         PeriodState::Paid {
-            transaction: "P20260928IJ90KL13".into(),
+            transaction: TransactionId::parse("P20260928IJ90KL13").unwrap(),
             auth_code: None,
             paid_at: t0(),
         },
@@ -264,7 +264,7 @@ pub async fn every_record_round_trips(store: impl Store) {
         let mut p = period(&sub, n as u32, state);
         p.attempts = n as u32;
         p.last_error = (n % 2 == 1).then(|| "soft decline T0004".to_owned());
-        p.refunded = (n == 3).then_some(200);
+        p.refunded = (n == 3).then(|| Amount::new(200).unwrap());
         records.push(p.into());
     }
     records.push(

@@ -89,7 +89,7 @@ impl Store for MemoryStore {
                     return Err(StoreError::Conflict(format!(
                         "{} {:?}: expected {expect:?}, found version {current:?}",
                         put.record.kind(),
-                        key.pk_sk()
+                        key
                     )))
                 }
             }

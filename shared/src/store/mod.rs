@@ -7,9 +7,7 @@
 //! compare-and-set like any other. If any condition fails, nothing is written and the caller gets
 //! [`StoreError::Conflict`].
 
-mod dynamo;
 mod memory;
-mod records;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod contract;
@@ -20,12 +18,11 @@ use thiserror::Error;
 
 use crate::domain::{BindingRef, CustomerId, PlanId, SubscriptionId};
 
-pub use dynamo::{DynamoStore, DUE_INDEX};
-pub use memory::MemoryStore;
-pub use records::{
+pub use crate::domain::{
     AuditEntry, BindingSession, Card, ChargePeriod, PeriodState, Record, SessionState,
     Subscription, SubscriptionStatus,
 };
+pub use memory::MemoryStore;
 
 /// Due-date index shards. Subscriptions spread over them by a hash of their id, so that one busy
 /// day never lands on a single partition.
@@ -53,22 +50,39 @@ pub enum Key {
     },
 }
 
-impl Key {
-    /// The table's partition and sort keys (see the DynamoDB adapter's module doc).
-    pub fn pk_sk(&self) -> (String, String) {
+impl Record {
+    /// Where the record lives.
+    pub fn key(&self) -> Key {
         match self {
-            Key::Session(r) => (format!("BIND#{r}"), "SESSION".into()),
-            Key::Card { customer, binding } => {
-                (format!("CUST#{customer}"), format!("CARD#{binding}"))
-            }
-            Key::Subscription { customer, plan } => {
-                (format!("CUST#{customer}"), format!("SUB#{plan}"))
-            }
-            Key::Period {
-                subscription,
-                period,
-            } => (format!("SUB#{subscription}"), format!("PERIOD#{period:06}")),
-            Key::Audit { customer, sort } => (format!("AUDIT#{customer}"), sort.clone()),
+            Record::Session(s) => Key::Session(s.reference.clone()),
+            Record::Card(c) => Key::Card {
+                customer: c.customer.clone(),
+                binding: c.binding.clone(),
+            },
+            Record::Subscription(s) => s.key(),
+            Record::Period(p) => p.key(),
+            Record::Audit(a) => Key::Audit {
+                customer: a.customer.clone(),
+                sort: format!("{}#{}", a.at.format("%Y-%m-%dT%H:%M:%S%.6fZ"), a.id),
+            },
+        }
+    }
+}
+
+impl Subscription {
+    pub fn key(&self) -> Key {
+        Key::Subscription {
+            customer: self.customer.clone(),
+            plan: self.plan.clone(),
+        }
+    }
+}
+
+impl ChargePeriod {
+    pub fn key(&self) -> Key {
+        Key::Period {
+            subscription: self.subscription.clone(),
+            period: self.period,
         }
     }
 }
@@ -143,7 +157,7 @@ pub struct DuePage {
 pub const MAX_PUTS: usize = 25;
 
 /// The shape every adapter's `commit` accepts: 1 to [`MAX_PUTS`] puts, each record once.
-pub(crate) fn check_commit(puts: &[Put]) -> Result<(), StoreError> {
+pub fn check_commit(puts: &[Put]) -> Result<(), StoreError> {
     if puts.is_empty() || puts.len() > MAX_PUTS {
         return Err(StoreError::Invalid(format!(
             "a commit takes 1 to {MAX_PUTS} puts, not {}",

@@ -1,15 +1,14 @@
 //! The token vault: card tokens are encrypted before they are stored, bound to an encryption
 //! context (merchant, customer, binding reference), and decrypted only to charge.
 
-mod kms;
 mod local;
 
 use async_trait::async_trait;
 use thiserror::Error;
 
+pub use crate::domain::Ciphertext;
 use crate::domain::{BindingRef, CardToken, CustomerId, MerchantId};
 
-pub use kms::KmsVault;
 pub use local::LocalVault;
 
 /// What a ciphertext is bound to. Decrypting under any other context fails.
@@ -28,16 +27,6 @@ impl VaultContext {
             ("customer", self.customer.as_str()),
             ("binding", self.binding.as_str()),
         ]
-    }
-}
-
-/// An encrypted token, as stored.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Ciphertext(pub Vec<u8>);
-
-impl std::fmt::Debug for Ciphertext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Ciphertext({} bytes)", self.0.len())
     }
 }
 

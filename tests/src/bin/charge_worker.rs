@@ -4,14 +4,13 @@
 
 use std::sync::Arc;
 
+use oen_pay::aws::{DynamoStore, KmsVault};
 use oen_pay::charging::{self, ChargeDeps, ChargePolicy, WorkContext};
 use oen_pay::clock::SystemClock;
 use oen_pay::dev;
 use oen_pay::domain::{CustomerId, PlanId};
 use oen_pay::events::MemoryEvents;
 use oen_pay::queue::MemoryQueue;
-use oen_pay::store::DynamoStore;
-use oen_pay::vault::KmsVault;
 
 #[tokio::main]
 async fn main() {

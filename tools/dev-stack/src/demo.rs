@@ -13,7 +13,7 @@ use axum::{Form, Router};
 use oen_pay::binding::{self, BindingStatus};
 use oen_pay::chrono::Duration;
 use oen_pay::dev;
-use oen_pay::domain::{BindingRef, Catalog, CustomerId, Interval, Plan};
+use oen_pay::domain::{BindingRef, BindingState, Catalog, CustomerId, Interval, Plan};
 use oen_pay::links;
 use oen_pay::store::{Record, Store};
 use oen_pay::web::html_error;
@@ -258,13 +258,13 @@ pub(crate) struct ReturnQuery {
 /// The sentence a state is shown as (the page's script writes the same ones).
 fn status_text(s: &BindingStatus) -> String {
     match s.state {
-        "bound" => format!("Card bound: •••• {}", s.last4.as_deref().unwrap_or("????")),
-        "failed" => format!(
+        BindingState::Bound => format!("Card bound: •••• {}", s.last4.as_deref().unwrap_or("????")),
+        BindingState::Failed => format!(
             "Binding failed: {}",
             s.reason.as_deref().unwrap_or("unknown reason")
         ),
-        "expired" => "The card page expired before a card was bound.".to_owned(),
-        _ => "Waiting for Oen's webhook…".to_owned(),
+        BindingState::Expired => "The card page expired before a card was bound.".to_owned(),
+        BindingState::Pending => "Waiting for Oen's webhook…".to_owned(),
     }
 }
 
@@ -352,11 +352,11 @@ async fn return_page(
             .to_owned(),
     };
     let class = match status.state {
-        "bound" => "ok",
-        "pending" => "",
-        _ => "bad",
+        BindingState::Bound => "ok",
+        BindingState::Pending => "",
+        BindingState::Failed | BindingState::Expired => "bad",
     };
-    let script = if status.state == "pending" {
+    let script = if status.state == BindingState::Pending {
         POLL_SCRIPT
     } else {
         ""
@@ -369,7 +369,7 @@ async fn return_page(
          {script}",
         reference = mono(reference.as_str()),
         r = escape(reference.as_str()),
-        state = escape(status.state),
+        state = escape(status.state.as_str()),
         text = escape(&status_text(&status)),
     );
     page("Back at the shop", &body)

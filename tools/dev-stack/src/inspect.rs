@@ -93,7 +93,7 @@ pub(crate) async fn state_page(State(demo): State<Arc<Demo>>) -> Response {
                 escape(c.customer.as_str()),
                 mono(c.binding.as_str()),
                 escape(&format!("•••• {}", c.last4.as_deref().unwrap_or("????"))),
-                escape(&format!("encrypted, {} bytes", c.ciphertext.len())),
+                escape(&format!("encrypted, {} bytes", c.ciphertext.0.len())),
                 time(c.created_at),
             ]
         })
@@ -145,9 +145,9 @@ pub(crate) async fn state_page(State(demo): State<Arc<Demo>>) -> Response {
         .map(|e| {
             vec![
                 time(e.at),
-                escape(&e.kind),
+                escape(e.kind.as_str()),
                 mono(&e.id),
-                escape(&e.customer),
+                escape(e.customer.as_str()),
                 mono(&e.data.to_string()),
             ]
         })

@@ -1,10 +1,10 @@
 //! The DynamoDB adapter of the [`Store`] port: one table, conditional writes, a sharded
-//! due-date index. Its semantics equal [`MemoryStore`](super::MemoryStore)'s; both pass the same
+//! due-date index. Its semantics equal [`MemoryStore`](crate::store::MemoryStore)'s; both pass the same
 //! contract suite (`store::contract`), this one against moto in `tests/`.
 //!
 //! # Items
 //!
-//! Every record is one item keyed by `pk` (S) and `sk` (S), from [`Key::pk_sk`]:
+//! Every record is one item keyed by `pk` (S) and `sk` (S), from [`pk_sk`]:
 //!
 //! | record          | `pk`                 | `sk`                 | extra attributes       |
 //! |-----------------|----------------------|----------------------|------------------------|
@@ -35,7 +35,7 @@
 //! [`DUE_INDEX`] is keyed `due_shard` (HASH) + `due_at` (RANGE) and projects keys only: `pk` and
 //! `sk` name the customer and the plan, which is all the planner needs. The index is sparse: a
 //! subscription without `next_action_at` has neither attribute and leaves the index, so the
-//! index holds only work. Spreading the day over [`DUE_SHARDS`](super::DUE_SHARDS) partition
+//! index holds only work. Spreading the day over [`DUE_SHARDS`](crate::store::DUE_SHARDS) partition
 //! keys by a hash of the subscription id keeps one busy day off a single hot partition, and lets
 //! planners work on the shards in parallel; each shard is read with a `Query` on
 //! `due_shard = :shard AND due_at <= :now`, oldest first, in pages whose continuation is the
@@ -69,13 +69,28 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1 as codec;
 
-use super::{
-    shard_of, DueCursor, DueEntry, DuePage, Expect, Key, Put, Record, Store, StoreError, Versioned,
-};
 use crate::domain::{CustomerId, PlanId};
+use crate::store::{
+    check_commit, shard_of, DueCursor, DueEntry, DuePage, Expect, Key, Put, Record, Store,
+    StoreError, Versioned,
+};
 
 /// The name of the sparse due-date index (`due_shard` HASH, `due_at` RANGE, keys only).
 pub const DUE_INDEX: &str = "due-index";
+
+/// The table's partition and sort keys of a record (the layout in the module doc).
+pub fn pk_sk(key: &Key) -> (String, String) {
+    match key {
+        Key::Session(r) => (format!("BIND#{r}"), "SESSION".into()),
+        Key::Card { customer, binding } => (format!("CUST#{customer}"), format!("CARD#{binding}")),
+        Key::Subscription { customer, plan } => (format!("CUST#{customer}"), format!("SUB#{plan}")),
+        Key::Period {
+            subscription,
+            period,
+        } => (format!("SUB#{subscription}"), format!("PERIOD#{period:06}")),
+        Key::Audit { customer, sort } => (format!("AUDIT#{customer}"), sort.clone()),
+    }
+}
 
 const PK: &str = "pk";
 const SK: &str = "sk";
@@ -245,7 +260,7 @@ fn conflict_detail(put: &Put, old: Option<&Item>) -> String {
     format!(
         "{} {:?}: expected {:?}, {found}",
         put.record.kind(),
-        put.record.key().pk_sk(),
+        pk_sk(&put.record.key()),
         put.expect
     )
 }
@@ -275,7 +290,7 @@ fn to_item(record: &Record, version: u64) -> Result<Item, StoreError> {
             "a {kind} has a field named {clash}, which the store reserves"
         )));
     }
-    let (pk, sk) = record.key().pk_sk();
+    let (pk, sk) = pk_sk(&record.key());
     item.insert(PK.into(), AttributeValue::S(pk));
     item.insert(SK.into(), AttributeValue::S(sk));
     item.insert(KIND.into(), AttributeValue::S(kind.into()));
@@ -321,10 +336,10 @@ fn from_item(mut item: Item) -> Result<Versioned<Record>, StoreError> {
         "audit" => Record::Audit(codec::from_item(item).map_err(unreadable)?),
         other => return Err(corrupt(format!("unknown kind {other:?}"))),
     };
-    if record.key().pk_sk() != (pk.clone(), sk.clone()) {
+    if pk_sk(&record.key()) != (pk.clone(), sk.clone()) {
         return Err(corrupt(format!(
             "the {kind} it holds belongs under {:?}",
-            record.key().pk_sk()
+            pk_sk(&record.key())
         )));
     }
     Ok(Versioned {
@@ -417,7 +432,7 @@ fn due_entry(key: &Item) -> Result<DueEntry, StoreError> {
 #[async_trait]
 impl Store for DynamoStore {
     async fn get(&self, key: &Key) -> Result<Option<Versioned<Record>>, StoreError> {
-        let (pk, sk) = key.pk_sk();
+        let (pk, sk) = pk_sk(key);
         let out = self
             .client
             .get_item()
@@ -432,7 +447,7 @@ impl Store for DynamoStore {
     }
 
     async fn commit(&self, puts: Vec<Put>) -> Result<(), StoreError> {
-        super::check_commit(&puts)?;
+        check_commit(&puts)?;
         let items = puts
             .iter()
             .map(|put| {

@@ -3,8 +3,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::Key;
-use crate::domain::{Amount, BindingRef, CheckoutId, CustomerId, OrderId, PlanId, SubscriptionId};
+use super::{
+    Amount, BindingRef, CheckoutId, Ciphertext, CustomerId, OrderId, PlanId, SubscriptionId,
+    TransactionId,
+};
 
 /// A card binding started by `checkout-start`: our reference, whom it is for, and Oen's page id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,13 +38,53 @@ pub enum SessionState {
     },
 }
 
+impl BindingSession {
+    /// Where the binding stands as the customer's return page sees it, at `now`.
+    pub fn binding_state(&self, now: DateTime<Utc>) -> BindingState {
+        match self.state {
+            SessionState::Bound { .. } => BindingState::Bound,
+            SessionState::Failed { .. } => BindingState::Failed,
+            SessionState::Pending if now > self.expires_at => BindingState::Expired,
+            SessionState::Pending => BindingState::Pending,
+        }
+    }
+}
+
+/// A binding's state as reported to the browser (`/checkout/status`) and the dev stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindingState {
+    /// The hosted page is open; no webhook yet.
+    Pending,
+    Bound,
+    Failed,
+    /// The hosted page expired before a card was bound.
+    Expired,
+}
+
+impl BindingState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BindingState::Pending => "pending",
+            BindingState::Bound => "bound",
+            BindingState::Failed => "failed",
+            BindingState::Expired => "expired",
+        }
+    }
+}
+
+impl std::fmt::Display for BindingState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A bound card: the token as KMS ciphertext under the context (merchant, customer, binding).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Card {
     pub customer: CustomerId,
     pub binding: BindingRef,
-    #[serde(with = "serde_bytes")]
-    pub ciphertext: Vec<u8>,
+    pub ciphertext: Ciphertext,
     pub token_fingerprint: String,
     pub last4: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -83,15 +125,6 @@ pub struct Subscription {
     pub updated_at: DateTime<Utc>,
 }
 
-impl Subscription {
-    pub fn key(&self) -> Key {
-        Key::Subscription {
-            customer: self.customer.clone(),
-            plan: self.plan.clone(),
-        }
-    }
-}
-
 /// Where one period's charge stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -111,12 +144,23 @@ pub enum PeriodState {
     },
     /// Paid: Oen's transaction number and auth code.
     Paid {
-        transaction: String,
+        transaction: TransactionId,
         auth_code: Option<String>,
         paid_at: DateTime<Utc>,
     },
     /// Declined for good (hard decline, or dunning exhausted).
     Declined { code: String, at: DateTime<Utc> },
+}
+
+impl PeriodState {
+    /// An attempt may be running or may have reached Oen with its result not known: the
+    /// period must be reconciled before anything else happens to it.
+    pub fn is_uncertain(&self) -> bool {
+        matches!(
+            self,
+            PeriodState::Charging { .. } | PeriodState::Unknown { .. }
+        )
+    }
 }
 
 /// One period of a subscription and the charge that pays it.
@@ -132,16 +176,7 @@ pub struct ChargePeriod {
     pub last_error: Option<String>,
     pub updated_at: DateTime<Utc>,
     /// Refunded amount, once a refund succeeded.
-    pub refunded: Option<u32>,
-}
-
-impl ChargePeriod {
-    pub fn key(&self) -> Key {
-        Key::Period {
-            subscription: self.subscription.clone(),
-            period: self.period,
-        }
-    }
+    pub refunded: Option<Amount>,
 }
 
 /// Who did what to a customer's card or money, and when. Never the token.
@@ -189,22 +224,6 @@ pub enum Record {
 }
 
 impl Record {
-    pub fn key(&self) -> Key {
-        match self {
-            Record::Session(s) => Key::Session(s.reference.clone()),
-            Record::Card(c) => Key::Card {
-                customer: c.customer.clone(),
-                binding: c.binding.clone(),
-            },
-            Record::Subscription(s) => s.key(),
-            Record::Period(p) => p.key(),
-            Record::Audit(a) => Key::Audit {
-                customer: a.customer.clone(),
-                sort: format!("{}#{}", a.at.format("%Y-%m-%dT%H:%M:%S%.6fZ"), a.id),
-            },
-        }
-    }
-
     /// The record's type name, as stored in the `kind` attribute.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use aws_sdk_kms::error::{DisplayErrorContext, SdkError};
 use aws_sdk_kms::primitives::Blob;
 
-use super::{Ciphertext, TokenVault, VaultContext, VaultError};
 use crate::domain::CardToken;
+use crate::vault::{Ciphertext, TokenVault, VaultContext, VaultError};
 
 pub struct KmsVault {
     client: aws_sdk_kms::Client,

@@ -3,14 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::{DynamoStore, EventBridgeSink, KmsVault, SecretsManagerFetcher, SqsQueue};
 use crate::binding::BindingDeps;
 use crate::clock::SystemClock;
 use crate::config::{Config, ConfigError};
-use crate::events::EventBridgeSink;
 use crate::oen::{HttpOenGateway, OenClientConfig, OenError};
-use crate::secrets::{CachedSecrets, SecretSource, SecretsManagerFetcher};
-use crate::store::DynamoStore;
-use crate::vault::KmsVault;
+use crate::secrets::{CachedSecrets, SecretSource};
 
 /// How long a warm container trusts its copy of the secret. An `A0001` from Oen forces a
 /// re-read sooner, so a rotated API key takes effect on the next call.
@@ -78,13 +76,13 @@ pub async fn charge_deps(
     aws: &aws_config::SdkConfig,
     secrets: Arc<dyn SecretSource>,
 ) -> Result<crate::charging::ChargeDeps, WiringError> {
-    let queue = crate::queue::SqsQueue::new(
+    let queue = SqsQueue::new(
         aws_sdk_sqs::Client::new(aws),
         config.charge_queue_url()?.to_owned(),
     );
     Ok(crate::charging::ChargeDeps::new(
         binding_deps(config, aws, secrets).await?,
         Arc::new(queue),
-        crate::charging::ChargePolicy::from_env()?,
+        config.charge_policy.clone(),
     ))
 }

@@ -1,0 +1,159 @@
+//! Flow 4: scheduled charging, exactly once per subscription period.
+//!
+//! Oen has no idempotency, so the protocol is ours:
+//! - every attempt of a period reuses the period's stable order id;
+//! - a worker claims the period with a conditional write (a lease) before it calls Oen;
+//! - whenever an earlier attempt may have reached Oen (an earlier attempt at all, an unknown
+//!   outcome, or a lease whose holder vanished), the worker first reads
+//!   `GET /order/{orderId}/transactions`: paid settles without charging, anything in flight
+//!   stays unknown, and only "none" or "all failed" allows a new attempt;
+//! - `C026`, 504, timeouts and dropped connections after sending make the period unknown, and
+//!   unknown periods are reconciled with back-off, never charged blind;
+//! - the outcome and the subscription's next state are written in one transaction.
+//!
+//! The parts: [`policy`](ChargePolicy) (how long to wait after what), `plan` (the due index
+//! into messages), `worker` (claim → ask Oen → charge), `transition` (the pure state machine:
+//! one function per outcome), `attempt` (writing an outcome down) and `operations` (what an
+//! operator does: charge now, cancel, refund).
+
+mod attempt;
+mod operations;
+mod plan;
+mod policy;
+mod transition;
+mod worker;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use thiserror::Error;
+
+use crate::clock::Clock;
+use crate::domain::{Catalog, MerchantId, TransactionId};
+use crate::events::EventSink;
+use crate::oen::OenGateway;
+use crate::queue::{QueueError, WorkMessage, WorkQueue};
+use crate::store::{DueCursor, Store, StoreError};
+use crate::vault::TokenVault;
+
+pub use operations::{cancel, charge_now, refund, OperationError};
+pub use plan::schedule;
+pub use policy::ChargePolicy;
+
+/// What charging needs.
+#[derive(Clone)]
+pub struct ChargeDeps {
+    pub store: Arc<dyn Store>,
+    pub vault: Arc<dyn TokenVault>,
+    pub oen: Arc<dyn OenGateway>,
+    pub events: Arc<dyn EventSink>,
+    pub queue: Arc<dyn WorkQueue>,
+    pub clock: Arc<dyn Clock>,
+    pub plans: Catalog,
+    pub merchant: MerchantId,
+    pub policy: ChargePolicy,
+}
+
+impl ChargeDeps {
+    /// The binding flows' adapters, plus the work queue and the charging policy.
+    pub fn new(
+        base: crate::binding::BindingDeps,
+        queue: Arc<dyn WorkQueue>,
+        policy: ChargePolicy,
+    ) -> Self {
+        let crate::binding::BindingDeps {
+            store,
+            vault,
+            oen,
+            events,
+            clock,
+            plans,
+            merchant,
+        } = base;
+        Self {
+            store,
+            vault,
+            oen,
+            events,
+            queue,
+            clock,
+            plans,
+            merchant,
+            policy,
+        }
+    }
+}
+
+/// Who is working and until when.
+#[derive(Debug, Clone)]
+pub struct WorkContext {
+    /// Identifies the lease holder (the Lambda request id, a process id, …).
+    pub owner: String,
+    /// When this invocation will be stopped, if it will.
+    pub deadline: Option<DateTime<Utc>>,
+}
+
+/// What became of one unit of work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkOutcome {
+    Planned {
+        enqueued: usize,
+        continued: bool,
+    },
+    /// Nothing to do (not due, already settled, someone else holds the lease).
+    Skipped(&'static str),
+    Paid {
+        transaction: TransactionId,
+        charged: bool,
+    },
+    SoftDeclined {
+        retry_at: DateTime<Utc>,
+    },
+    HardDeclined,
+    Canceled,
+    Unknown {
+        reconcile_at: DateTime<Utc>,
+    },
+    /// The request never reached Oen; the period is free again for a prompt retry.
+    NotSent,
+    /// Our configuration is wrong; nothing about the customer changed.
+    ConfigError,
+}
+
+#[derive(Debug, Error)]
+pub enum WorkError {
+    /// Worth retrying later (the message goes back to the queue).
+    #[error("retry later: {0}")]
+    Retry(String),
+}
+
+impl From<StoreError> for WorkError {
+    fn from(e: StoreError) -> Self {
+        WorkError::Retry(e.to_string())
+    }
+}
+
+impl From<QueueError> for WorkError {
+    fn from(e: QueueError) -> Self {
+        WorkError::Retry(e.to_string())
+    }
+}
+
+/// Handles one message from the queue.
+pub async fn handle(
+    deps: &ChargeDeps,
+    message: &WorkMessage,
+    ctx: &WorkContext,
+) -> Result<WorkOutcome, WorkError> {
+    match message {
+        WorkMessage::Plan { shard, now, cursor } => {
+            plan::plan_page(deps, *shard, *now, cursor.clone().map(DueCursor)).await
+        }
+        WorkMessage::Charge { customer, plan } => {
+            worker::charge(deps, customer, plan, ctx, worker::Trigger::Schedule).await
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! What an operator does to a subscription: charge now, cancel (now or at period end), refund.
+//! Each goes through the same store conditions as the charger, so an operator and a worker
+//! racing on one subscription cannot both win.
+
+use chrono::{DateTime, Utc};
+use thiserror::Error;
+
+use super::attempt::publish;
+use super::worker::{self, Trigger};
+use super::{ChargeDeps, WorkContext, WorkError, WorkOutcome};
+use crate::domain::{
+    Amount, AuditEntry, ChargePeriod, CustomerId, DomainEvent, PeriodState, PlanId, Subscription,
+    SubscriptionStatus, TransactionId,
+};
+use crate::oen::{OenError, RefundRequest};
+use crate::store::{Expect, Put, StoreError, StoreExt, Versioned};
+
+#[derive(Debug, Error)]
+pub enum OperationError {
+    #[error("no subscription for that customer and plan")]
+    NotFound,
+    #[error("{0}")]
+    Refused(String),
+    #[error("Oen: {0}")]
+    Oen(OenError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Operator action: charge (or reconcile) a subscription's current period now, whatever its
+/// schedule says, under the same protocol.
+pub async fn charge_now(
+    deps: &ChargeDeps,
+    customer: &CustomerId,
+    plan: &PlanId,
+    ctx: &WorkContext,
+) -> Result<WorkOutcome, WorkError> {
+    worker::charge(deps, customer, plan, ctx, Trigger::Operator).await
+}
+
+/// Operator action: cancel now, or at the end of the paid period.
+pub async fn cancel(
+    deps: &ChargeDeps,
+    customer: &CustomerId,
+    plan: &PlanId,
+    at_period_end: bool,
+) -> Result<(), OperationError> {
+    let now = deps.clock.now();
+    let sub = deps
+        .store
+        .subscription(customer, plan)
+        .await?
+        .ok_or(OperationError::NotFound)?;
+    if sub.value.status == SubscriptionStatus::Canceled {
+        return Ok(());
+    }
+    if at_period_end {
+        let mut s = sub.value.clone();
+        s.cancel_at_period_end = true;
+        s.updated_at = now;
+        let audit = AuditEntry::new(
+            s.customer.clone(),
+            now,
+            "operator",
+            "cancel.at_period_end",
+            None,
+            "",
+        );
+        deps.store
+            .commit(vec![
+                Put::new(s, Expect::Version(sub.version)),
+                Put::new(audit, Expect::Absent),
+            ])
+            .await?;
+        return Ok(());
+    }
+    let period = deps.store.period(&sub.value.id, sub.value.period).await?;
+    let (puts, event) = cancellation(&sub, period, "operator", "operator", now);
+    deps.store.commit(puts).await?;
+    publish(deps, vec![event]).await;
+    Ok(())
+}
+
+/// A subscription set to end at period end has reached it with nothing uncertain: cancel it.
+pub(super) async fn end_at_period_end(
+    deps: &ChargeDeps,
+    sub: &Versioned<Subscription>,
+    period: Option<Versioned<ChargePeriod>>,
+    now: DateTime<Utc>,
+) -> Result<WorkOutcome, WorkError> {
+    let (puts, event) = cancellation(sub, period, "charger", "ended at period end", now);
+    match deps.store.commit(puts).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => {
+            return Ok(WorkOutcome::Skipped("subscription changed concurrently"))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    publish(deps, vec![event]).await;
+    Ok(WorkOutcome::Canceled)
+}
+
+/// The writes that cancel `sub` now, and the event to publish once they landed. A period with
+/// no attempt running is closed; one whose outcome is unknown stays due for reconciliation,
+/// because money may have moved.
+fn cancellation(
+    sub: &Versioned<Subscription>,
+    period: Option<Versioned<ChargePeriod>>,
+    actor: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> (Vec<Put>, DomainEvent) {
+    let mut s = sub.value.clone();
+    s.status = SubscriptionStatus::Canceled;
+    s.updated_at = now;
+    let uncertain = period
+        .as_ref()
+        .is_some_and(|p| p.value.state.is_uncertain());
+    if !uncertain {
+        s.next_action_at = None;
+    }
+    let event = DomainEvent::subscription_canceled(&s, reason, now);
+    let audit = AuditEntry::new(
+        s.customer.clone(),
+        now,
+        actor,
+        "subscription.canceled",
+        None,
+        reason,
+    );
+    let mut puts = vec![Put::new(s, Expect::Version(sub.version))];
+    if let Some(p) = period.filter(|p| p.value.state == PeriodState::Open) {
+        let mut closed = p.value;
+        closed.state = PeriodState::Declined {
+            code: "CANCELED".into(),
+            at: now,
+        };
+        closed.updated_at = now;
+        puts.push(Put::new(closed, Expect::Version(p.version)));
+    }
+    puts.push(Put::new(audit, Expect::Absent));
+    (puts, event)
+}
+
+/// Operator action: refund a paid period (whole, or `amount`). Oen allows one successful refund
+/// per transaction; after an unknown outcome the transaction is read before anything is resent.
+pub async fn refund(
+    deps: &ChargeDeps,
+    customer: &CustomerId,
+    plan: &PlanId,
+    period: u32,
+    amount: Option<Amount>,
+    reason: Option<String>,
+) -> Result<Amount, OperationError> {
+    let now = deps.clock.now();
+    let sub = deps
+        .store
+        .subscription(customer, plan)
+        .await?
+        .ok_or(OperationError::NotFound)?;
+    let p = deps
+        .store
+        .period(&sub.value.id, period)
+        .await?
+        .ok_or_else(|| OperationError::Refused(format!("period {period} has no charge")))?;
+    let (transaction, wanted) = refundable(&p.value, amount)?;
+    let refunded = send_refund(deps, &transaction, wanted, amount, reason).await?;
+    let mut updated = p.value.clone();
+    updated.refunded = Some(refunded);
+    updated.updated_at = now;
+    let audit = AuditEntry::new(
+        customer.clone(),
+        now,
+        "operator",
+        "refund",
+        None,
+        format!("order {}, {refunded}", p.value.order_id),
+    );
+    deps.store
+        .commit(vec![
+            Put::new(updated, Expect::Version(p.version)),
+            Put::new(audit, Expect::Absent),
+        ])
+        .await?;
+    let event = DomainEvent::payment_refunded(customer, &p.value, &transaction, refunded, now);
+    publish(deps, vec![event]).await;
+    Ok(refunded)
+}
+
+/// The paid transaction of a period and the amount to refund, or why it cannot be refunded.
+fn refundable(
+    p: &ChargePeriod,
+    amount: Option<Amount>,
+) -> Result<(TransactionId, Amount), OperationError> {
+    let period = p.period;
+    let PeriodState::Paid { transaction, .. } = &p.state else {
+        return Err(OperationError::Refused(format!(
+            "period {period} is not paid"
+        )));
+    };
+    if p.refunded.is_some() {
+        return Err(OperationError::Refused(format!(
+            "period {period} was already refunded (Oen allows one refund per transaction)"
+        )));
+    }
+    let wanted = amount.unwrap_or(p.amount);
+    if wanted > p.amount {
+        return Err(OperationError::Refused(format!(
+            "cannot refund {wanted} of a {} charge",
+            p.amount
+        )));
+    }
+    Ok((transaction.clone(), wanted))
+}
+
+/// Asks Oen for the refund; when the answer is lost (or Oen says the state changed), reads the
+/// transaction back instead of sending again. The amount refunded.
+async fn send_refund(
+    deps: &ChargeDeps,
+    transaction: &TransactionId,
+    wanted: Amount,
+    amount: Option<Amount>,
+    reason: Option<String>,
+) -> Result<Amount, OperationError> {
+    let request = RefundRequest {
+        transaction_number: transaction.clone(),
+        amount,
+        reason,
+    };
+    match deps.oen.refund(&request).await {
+        Ok(()) => Ok(wanted),
+        Err(e) if e.money_may_have_moved() || matches!(e, OenError::State { .. }) => {
+            let t = deps
+                .oen
+                .transaction(transaction)
+                .await
+                .map_err(OperationError::Oen)?;
+            match t.refund_amount.filter(|r| *r > 0) {
+                Some(r) => Ok(Amount::new(r).unwrap_or(wanted)),
+                None => Err(OperationError::Oen(e)),
+            }
+        }
+        Err(e) => Err(OperationError::Oen(e)),
+    }
+}

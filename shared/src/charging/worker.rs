@@ -1,0 +1,291 @@
+//! The exactly-once worker: claim the period, ask Oen about the order when an earlier attempt
+//! may have reached it, and only then decrypt the token and charge.
+
+use chrono::{DateTime, Utc};
+
+use super::attempt::Attempt;
+use super::transition::Settled;
+use super::{operations, ChargeDeps, WorkContext, WorkError, WorkOutcome};
+use crate::domain::{
+    ChargePeriod, CustomerId, OrderId, PeriodState, Plan, PlanId, Subscription, SubscriptionStatus,
+};
+use crate::oen::{ChargeReceipt, ChargeRequest, OenError, OrderState};
+use crate::store::{Expect, Put, StoreError, StoreExt, Versioned};
+use crate::vault::VaultContext;
+
+/// Why a subscription is looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Trigger {
+    /// A planned message: only a due subscription is charged.
+    Schedule,
+    /// An operator's "charge now": whatever the schedule says, under the same protocol.
+    Operator,
+}
+
+/// Charges (or reconciles) the current period of `customer`'s subscription to `plan_id`.
+pub(super) async fn charge(
+    deps: &ChargeDeps,
+    customer: &CustomerId,
+    plan_id: &PlanId,
+    ctx: &WorkContext,
+    trigger: Trigger,
+) -> Result<WorkOutcome, WorkError> {
+    let now = deps.clock.now();
+    let Some(sub) = deps.store.subscription(customer, plan_id).await? else {
+        return Ok(WorkOutcome::Skipped("no such subscription"));
+    };
+    let Some(plan) = deps.plans.get(plan_id) else {
+        tracing::error!(plan = %plan_id, customer = %customer, "subscription to a plan missing from the catalog");
+        crate::metrics::count("charger", "ConfigError");
+        return Ok(WorkOutcome::ConfigError);
+    };
+    let due = sub.value.next_action_at.is_some_and(|t| t <= now);
+    if !due && trigger == Trigger::Schedule {
+        return Ok(WorkOutcome::Skipped("not due"));
+    }
+    if !deps.policy.has_time_for_attempt(ctx.deadline, now) {
+        return Err(WorkError::Retry(
+            "too little time left before the deadline".into(),
+        ));
+    }
+    let claim = match claim(deps, &sub, plan, ctx, now).await? {
+        Claimed::Yes(claim) => claim,
+        Claimed::Nothing(reason) => return Ok(WorkOutcome::Skipped(reason)),
+        Claimed::EndsNow(period) => {
+            return operations::end_at_period_end(deps, &sub, period, now).await
+        }
+    };
+    let query_first = claim.query_first;
+    let attempt = Attempt {
+        deps,
+        plan,
+        period: claim.period,
+        version: claim.version,
+        prior: claim.prior,
+        customer: customer.clone(),
+        sub,
+        ctx,
+    };
+    if query_first {
+        if let Some(settled) = ask_oen_first(&attempt).await {
+            return attempt.settle(settled).await;
+        }
+    }
+    call_oen(attempt).await
+}
+
+/// Whether the subscription may be charged a new attempt (not only reconciled).
+fn may_be_charged(sub: &Subscription) -> bool {
+    matches!(
+        sub.status,
+        SubscriptionStatus::Active | SubscriptionStatus::PastDue
+    ) && !sub.cancel_at_period_end
+}
+
+/// A claimed period: as written with our lease, its version, whether Oen must be asked first,
+/// and the state it had before the claim.
+struct Claim {
+    period: ChargePeriod,
+    version: u64,
+    query_first: bool,
+    prior: PeriodState,
+}
+
+enum Claimed {
+    Yes(Claim),
+    /// Nothing to do, and why.
+    Nothing(&'static str),
+    /// A subscription ending at period end reached its end with nothing uncertain.
+    EndsNow(Option<Versioned<ChargePeriod>>),
+}
+
+/// Claims the current period: put-if-absent for a fresh period (the common case, one write),
+/// else read and compare-and-set.
+async fn claim(
+    deps: &ChargeDeps,
+    sub: &Versioned<Subscription>,
+    plan: &Plan,
+    ctx: &WorkContext,
+    now: DateTime<Utc>,
+) -> Result<Claimed, WorkError> {
+    let lease_until = deps.policy.lease_until(ctx.deadline, now);
+    if may_be_charged(&sub.value) {
+        let fresh = ChargePeriod {
+            subscription: sub.value.id.clone(),
+            period: sub.value.period,
+            order_id: OrderId::for_period(&sub.value.id, sub.value.period),
+            amount: plan.amount,
+            state: PeriodState::Charging {
+                lease_owner: ctx.owner.clone(),
+                lease_until,
+            },
+            attempts: 0,
+            last_error: None,
+            updated_at: now,
+            refunded: None,
+        };
+        let put = Put::new(fresh.clone(), Expect::Absent);
+        return match deps.store.commit(vec![put]).await {
+            Ok(()) => Ok(Claimed::Yes(Claim {
+                period: fresh,
+                version: 1,
+                query_first: false,
+                prior: PeriodState::Open,
+            })),
+            Err(StoreError::Conflict(_)) => {
+                claim_existing(deps, &sub.value, ctx, lease_until, now).await
+            }
+            Err(e) => Err(e.into()),
+        };
+    }
+    // Canceled, waiting for a card, or ending at period end: never a new charge, but an
+    // attempt whose outcome is unknown must still be reconciled.
+    let existing = deps.store.period(&sub.value.id, sub.value.period).await?;
+    if !existing
+        .as_ref()
+        .is_some_and(|p| p.value.state.is_uncertain())
+    {
+        if sub.value.cancel_at_period_end && sub.value.status != SubscriptionStatus::Canceled {
+            return Ok(Claimed::EndsNow(existing));
+        }
+        return Ok(Claimed::Nothing("subscription may not be charged"));
+    }
+    claim_existing(deps, &sub.value, ctx, lease_until, now).await
+}
+
+/// Claims a period that already has a record.
+async fn claim_existing(
+    deps: &ChargeDeps,
+    sub: &Subscription,
+    ctx: &WorkContext,
+    lease_until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Claimed, WorkError> {
+    let Some(current) = deps.store.period(&sub.id, sub.period).await? else {
+        return Ok(Claimed::Nothing("period vanished"));
+    };
+    let query_first = match must_query_first(&current.value, now) {
+        Ok(q) => q,
+        Err(reason) => return Ok(Claimed::Nothing(reason)),
+    };
+    let mut claimed = current.value.clone();
+    claimed.state = PeriodState::Charging {
+        lease_owner: ctx.owner.clone(),
+        lease_until,
+    };
+    claimed.updated_at = now;
+    let put = Put::new(claimed.clone(), Expect::Version(current.version));
+    match deps.store.commit(vec![put]).await {
+        Ok(()) => Ok(Claimed::Yes(Claim {
+            period: claimed,
+            version: current.version + 1,
+            query_first,
+            prior: current.value.state,
+        })),
+        Err(StoreError::Conflict(_)) => {
+            Ok(Claimed::Nothing("another worker claimed the period first"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether the worker must ask Oen about the order before (maybe) charging; `Err` when the
+/// period is not to be touched now.
+fn must_query_first(p: &ChargePeriod, now: DateTime<Utc>) -> Result<bool, &'static str> {
+    match &p.state {
+        PeriodState::Paid { .. } => Err("period already paid"),
+        PeriodState::Charging { lease_until, .. } if *lease_until > now => {
+            Err("another worker holds the lease")
+        }
+        PeriodState::Unknown { reconcile_at, .. } if *reconcile_at > now => {
+            Err("unknown period not yet due for reconciliation")
+        }
+        PeriodState::Charging { .. } | PeriodState::Unknown { .. } => Ok(true),
+        PeriodState::Open | PeriodState::Declined { .. } => Ok(p.attempts > 0),
+    }
+}
+
+/// Asks Oen about the order. `Some` when that settles the period; `None` when nothing was
+/// charged and a new attempt may go ahead.
+async fn ask_oen_first(attempt: &Attempt<'_>) -> Option<Settled> {
+    let txs = match attempt
+        .deps
+        .oen
+        .order_transactions(&attempt.period.order_id)
+        .await
+    {
+        Ok(txs) => txs,
+        Err(e) => return Some(Settled::Unknown(format!("order query failed: {e}"))),
+    };
+    match OrderState::of(&txs) {
+        OrderState::Paid(tx) => Some(Settled::Paid {
+            transaction: tx.id,
+            auth_code: tx.auth_code,
+            charged: false,
+        }),
+        OrderState::InFlight => Some(Settled::Unknown(
+            "a transaction of this order is still in flight".into(),
+        )),
+        // Reconciled to "nothing was charged" on a subscription that may not be charged.
+        OrderState::NoAttempt | OrderState::AllFailed if !may_be_charged(&attempt.sub.value) => {
+            Some(Settled::Abandoned)
+        }
+        OrderState::NoAttempt | OrderState::AllFailed => None,
+    }
+}
+
+/// Decrypts the card token (only now, right before the call) and charges the order.
+async fn call_oen(attempt: Attempt<'_>) -> Result<WorkOutcome, WorkError> {
+    let deps = attempt.deps;
+    let customer = &attempt.customer;
+    let binding = &attempt.sub.value.card;
+    let card = match deps.store.card(customer, binding).await {
+        Ok(Some(c)) => c.value,
+        Ok(None) => {
+            tracing::error!(customer = %customer, binding = %binding, "subscription points at a card that is not stored");
+            let settled = Settled::Config("card record missing".into());
+            return attempt.settle(settled).await;
+        }
+        Err(e) => return attempt.release_for_retry(e.to_string()).await,
+    };
+    let vault_ctx = VaultContext {
+        merchant: deps.merchant.clone(),
+        customer: customer.clone(),
+        binding: card.binding.clone(),
+    };
+    let token = match deps.vault.decrypt(&card.ciphertext, &vault_ctx).await {
+        Ok(t) => t,
+        Err(e) => {
+            let reason = format!("token not decrypted: {e}");
+            return attempt.release_for_retry(reason).await;
+        }
+    };
+    let request = ChargeRequest {
+        token,
+        order_id: attempt.period.order_id.clone(),
+        amount: attempt.plan.amount,
+        product_details: attempt.plan.product_details(),
+        user_id: Some(customer.to_string()),
+        user_email: None,
+        note: None,
+    };
+    let result = deps.oen.charge(&request).await;
+    drop(request);
+    attempt.settle_after_call(settled_by(result)).await
+}
+
+/// What Oen's answer to a charge call means for the period.
+fn settled_by(result: Result<ChargeReceipt, OenError>) -> Settled {
+    match result {
+        Ok(receipt) => Settled::Paid {
+            transaction: receipt.transaction_number,
+            auth_code: receipt.auth_code,
+            charged: true,
+        },
+        Err(OenError::SoftDecline { code, .. }) => Settled::SoftDecline(code),
+        Err(OenError::HardDecline { code, .. }) => Settled::HardDecline(code),
+        Err(OenError::NotSent(reason)) => Settled::NotSent(reason),
+        Err(e @ OenError::Config { .. }) => Settled::Config(e.to_string()),
+        Err(e) => Settled::Unknown(e.to_string()),
+    }
+}

@@ -1,0 +1,263 @@
+//! Domain events for the merchant's systems (e-mails, entitlements). Each carries a stable id
+//! derived from what happened, so a consumer can de-duplicate redeliveries; each type has one
+//! builder here, so an event's id and shape are decided in one place.
+
+use chrono::{DateTime, Utc};
+use serde::{Serialize, Serializer};
+
+use super::{
+    Amount, BindingSession, ChargePeriod, CustomerId, OrderId, SessionState, Subscription,
+    TransactionId,
+};
+
+/// Every event type the project emits (the EventBridge `DetailType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    CardBound,
+    PaymentSucceeded,
+    PaymentFailed,
+    PaymentUnknown,
+    PaymentRefunded,
+    SubscriptionPastDue,
+    SubscriptionRequiresPaymentMethod,
+    SubscriptionCanceled,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::CardBound => "card.bound",
+            EventType::PaymentSucceeded => "payment.succeeded",
+            EventType::PaymentFailed => "payment.failed",
+            EventType::PaymentUnknown => "payment.unknown",
+            EventType::PaymentRefunded => "payment.refunded",
+            EventType::SubscriptionPastDue => "subscription.past_due",
+            EventType::SubscriptionRequiresPaymentMethod => "subscription.requires_payment_method",
+            EventType::SubscriptionCanceled => "subscription.canceled",
+        }
+    }
+}
+
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for EventType {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Serialize for EventType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DomainEvent {
+    /// Stable: the same happening always gets the same id (`{type}:{what it is about}`).
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    pub at: DateTime<Utc>,
+    pub customer: CustomerId,
+    pub data: serde_json::Value,
+}
+
+/// What every event about a charge says of its period.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PeriodData<'a, T: Serialize> {
+    subscription: &'a str,
+    plan: &'a str,
+    period: u32,
+    order_id: &'a OrderId,
+    amount: Amount,
+    #[serde(flatten)]
+    detail: T,
+}
+
+impl DomainEvent {
+    fn new(kind: EventType, about: &str, at: DateTime<Utc>, customer: &CustomerId) -> Self {
+        Self {
+            id: format!("{}:{about}", kind.as_str()),
+            kind,
+            at,
+            customer: customer.clone(),
+            data: serde_json::Value::Null,
+        }
+    }
+
+    fn with(mut self, data: impl Serialize) -> Self {
+        // Serialising these plain structs cannot fail; an empty object is a safe fallback.
+        self.data = serde_json::to_value(data).unwrap_or_default();
+        self
+    }
+
+    /// An event about one charge of `period` of `sub`; `about` is what makes it unique.
+    fn of_period(
+        kind: EventType,
+        about: &str,
+        sub: &Subscription,
+        period: &ChargePeriod,
+        at: DateTime<Utc>,
+        detail: impl Serialize,
+    ) -> Self {
+        Self::new(kind, about, at, &sub.customer).with(PeriodData {
+            subscription: sub.id.as_str(),
+            plan: sub.plan.as_str(),
+            period: period.period,
+            order_id: &period.order_id,
+            amount: period.amount,
+            detail,
+        })
+    }
+
+    /// `card.bound`, once per binding (a duplicate webhook rebuilds the same event). `None`
+    /// while the session is not bound.
+    pub fn card_bound(session: &BindingSession) -> Option<Self> {
+        let SessionState::Bound {
+            last4, bound_at, ..
+        } = &session.state
+        else {
+            return None;
+        };
+        Some(
+            Self::new(
+                EventType::CardBound,
+                session.reference.as_str(),
+                *bound_at,
+                &session.customer,
+            )
+            .with(serde_json::json!({
+                "binding": session.reference,
+                "plan": session.plan,
+                "last4": last4,
+            })),
+        )
+    }
+
+    /// `payment.succeeded`, once per order; `reconciled` when the payment was found by asking
+    /// Oen rather than by our own charge call.
+    pub fn payment_succeeded(
+        sub: &Subscription,
+        period: &ChargePeriod,
+        transaction: &TransactionId,
+        reconciled: bool,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let about = period.order_id.as_str();
+        let detail = serde_json::json!({"transaction": transaction, "reconciled": reconciled});
+        Self::of_period(EventType::PaymentSucceeded, about, sub, period, at, detail)
+    }
+
+    /// `payment.failed`, once per attempt of the order.
+    pub fn payment_failed(
+        sub: &Subscription,
+        period: &ChargePeriod,
+        code: &str,
+        hard: bool,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let about = attempt_key(period);
+        let detail = serde_json::json!({"code": code, "hard": hard});
+        Self::of_period(EventType::PaymentFailed, &about, sub, period, at, detail)
+    }
+
+    /// `payment.unknown`, once per attempt whose outcome could not be known.
+    pub fn payment_unknown(
+        sub: &Subscription,
+        period: &ChargePeriod,
+        reconcile_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let about = attempt_key(period);
+        let detail = serde_json::json!({"reconcileAt": reconcile_at});
+        Self::of_period(EventType::PaymentUnknown, &about, sub, period, at, detail)
+    }
+
+    /// `subscription.past_due`, once per dunning retry `retry` (1, 2, …) of the order.
+    pub fn subscription_past_due(
+        sub: &Subscription,
+        period: &ChargePeriod,
+        retry: u32,
+        retry_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let about = format!("{}:{retry}", period.order_id);
+        let detail = serde_json::json!({"retryAt": retry_at, "attempt": retry});
+        Self::of_period(
+            EventType::SubscriptionPastDue,
+            &about,
+            sub,
+            period,
+            at,
+            detail,
+        )
+    }
+
+    /// `subscription.requires_payment_method`, after a hard decline of an attempt.
+    pub fn subscription_requires_payment_method(
+        sub: &Subscription,
+        period: &ChargePeriod,
+        code: &str,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let about = attempt_key(period);
+        let detail = serde_json::json!({"code": code});
+        let kind = EventType::SubscriptionRequiresPaymentMethod;
+        Self::of_period(kind, &about, sub, period, at, detail)
+    }
+
+    /// `subscription.canceled` when dunning ran out on `period`.
+    pub fn subscription_canceled_by_dunning(
+        sub: &Subscription,
+        period: &ChargePeriod,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let detail = serde_json::json!({"reason": "dunning exhausted"});
+        let kind = EventType::SubscriptionCanceled;
+        Self::of_period(kind, sub.id.as_str(), sub, period, at, detail)
+    }
+
+    /// `subscription.canceled` outside a charge attempt (an operator, or the end of a paid
+    /// period). A subscription is canceled once, so its id is the event's.
+    pub fn subscription_canceled(sub: &Subscription, reason: &str, at: DateTime<Utc>) -> Self {
+        Self::new(
+            EventType::SubscriptionCanceled,
+            sub.id.as_str(),
+            at,
+            &sub.customer,
+        )
+        .with(serde_json::json!({"subscription": sub.id, "plan": sub.plan, "reason": reason}))
+    }
+
+    /// `payment.refunded`, once per order (Oen allows one refund per transaction).
+    pub fn payment_refunded(
+        customer: &CustomerId,
+        period: &ChargePeriod,
+        transaction: &TransactionId,
+        amount: Amount,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self::new(
+            EventType::PaymentRefunded,
+            period.order_id.as_str(),
+            at,
+            customer,
+        )
+        .with(serde_json::json!({
+            "orderId": period.order_id,
+            "amount": amount,
+            "transaction": transaction,
+        }))
+    }
+}
+
+/// One attempt of an order: the order id and how many attempts have reached Oen.
+fn attempt_key(period: &ChargePeriod) -> String {
+    format!("{}:{}", period.order_id, period.attempts)
+}

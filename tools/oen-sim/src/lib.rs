@@ -26,6 +26,7 @@ mod api;
 pub mod cards;
 mod clock;
 mod config;
+mod connection;
 mod control;
 mod envelope;
 mod hosted;

@@ -2,7 +2,7 @@
 //! way the scheduled Lambda and its SQS workers would, and "skip ahead" moves the stack's clock
 //! so that the next period (or a dunning retry, or a reconciliation) comes due.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::extract::{Form, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -14,20 +14,6 @@ use serde::Deserialize;
 
 use crate::demo::Demo;
 use crate::page::escape;
-
-/// What the last run did, for the inspection page.
-#[derive(Default)]
-pub(crate) struct LastRun(Mutex<Vec<String>>);
-
-impl LastRun {
-    fn set(&self, lines: Vec<String>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = lines;
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
 
 fn to_state_page() -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();

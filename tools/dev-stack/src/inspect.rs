@@ -8,46 +8,79 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::Response;
-use oen_pay::store::{PeriodState, Record, SessionState};
-use oen_sim::{AttemptOutcome, DeliveryState};
+use oen_pay::chrono::{DateTime, Utc};
+use oen_pay::events::DomainEvent;
+use oen_pay::serde_json::Value;
+use oen_pay::store::{
+    AuditEntry, BindingSession, Card, ChargePeriod, PeriodState, Record, SessionState,
+    Subscription, SubscriptionStatus,
+};
+use oen_sim::{AttemptOutcome, DeliveryAttempt, DeliveryRecord, DeliveryState};
 
+use crate::charger;
 use crate::demo::Demo;
 use crate::page::{escape, mono, page, table, time};
 
 pub(crate) async fn state_page(State(demo): State<Arc<Demo>>) -> Response {
-    let records = demo.adapters.store.snapshot();
-    let mut sessions = Vec::new();
-    let mut subscriptions = Vec::new();
-    let mut cards = Vec::new();
-    let mut periods = Vec::new();
-    let mut audits = Vec::new();
-    for r in records {
-        match r.value {
-            Record::Session(s) => sessions.push(s),
-            Record::Subscription(s) => subscriptions.push(s),
-            Record::Card(c) => cards.push(c),
-            Record::Period(p) => periods.push(p),
-            Record::Audit(a) => audits.push(a),
-        }
-    }
-    // Newest first.
-    sessions.sort_by_key(|x| Reverse(x.created_at));
-    subscriptions.sort_by_key(|x| Reverse(x.created_at));
-    cards.sort_by_key(|x| Reverse(x.created_at));
-    audits.sort_by_key(|x| Reverse(x.at));
+    page("Inspect state", &body(&demo))
+}
 
+/// The sections from what the store holds, through the charger, to what happened and Oen's
+/// view of it.
+fn body(demo: &Demo) -> String {
+    let records = Records::sorted(demo.adapters.store.snapshot().into_iter().map(|r| r.value));
     let now = demo.adapters.now();
-    let session_rows: Vec<Vec<String>> = sessions
+    [
+        "<p>Everything below lives in this process's memory. <a href=\"/demo/state\">Reload</a> \
+         to see changes.</p>"
+            .to_owned(),
+        sessions_section(&records.sessions, now),
+        subscriptions_section(&records.subscriptions),
+        cards_section(&records.cards),
+        periods_section(&records.periods),
+        charger::section(demo),
+        audits_section(&records.audits),
+        events_section(&demo.adapters.events.all()),
+        deliveries_section(&demo.sim.webhook_deliveries()),
+        oen_section(&demo.sim.base_url()),
+    ]
+    .concat()
+}
+
+/// The store's records by kind; all but the periods newest first.
+#[derive(Default)]
+struct Records {
+    sessions: Vec<BindingSession>,
+    subscriptions: Vec<Subscription>,
+    cards: Vec<Card>,
+    periods: Vec<ChargePeriod>,
+    audits: Vec<AuditEntry>,
+}
+
+impl Records {
+    fn sorted(records: impl IntoIterator<Item = Record>) -> Self {
+        let mut by_kind = Self::default();
+        for r in records {
+            match r {
+                Record::Session(s) => by_kind.sessions.push(s),
+                Record::Subscription(s) => by_kind.subscriptions.push(s),
+                Record::Card(c) => by_kind.cards.push(c),
+                Record::Period(p) => by_kind.periods.push(p),
+                Record::Audit(a) => by_kind.audits.push(a),
+            }
+        }
+        by_kind.sessions.sort_by_key(|x| Reverse(x.created_at));
+        by_kind.subscriptions.sort_by_key(|x| Reverse(x.created_at));
+        by_kind.cards.sort_by_key(|x| Reverse(x.created_at));
+        by_kind.audits.sort_by_key(|x| Reverse(x.at));
+        by_kind
+    }
+}
+
+fn sessions_section(sessions: &[BindingSession], now: DateTime<Utc>) -> String {
+    let rows: Vec<Vec<String>> = sessions
         .iter()
         .map(|s| {
-            let state = match &s.state {
-                SessionState::Pending if now > s.expires_at => "expired".to_owned(),
-                SessionState::Pending => "pending".to_owned(),
-                SessionState::Bound { last4, .. } => {
-                    format!("bound •••• {}", last4.as_deref().unwrap_or("????"))
-                }
-                SessionState::Failed { reason, .. } => format!("failed: {reason}"),
-            };
             vec![
                 format!(
                     "<a href=\"/demo/return?ref={r}\">{m}</a>",
@@ -56,7 +89,7 @@ pub(crate) async fn state_page(State(demo): State<Arc<Demo>>) -> Response {
                 ),
                 escape(s.customer.as_str()),
                 escape(s.plan.as_str()),
-                escape(&state),
+                escape(&session_state(s, now)),
                 time(s.created_at),
                 time(s.expires_at),
                 s.checkout_id
@@ -66,19 +99,40 @@ pub(crate) async fn state_page(State(demo): State<Arc<Demo>>) -> Response {
             ]
         })
         .collect();
-    let subscription_rows: Vec<Vec<String>> = subscriptions
+    let headers = [
+        "reference",
+        "customer",
+        "plan",
+        "state",
+        "created",
+        "expires",
+        "Oen page id",
+    ];
+    format!("<h2>Binding sessions</h2>{}", table(&headers, &rows))
+}
+
+/// A pending session past its expiry is shown as expired, though the store still says pending;
+/// a bound one with its last four digits, a failed one with Oen's reason.
+fn session_state(s: &BindingSession, now: DateTime<Utc>) -> String {
+    let state = s.binding_state(now);
+    match &s.state {
+        SessionState::Bound { last4, .. } => {
+            format!("{state} •••• {}", last4.as_deref().unwrap_or("????"))
+        }
+        SessionState::Failed { reason, .. } => format!("{state}: {reason}"),
+        SessionState::Pending => state.to_string(),
+    }
+}
+
+fn subscriptions_section(subscriptions: &[Subscription]) -> String {
+    let rows: Vec<Vec<String>> = subscriptions
         .iter()
         .map(|s| {
             vec![
                 mono(s.id.as_str()),
                 escape(s.customer.as_str()),
                 escape(s.plan.as_str()),
-                escape(
-                    &oen_pay::serde_json::to_value(s.status)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default(),
-                ),
+                escape(&stored_status(s.status)),
                 mono(s.card.as_str()),
                 escape(&s.period.to_string()),
                 s.next_action_at.map(time).unwrap_or_else(|| "—".into()),
@@ -86,7 +140,29 @@ pub(crate) async fn state_page(State(demo): State<Arc<Demo>>) -> Response {
             ]
         })
         .collect();
-    let card_rows: Vec<Vec<String>> = cards
+    let headers = [
+        "id",
+        "customer",
+        "plan",
+        "status",
+        "card (binding)",
+        "period",
+        "next action",
+        "dunning attempts",
+    ];
+    format!("<h2>Subscriptions</h2>{}", table(&headers, &rows))
+}
+
+/// The status as the store spells it (`past_due`), not its Rust name.
+fn stored_status(status: SubscriptionStatus) -> String {
+    oen_pay::serde_json::to_value(status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn cards_section(cards: &[Card]) -> String {
+    let rows: Vec<Vec<String>> = cards
         .iter()
         .map(|c| {
             vec![
@@ -98,29 +174,52 @@ pub(crate) async fn state_page(State(demo): State<Arc<Demo>>) -> Response {
             ]
         })
         .collect();
-    let period_rows: Vec<Vec<String>> = periods
+    format!(
+        "<h2>Cards</h2><p class=\"muted\">The token is stored only as ciphertext under the \
+         context (merchant, customer, binding); this page never shows it.</p>{}",
+        table(&["customer", "binding", "card", "token", "created"], &rows)
+    )
+}
+
+fn periods_section(periods: &[ChargePeriod]) -> String {
+    let rows: Vec<Vec<String>> = periods
         .iter()
         .map(|p| {
-            let state = match &p.state {
-                PeriodState::Open => "open".to_owned(),
-                PeriodState::Charging { .. } => "charging (leased)".to_owned(),
-                PeriodState::Unknown { checks, .. } => {
-                    format!("unknown, {checks} reconciliation checks")
-                }
-                PeriodState::Paid { transaction, .. } => format!("paid, {transaction}"),
-                PeriodState::Declined { code, .. } => format!("declined {code}"),
-            };
             vec![
                 mono(p.subscription.as_str()),
                 escape(&p.period.to_string()),
                 mono(p.order_id.as_str()),
                 escape(&p.amount.to_string()),
-                escape(&state),
+                escape(&period_state(&p.state)),
                 escape(&p.attempts.to_string()),
             ]
         })
         .collect();
-    let audit_rows: Vec<Vec<String>> = audits
+    let headers = [
+        "subscription",
+        "period",
+        "order id",
+        "amount",
+        "state",
+        "attempts",
+    ];
+    format!("<h2>Charge periods</h2>{}", table(&headers, &rows))
+}
+
+fn period_state(state: &PeriodState) -> String {
+    match state {
+        PeriodState::Open => "open".to_owned(),
+        PeriodState::Charging { .. } => "charging (leased)".to_owned(),
+        PeriodState::Unknown { checks, .. } => {
+            format!("unknown, {checks} reconciliation checks")
+        }
+        PeriodState::Paid { transaction, .. } => format!("paid, {transaction}"),
+        PeriodState::Declined { code, .. } => format!("declined {code}"),
+    }
+}
+
+fn audits_section(audits: &[AuditEntry]) -> String {
+    let rows: Vec<Vec<String>> = audits
         .iter()
         .map(|a| {
             vec![
@@ -136,10 +235,13 @@ pub(crate) async fn state_page(State(demo): State<Arc<Demo>>) -> Response {
             ]
         })
         .collect();
-    let event_rows: Vec<Vec<String>> = demo
-        .adapters
-        .events
-        .all()
+    let headers = ["at", "customer", "actor", "action", "binding", "detail"];
+    format!("<h2>Audit log</h2>{}", table(&headers, &rows))
+}
+
+/// Newest first: the log is kept oldest first.
+fn events_section(events: &[DomainEvent]) -> String {
+    let rows: Vec<Vec<String>> = events
         .iter()
         .rev()
         .map(|e| {
@@ -152,117 +254,69 @@ pub(crate) async fn state_page(State(demo): State<Arc<Demo>>) -> Response {
             ]
         })
         .collect();
-    // The payload carries the token: only `success` and `message` are read from it.
-    let delivery_rows: Vec<Vec<String>> = demo
-        .sim
-        .webhook_deliveries()
+    let headers = ["at", "type", "id", "customer", "data"];
+    format!("<h2>Domain events</h2>{}", table(&headers, &rows))
+}
+
+/// Newest first: the simulator keeps its log oldest first.
+fn deliveries_section(deliveries: &[DeliveryRecord]) -> String {
+    let rows: Vec<Vec<String>> = deliveries
         .iter()
         .rev()
         .map(|d| {
-            let success = match d.payload.get("success").and_then(|v| v.as_bool()) {
-                Some(true) => "success".to_owned(),
-                Some(false) => format!(
-                    "failure: {}",
-                    d.payload
-                        .get("message")
-                        .and_then(|m| m.as_str())
-                        .unwrap_or("")
-                ),
-                None => "?".to_owned(),
-            };
-            let state = match d.state {
-                DeliveryState::Pending => "pending",
-                DeliveryState::Held => "held",
-                DeliveryState::Delivered => "delivered",
-                DeliveryState::Failed => "failed (gave up)",
-                DeliveryState::Dropped => "dropped",
-                DeliveryState::NoUrl => "no URL",
-            };
-            let attempts: Vec<String> = d
-                .attempts
-                .iter()
-                .map(|a| match &a.outcome {
-                    AttemptOutcome::Status { code } => format!("#{}: HTTP {code}", a.number),
-                    AttemptOutcome::Error { message } => format!("#{}: {message}", a.number),
-                })
-                .collect();
+            let attempts: Vec<String> = d.attempts.iter().map(attempt_text).collect();
             vec![
                 escape(&d.delivery_id.to_string()),
                 mono(&d.checkout_id),
-                escape(&success),
-                escape(state),
+                escape(&delivery_result(&d.payload)),
+                escape(delivery_state(d.state)),
                 escape(&attempts.join(", ")),
             ]
         })
         .collect();
+    format!(
+        "<h2>Webhook deliveries (the simulator's log)</h2>{}",
+        table(&["#", "Oen page id", "result", "state", "attempts"], &rows)
+    )
+}
 
-    let ledger = format!("{}/_sim/ledger", demo.sim.base_url());
-    let body = format!(
-        "<p>Everything below lives in this process's memory. <a href=\"/demo/state\">Reload</a> \
-         to see changes.</p>\
-         <h2>Binding sessions</h2>{sessions}\
-         <h2>Subscriptions</h2>{subscriptions}\
-         <h2>Cards</h2><p class=\"muted\">The token is stored only as ciphertext under the \
-         context (merchant, customer, binding); this page never shows it.</p>{cards}\
-         <h2>Charge periods</h2>{periods}\
-         {charger}\
-         <h2>Audit log</h2>{audits}\
-         <h2>Domain events</h2>{events}\
-         <h2>Webhook deliveries (the simulator's log)</h2>{deliveries}\
-         <h2>Oen's side</h2><p><a href=\"{ledger}\">The simulator's ledger</a> \
-         (<code>{ledger_text}</code>): every transaction as Oen sees it.</p>",
-        sessions = table(
-            &[
-                "reference",
-                "customer",
-                "plan",
-                "state",
-                "created",
-                "expires",
-                "Oen page id"
-            ],
-            &session_rows
+/// The payload carries the token: only `success` and `message` are read from it.
+fn delivery_result(payload: &Value) -> String {
+    match payload.get("success").and_then(|v| v.as_bool()) {
+        Some(true) => "success".to_owned(),
+        Some(false) => format!(
+            "failure: {}",
+            payload
+                .get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("")
         ),
-        subscriptions = table(
-            &[
-                "id",
-                "customer",
-                "plan",
-                "status",
-                "card (binding)",
-                "period",
-                "next action",
-                "dunning attempts"
-            ],
-            &subscription_rows
-        ),
-        cards = table(
-            &["customer", "binding", "card", "token", "created"],
-            &card_rows
-        ),
-        periods = table(
-            &[
-                "subscription",
-                "period",
-                "order id",
-                "amount",
-                "state",
-                "attempts"
-            ],
-            &period_rows
-        ),
-        charger = crate::charger::section(&demo),
-        audits = table(
-            &["at", "customer", "actor", "action", "binding", "detail"],
-            &audit_rows
-        ),
-        events = table(&["at", "type", "id", "customer", "data"], &event_rows),
-        deliveries = table(
-            &["#", "Oen page id", "result", "state", "attempts"],
-            &delivery_rows
-        ),
-        ledger = escape(&ledger),
-        ledger_text = escape(&ledger),
-    );
-    page("Inspect state", &body)
+        None => "?".to_owned(),
+    }
+}
+
+fn delivery_state(state: DeliveryState) -> &'static str {
+    match state {
+        DeliveryState::Pending => "pending",
+        DeliveryState::Held => "held",
+        DeliveryState::Delivered => "delivered",
+        DeliveryState::Failed => "failed (gave up)",
+        DeliveryState::Dropped => "dropped",
+        DeliveryState::NoUrl => "no URL",
+    }
+}
+
+fn attempt_text(a: &DeliveryAttempt) -> String {
+    match &a.outcome {
+        AttemptOutcome::Status { code } => format!("#{}: HTTP {code}", a.number),
+        AttemptOutcome::Error { message } => format!("#{}: {message}", a.number),
+    }
+}
+
+fn oen_section(sim_base_url: &str) -> String {
+    let ledger = escape(&format!("{sim_base_url}/_sim/ledger"));
+    format!(
+        "<h2>Oen's side</h2><p><a href=\"{ledger}\">The simulator's ledger</a> \
+         (<code>{ledger}</code>): every transaction as Oen sees it.</p>"
+    )
 }

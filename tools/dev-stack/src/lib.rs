@@ -18,12 +18,14 @@ mod charger;
 mod demo;
 mod inspect;
 mod page;
+mod shop;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use axum::routing::{get, post};
 use axum::Router;
 use clap::Parser;
 use oen_pay::binding::BindingDeps;
@@ -41,6 +43,8 @@ use oen_sim::{SimConfig, SimError, Simulator};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+use crate::demo::Demo;
 
 /// How long a graceful shutdown waits for open requests before it cuts them off.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -295,7 +299,7 @@ fn router(adapters: &Adapters, url: &str, sim: &Arc<Simulator>) -> Router {
         // Loopback only; Oen's source-address allowlist has nothing to add here.
         allowed_ips: vec![],
     }));
-    let demo = Arc::new(demo::Demo {
+    let demo = Arc::new(Demo {
         url: url.to_owned(),
         plans: dev::dev_plans(),
         adapters: adapters.clone(),
@@ -304,7 +308,7 @@ fn router(adapters: &Adapters, url: &str, sim: &Arc<Simulator>) -> Router {
     });
     checkout
         .merge(webhook)
-        .merge(demo::router(demo))
+        .merge(demo_router(demo))
         .fallback(|| async {
             html_error(
                 StatusCode::NOT_FOUND,
@@ -313,6 +317,18 @@ fn router(adapters: &Adapters, url: &str, sim: &Arc<Simulator>) -> Router {
                 None,
             )
         })
+}
+
+/// The demo's own pages and buttons: the shop, the inspection page and the charger.
+fn demo_router(demo: Arc<Demo>) -> Router {
+    Router::new()
+        .route("/", get(shop::index))
+        .route("/demo/start", post(shop::start))
+        .route("/demo/return", get(shop::return_page))
+        .route("/demo/state", get(inspect::state_page))
+        .route("/demo/charge", post(charger::run))
+        .route("/demo/skip", post(charger::skip))
+        .with_state(demo)
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
 //! The Oen Payment API routes: envelope, authentication, validation and the calls
 //! themselves.
 
+use crate::connection::{ConnectionKill, PeerAddr};
 use crate::envelope::{forbidden, gateway_timeout, success, ApiError};
 use crate::ids;
 use crate::model::{ms, Checkout, CheckoutState};
-use crate::server::{ConnectionKill, PeerAddr};
 use crate::state::{ChargeReply, ChargeRequest, QueryOverride, SharedRef};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};

@@ -1,9 +1,10 @@
 //! Operations the library API and the admin HTTP API share, so both act on the state the
 //! same way.
 
+use crate::delivery::DeliveryRecord;
 use crate::model::{ForceTarget, ForcedOutcome, Knobs, LedgerEntry};
 use crate::state::{SharedRef, State};
-use crate::webhook::{self, DeliveryRecord};
+use crate::webhook;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 

@@ -26,7 +26,9 @@ mod api;
 pub mod cards;
 mod clock;
 mod config;
+mod connection;
 mod control;
+mod delivery;
 mod envelope;
 mod hosted;
 pub mod ids;
@@ -36,8 +38,8 @@ mod state;
 mod webhook;
 
 pub use config::{Cli, SimConfig, DEFAULT_API_TOKEN, DEFAULT_MERCHANT_ID, DEFAULT_PAGE_VALIDITY};
+pub use delivery::{AttemptOutcome, DeliveryAttempt, DeliveryRecord, DeliveryState};
 pub use model::{ForceTarget, ForcedOutcome, Knobs, LedgerEntry, Settle, Status};
-pub use webhook::{AttemptOutcome, DeliveryAttempt, DeliveryRecord, DeliveryState};
 
 use chrono::{DateTime, Utc};
 use model::as_ms;

@@ -4,6 +4,7 @@
 //! commit" needs, so each connection is served by hyper directly and a handler can pull its
 //! connection's plug through [`ConnectionKill`].
 
+use crate::connection::{ConnectionKill, PeerAddr};
 use crate::envelope::{method_not_allowed, not_found};
 use crate::model::as_ms;
 use crate::state::SharedRef;
@@ -14,27 +15,10 @@ use axum::response::Response;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tower_service::Service;
-
-/// The client's address, inserted into every request's extensions.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PeerAddr(pub SocketAddr);
-
-/// Closes the request's connection without a response.
-#[derive(Debug, Clone)]
-pub(crate) struct ConnectionKill(Arc<Notify>);
-
-impl ConnectionKill {
-    pub(crate) fn kill(&self) {
-        self.0.notify_one();
-    }
-}
 
 pub(crate) fn router(shared: SharedRef) -> Router {
     Router::new()
@@ -80,8 +64,8 @@ pub(crate) async fn serve(listener: TcpListener, router: Router) {
         while connections.try_join_next().is_some() {}
         let router = router.clone();
         connections.spawn(async move {
-            let plug = Arc::new(Notify::new());
-            let kill = ConnectionKill(Arc::clone(&plug));
+            let plug = ConnectionKill::default();
+            let kill = plug.clone();
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(PeerAddr(peer));
                 req.extensions_mut().insert(kill.clone());
@@ -96,7 +80,7 @@ pub(crate) async fn serve(listener: TcpListener, router: Router) {
                     }
                 }
                 // Dropping the connection future closes the socket, mid-request.
-                () = plug.notified() => {}
+                () = plug.killed() => {}
             }
         });
     }

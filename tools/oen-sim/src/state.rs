@@ -4,13 +4,13 @@
 
 use crate::cards::{self, CardBehaviour};
 use crate::clock::SimClock;
+use crate::delivery::DeliveryRecord;
 use crate::envelope::ApiError;
 use crate::ids;
 use crate::model::{
     ms, Checkout, CheckoutState, ForceRule, ForceTarget, ForcedOutcome, Knobs, LedgerEntry, Settle,
     Snapshot, Status, TokenRecord, Transaction,
 };
-use crate::webhook::DeliveryRecord;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::collections::HashMap;

@@ -1,0 +1,354 @@
+//! The merchant's side of the demo: a shop page that mints a signed start link for a customer
+//! (what a merchant's backend does for a logged-in customer), and the return page Oen sends the
+//! browser back to, which polls `/checkout/status` until the webhook has landed.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Form;
+use oen_pay::binding::{self, BindingStatus};
+use oen_pay::chrono::Duration;
+use oen_pay::dev;
+use oen_pay::domain::{BindingRef, BindingState, CustomerId, Interval, Plan};
+use oen_pay::links;
+use oen_pay::store::{Record, Store};
+use oen_pay::web::html_error;
+use oen_sim::cards;
+use serde::Deserialize;
+
+use crate::demo::Demo;
+use crate::page::{escape, mono, page, table};
+
+/// How long a minted start link stays valid: long enough to click, short enough to matter.
+const LINK_LIFETIME: Duration = Duration::minutes(10);
+
+fn interval_text(plan: &Plan) -> String {
+    let every = match plan.interval {
+        Interval::Months(1) => "monthly".to_owned(),
+        Interval::Months(m) => format!("every {m} months"),
+        Interval::Days(1) => "daily".to_owned(),
+        Interval::Days(d) => format!("every {d} days"),
+    };
+    if plan.trial_days > 0 {
+        format!("{every}, {}-day trial", plan.trial_days)
+    } else {
+        every
+    }
+}
+
+/// The simulator's test cards: what binding with each does, and what charging its token does.
+fn test_cards() -> String {
+    let after_two = cards::succeeds_after_failures(2);
+    let rows: Vec<(&str, &str, &str)> = vec![
+        (cards::SUCCESS, "binds", "charged"),
+        (
+            cards::DECLINE_T0001_GENERAL,
+            "binds",
+            "declined T0001 (soft)",
+        ),
+        (
+            cards::DECLINE_T0002_CVV,
+            "binds",
+            "declined T0002 CVV (hard)",
+        ),
+        (
+            cards::DECLINE_T0003_EXPIRED,
+            "binds",
+            "declined T0003 expired (hard)",
+        ),
+        (
+            cards::DECLINE_T0004_INSUFFICIENT_FUNDS,
+            "binds",
+            "declined T0004 insufficient funds (soft)",
+        ),
+        (
+            cards::DECLINE_T0005_ISSUER_REFUSED,
+            "binds",
+            "declined T0005 issuer refused (hard)",
+        ),
+        (
+            cards::UNKNOWN_C026_THEN_CHARGED,
+            "binds",
+            "409 C026 result unknown, later charged",
+        ),
+        (
+            cards::UNKNOWN_C026_THEN_FAILED,
+            "binds",
+            "409 C026 result unknown, later failed",
+        ),
+        (
+            cards::GATEWAY_TIMEOUT_AFTER_COMMIT,
+            "binds",
+            "charged, but answered 504",
+        ),
+        (
+            cards::CONNECTION_DROP_AFTER_COMMIT,
+            "binds",
+            "charged, but the connection drops",
+        ),
+        (
+            &after_two,
+            "binds",
+            "first 2 charges declined T0001, then charged",
+        ),
+        (
+            cards::ABANDONED_3DS,
+            "fails: 3DS_ABANDONED (browser gets payment_error=T0001)",
+            "—",
+        ),
+        (cards::BIND_DECLINE_T0001, "fails: T0001", "—"),
+        (cards::BIND_DECLINE_T0002, "fails: T0002", "—"),
+        (cards::BIND_DECLINE_T0003, "fails: T0003", "—"),
+        (cards::BIND_DECLINE_T0004, "fails: T0004", "—"),
+        (cards::BIND_DECLINE_T0005, "fails: T0005", "—"),
+    ];
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|(number, binding, charging)| vec![mono(number), escape(binding), escape(charging)])
+        .collect();
+    format!(
+        "<h2>Test cards</h2><p>Type one of these on the simulator's card page. Any other number \
+         of 12–19 digits behaves like <code>{}</code>. Charging happens when you run the charger on \
+         the <a href=\"/demo/state\">state page</a>.</p>{}",
+        escape(cards::SUCCESS),
+        table(&["card number", "binding", "charging the token"], &rows)
+    )
+}
+
+pub(crate) async fn index(State(demo): State<Arc<Demo>>) -> Response {
+    // A fresh customer id per visit keeps click-throughs apart; any id may be typed.
+    let sessions = demo
+        .adapters
+        .store
+        .snapshot()
+        .iter()
+        .filter(|r| matches!(r.value, Record::Session(_)))
+        .count();
+    let customer = format!("cust-{}", 1001 + sessions);
+    let options: String = demo
+        .plans
+        .iter()
+        .map(|p| {
+            format!(
+                "<option value=\"{id}\">{id} — {desc}, {amount} {interval}</option>",
+                id = escape(p.id.as_str()),
+                desc = escape(&p.description),
+                amount = escape(&p.amount.to_string()),
+                interval = escape(&interval_text(p)),
+            )
+        })
+        .collect();
+    let body = format!(
+        "<p>This page plays the merchant's website. Submitting the form does what the merchant's \
+         backend does for a logged-in customer: it mints a signed start link (merchant \
+         <code>{merchant}</code>, the development signing key) and sends the browser to it. \
+         <code>checkout-start</code> then opens a card page at Oen — here the simulator — and \
+         Oen's token webhook reaches <code>webhook</code> on this same server.</p>\
+         <form method=\"post\" action=\"/demo/start\">\
+         <label>Customer id <input name=\"customer\" value=\"{customer}\" required maxlength=\"64\"></label>\
+         <label>Plan <select name=\"plan\">{options}</select></label>\
+         <label>E-mail (optional, pre-fills Oen's page) <input name=\"email\" type=\"email\" \
+         placeholder=\"mei@example.com\"></label>\
+         <button type=\"submit\">Subscribe — bind a card</button></form>\
+         {cards}\
+         <h2>Behind the scenes</h2><ul>\
+         <li><a href=\"/demo/state\">Inspect state</a>: sessions, subscriptions, cards (last 4 \
+         digits only), audit entries, domain events, webhook deliveries.</li>\
+         <li><a href=\"{ledger}\">The simulator's ledger</a> (Oen's view of transactions).</li></ul>",
+        merchant = escape(dev::DEV_MERCHANT_ID),
+        customer = escape(&customer),
+        cards = test_cards(),
+        ledger = escape(&format!("{}/_sim/ledger", demo.sim.base_url())),
+    );
+    page("Demo shop", &body)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct StartForm {
+    customer: String,
+    plan: String,
+    #[serde(default)]
+    email: String,
+}
+
+fn bad_form(message: &str) -> Response {
+    html_error(
+        StatusCode::BAD_REQUEST,
+        "Please check the form",
+        message,
+        None,
+    )
+}
+
+/// Mints the signed start link server side (the signing key never reaches the browser) and
+/// sends the browser to it.
+pub(crate) async fn start(
+    State(demo): State<Arc<Demo>>,
+    form: Result<Form<StartForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return bad_form("The form needs a customer id and a plan.");
+    };
+    let customer = match CustomerId::parse(form.customer.trim()) {
+        Ok(c) => c,
+        Err(e) => return bad_form(&e.to_string()),
+    };
+    let plan = match demo.plans.lookup(form.plan.trim()) {
+        Ok(p) => p.id.clone(),
+        Err(e) => return bad_form(&e.to_string()),
+    };
+    let email = Some(form.email.trim()).filter(|e| !e.is_empty());
+    let link = links::mint(
+        &format!("{}/checkout/start", demo.url),
+        dev::DEV_LINK_SIGNING_KEY.as_bytes(),
+        &customer,
+        &plan,
+        demo.adapters.now() + LINK_LIFETIME,
+        email,
+    );
+    let Ok(location) = HeaderValue::from_str(&link) else {
+        // mint percent-encodes every value, so this is a bug, not bad input.
+        tracing::error!("a minted start link is not a valid header value");
+        return html_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Could not start",
+            "The start link could not be built.",
+            None,
+        );
+    };
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    r.headers_mut().insert(header::LOCATION, location);
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ReturnQuery {
+    #[serde(rename = "ref")]
+    reference: Option<String>,
+    payment_error: Option<String>,
+}
+
+/// The sentence a state is shown as (the page's script writes the same ones).
+fn status_text(s: &BindingStatus) -> String {
+    match s.state {
+        BindingState::Bound => format!("Card bound: •••• {}", s.last4.as_deref().unwrap_or("????")),
+        BindingState::Failed => format!(
+            "Binding failed: {}",
+            s.reason.as_deref().unwrap_or("unknown reason")
+        ),
+        BindingState::Expired => "The card page expired before a card was bound.".to_owned(),
+        BindingState::Pending => "Waiting for Oen's webhook…".to_owned(),
+    }
+}
+
+/// Polls `/checkout/status` until the binding settles; writes only with `textContent`.
+const POLL_SCRIPT: &str = r#"<script>
+(function () {
+  var box = document.getElementById('result');
+  var ref = box.getAttribute('data-ref');
+  var tries = 0;
+  function show(text, cls) { box.textContent = text; box.className = cls || ''; }
+  function again(ms) {
+    if (++tries < 120) { setTimeout(poll, ms); }
+    else { show('Still waiting after a minute. Reload the page to check again.', 'bad'); }
+  }
+  function poll() {
+    fetch('/checkout/status?ref=' + encodeURIComponent(ref), { cache: 'no-store' })
+      .then(function (r) { return r.json(); })
+      .then(function (s) {
+        if (s.state === 'bound') { show('Card bound: \u2022\u2022\u2022\u2022 ' + (s.last4 || '????'), 'ok'); }
+        else if (s.state === 'failed') { show('Binding failed: ' + (s.reason || 'unknown reason'), 'bad'); }
+        else if (s.state === 'expired') { show('The card page expired before a card was bound.', 'bad'); }
+        else if (s.state === 'pending') { again(500); }
+        else { show('Cannot read the binding: ' + (s.error || 'unexpected answer'), 'bad'); }
+      })
+      .catch(function () { again(1000); });
+  }
+  poll();
+})();
+</script>"#;
+
+/// Oen's success and failure URLs both land here, with `ref` (and on failure `payment_error`).
+pub(crate) async fn return_page(
+    State(demo): State<Arc<Demo>>,
+    query: Result<Query<ReturnQuery>, QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return html_error(
+            StatusCode::BAD_REQUEST,
+            "Unknown binding",
+            "The address is malformed.",
+            None,
+        );
+    };
+    let Some(reference) = query
+        .reference
+        .as_deref()
+        .and_then(|r| BindingRef::parse(r).ok())
+    else {
+        return html_error(
+            StatusCode::BAD_REQUEST,
+            "Unknown binding",
+            "The address has no valid binding reference (ref).",
+            None,
+        );
+    };
+    let store: &dyn Store = demo.adapters.store.as_ref();
+    let status = match binding::status(store, &reference, demo.adapters.now()).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return html_error(
+                StatusCode::NOT_FOUND,
+                "Unknown binding",
+                "No binding with this reference exists (the dev stack forgets everything when it stops).",
+                None,
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "binding status unavailable");
+            return html_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Temporarily unavailable",
+                "Please reload in a moment.",
+                None,
+            );
+        }
+    };
+    let redirect_note = match &query.payment_error {
+        Some(code) => format!(
+            "<p>Oen sent the browser to the failure URL with <code>payment_error={}</code>.</p>",
+            escape(code)
+        ),
+        None => "<p>Oen sent the browser to the success URL. That redirect carries nothing: \
+                 only the webhook says whether a card was bound, so this page asks \
+                 <code>/checkout/status</code> until it knows.</p>"
+            .to_owned(),
+    };
+    let class = match status.state {
+        BindingState::Bound => "ok",
+        BindingState::Pending => "",
+        BindingState::Failed | BindingState::Expired => "bad",
+    };
+    let script = if status.state == BindingState::Pending {
+        POLL_SCRIPT
+    } else {
+        ""
+    };
+    let body = format!(
+        "{redirect_note}<p>Binding reference: {reference}</p>\
+         <div id=\"result\" class=\"{class}\" data-ref=\"{r}\" data-state=\"{state}\">{text}</div>\
+         <noscript><p><a href=\"/checkout/status?ref={r}\">Check the status</a></p></noscript>\
+         <p><a href=\"/\">Bind another card</a> · <a href=\"/demo/state\">Inspect state</a></p>\
+         {script}",
+        reference = mono(reference.as_str()),
+        r = escape(reference.as_str()),
+        state = escape(status.state.as_str()),
+        text = escape(&status_text(&status)),
+    );
+    page("Back at the shop", &body)
+}

@@ -133,33 +133,23 @@ impl Config {
     }
 
     pub fn token_key_id(&self) -> Result<&str, ConfigError> {
-        self.token_key_id
-            .as_deref()
-            .ok_or(ConfigError::Missing("TOKEN_KEY_ID"))
+        required(&self.token_key_id, "TOKEN_KEY_ID")
     }
 
     pub fn success_url(&self) -> Result<&str, ConfigError> {
-        self.success_url
-            .as_deref()
-            .ok_or(ConfigError::Missing("SUCCESS_URL"))
+        required(&self.success_url, "SUCCESS_URL")
     }
 
     pub fn failure_url(&self) -> Result<&str, ConfigError> {
-        self.failure_url
-            .as_deref()
-            .ok_or(ConfigError::Missing("FAILURE_URL"))
+        required(&self.failure_url, "FAILURE_URL")
     }
 
     pub fn charge_queue_url(&self) -> Result<&str, ConfigError> {
-        self.charge_queue_url
-            .as_deref()
-            .ok_or(ConfigError::Missing("CHARGE_QUEUE_URL"))
+        required(&self.charge_queue_url, "CHARGE_QUEUE_URL")
     }
 
     pub fn event_bus_name(&self) -> Result<&str, ConfigError> {
-        self.event_bus_name
-            .as_deref()
-            .ok_or(ConfigError::Missing("EVENT_BUS_NAME"))
+        required(&self.event_bus_name, "EVENT_BUS_NAME")
     }
 }
 
@@ -174,6 +164,11 @@ impl Config {
                 reason: e.to_string(),
             })
     }
+}
+
+/// A variable only some functions need, asked for by the one that does.
+fn required<'a>(value: &'a Option<String>, name: &'static str) -> Result<&'a str, ConfigError> {
+    value.as_deref().ok_or(ConfigError::Missing(name))
 }
 
 fn charge_policy(

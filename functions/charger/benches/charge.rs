@@ -398,29 +398,31 @@ async fn run(options: Options) -> Result<(), String> {
     let queue = Arc::new(MemoryQueue::default());
     let now = taipei_time(2027, 1, 31, 10, 0);
     let clock = TestClock::at(now);
-    let deps = Arc::new(ChargeDeps {
-        store: Arc::new(CountingStore {
+    let adapters = dev::binding_deps(
+        Arc::new(CountingStore {
             inner: memory.clone(),
             calls: calls.clone(),
         }),
-        vault: Arc::new(CountingVault {
+        Arc::new(CountingVault {
             inner: local_vault.clone(),
             calls: calls.clone(),
         }),
-        oen: oen.clone(),
-        events: Arc::new(CountingEvents {
+        oen.clone(),
+        Arc::new(CountingEvents {
             inner: MemoryEvents::default(),
             calls: calls.clone(),
         }),
-        queue: Arc::new(CountingQueue {
-            inner: queue.clone(),
-            calls: calls.clone(),
-        }),
-        clock: Arc::new(clock.clone()),
-        plans: dev::dev_plans(),
-        merchant: dev::dev_merchant(),
-        policy: ChargePolicy::default(),
+        Arc::new(clock.clone()),
+    );
+    let counted_queue = Arc::new(CountingQueue {
+        inner: queue.clone(),
+        calls: calls.clone(),
     });
+    let deps = Arc::new(ChargeDeps::new(
+        adapters,
+        counted_queue,
+        ChargePolicy::default(),
+    ));
 
     let seed_started = Instant::now();
     let seeded = seed(&sim, &memory, &local_vault, &deps.merchant, n, now).await?;

@@ -31,59 +31,45 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
-use crate::clock::Clock;
-use crate::domain::{Catalog, MerchantId, TransactionId};
-use crate::events::EventSink;
-use crate::oen::OenGateway;
+use crate::binding::BindingDeps;
+use crate::domain::TransactionId;
 use crate::queue::{QueueError, WorkMessage, WorkQueue};
-use crate::store::{DueCursor, Store, StoreError};
-use crate::vault::TokenVault;
+use crate::store::{DueCursor, StoreError};
 
 pub use operations::{cancel, charge_now, refund, OperationError};
 pub use plan::schedule;
 pub use policy::ChargePolicy;
 
-/// What charging needs.
+/// What charging needs: the adapters the binding flows use, plus the work queue and the
+/// charging policy. It derefs to the shared adapters, so `deps.store` reads as before.
 #[derive(Clone)]
 pub struct ChargeDeps {
-    pub store: Arc<dyn Store>,
-    pub vault: Arc<dyn TokenVault>,
-    pub oen: Arc<dyn OenGateway>,
-    pub events: Arc<dyn EventSink>,
+    pub adapters: BindingDeps,
     pub queue: Arc<dyn WorkQueue>,
-    pub clock: Arc<dyn Clock>,
-    pub plans: Catalog,
-    pub merchant: MerchantId,
     pub policy: ChargePolicy,
 }
 
 impl ChargeDeps {
-    /// The binding flows' adapters, plus the work queue and the charging policy.
-    pub fn new(
-        base: crate::binding::BindingDeps,
-        queue: Arc<dyn WorkQueue>,
-        policy: ChargePolicy,
-    ) -> Self {
-        let crate::binding::BindingDeps {
-            store,
-            vault,
-            oen,
-            events,
-            clock,
-            plans,
-            merchant,
-        } = base;
+    pub fn new(adapters: BindingDeps, queue: Arc<dyn WorkQueue>, policy: ChargePolicy) -> Self {
         Self {
-            store,
-            vault,
-            oen,
-            events,
+            adapters,
             queue,
-            clock,
-            plans,
-            merchant,
             policy,
         }
+    }
+}
+
+impl std::ops::Deref for ChargeDeps {
+    type Target = BindingDeps;
+
+    fn deref(&self) -> &BindingDeps {
+        &self.adapters
+    }
+}
+
+impl std::ops::DerefMut for ChargeDeps {
+    fn deref_mut(&mut self) -> &mut BindingDeps {
+        &mut self.adapters
     }
 }
 

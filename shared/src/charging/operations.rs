@@ -38,6 +38,15 @@ pub async fn charge_now(
     worker::charge(deps, customer, plan, ctx, Trigger::Operator).await
 }
 
+async fn subscription(
+    deps: &ChargeDeps,
+    customer: &CustomerId,
+    plan: &PlanId,
+) -> Result<Versioned<Subscription>, OperationError> {
+    let found = deps.store.subscription(customer, plan).await?;
+    found.ok_or(OperationError::NotFound)
+}
+
 /// Operator action: cancel now, or at the end of the paid period.
 pub async fn cancel(
     deps: &ChargeDeps,
@@ -46,11 +55,7 @@ pub async fn cancel(
     at_period_end: bool,
 ) -> Result<(), OperationError> {
     let now = deps.clock.now();
-    let sub = deps
-        .store
-        .subscription(customer, plan)
-        .await?
-        .ok_or(OperationError::NotFound)?;
+    let sub = subscription(deps, customer, plan).await?;
     if sub.value.status == SubscriptionStatus::Canceled {
         return Ok(());
     }
@@ -153,11 +158,7 @@ pub async fn refund(
     reason: Option<String>,
 ) -> Result<Amount, OperationError> {
     let now = deps.clock.now();
-    let sub = deps
-        .store
-        .subscription(customer, plan)
-        .await?
-        .ok_or(OperationError::NotFound)?;
+    let sub = subscription(deps, customer, plan).await?;
     let p = deps
         .store
         .period(&sub.value.id, period)

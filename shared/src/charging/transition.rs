@@ -127,17 +127,11 @@ fn paid(
             sub.next_action_at = Some(at.plan.interval.due_date(sub.anchor, sub.period));
         }
     }
-    let audit = AuditEntry::new(
-        sub.customer.clone(),
-        at.now,
-        "charger",
-        "payment.succeeded",
-        None,
-        format!(
-            "order {}, transaction {transaction}, charged now: {charged}",
-            period.order_id
-        ),
+    let detail = format!(
+        "order {}, transaction {transaction}, charged now: {charged}",
+        period.order_id
     );
+    let audit = charger_audit(&sub, at, "payment.succeeded", detail);
     let event = DomainEvent::payment_succeeded(&sub, &period, transaction, !charged, at.now);
     let outcome = WorkOutcome::Paid {
         transaction: transaction.clone(),
@@ -186,14 +180,8 @@ fn dunning_exhausted(
     sub.status = SubscriptionStatus::Canceled;
     sub.next_action_at = None;
     let canceled = DomainEvent::subscription_canceled_by_dunning(&sub, &period, at.now);
-    let audit = AuditEntry::new(
-        sub.customer.clone(),
-        at.now,
-        "charger",
-        "subscription.canceled",
-        None,
-        format!("dunning exhausted on order {}", period.order_id),
-    );
+    let detail = format!("dunning exhausted on order {}", period.order_id);
+    let audit = charger_audit(&sub, at, "subscription.canceled", detail);
     Transition::new(period, WorkOutcome::Canceled)
         .with_events(vec![failed, canceled])
         .with_audit(audit)
@@ -293,6 +281,17 @@ fn abandoned(at: &Attempted, mut period: ChargePeriod, mut sub: Subscription) ->
         sub.status = SubscriptionStatus::Canceled;
     }
     Transition::new(period, WorkOutcome::Canceled).with_subscription(sub)
+}
+
+fn charger_audit(sub: &Subscription, at: &Attempted, action: &str, detail: String) -> AuditEntry {
+    AuditEntry::new(
+        sub.customer.clone(),
+        at.now,
+        "charger",
+        action,
+        None,
+        detail,
+    )
 }
 
 /// An error as kept on the period: short enough for a record and a log line.

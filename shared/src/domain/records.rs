@@ -252,6 +252,18 @@ macro_rules! into_record {
                 Record::$v(x)
             }
         }
+
+        impl TryFrom<Record> for $t {
+            /// The record, when it is of another type.
+            type Error = Record;
+
+            fn try_from(r: Record) -> Result<Self, Record> {
+                match r {
+                    Record::$v(x) => Ok(x),
+                    other => Err(other),
+                }
+            }
+        }
     )*};
 }
 into_record!(BindingSession => Session, Card => Card, Subscription => Subscription, ChargePeriod => Period, AuditEntry => Audit);

@@ -197,10 +197,7 @@ pub trait StoreExt: Store {
         &self,
         r: &BindingRef,
     ) -> Result<Option<Versioned<BindingSession>>, StoreError> {
-        typed(self.get(&Key::Session(r.clone())).await?, |r| match r {
-            Record::Session(s) => Some(s),
-            _ => None,
-        })
+        read(self, Key::Session(r.clone())).await
     }
 
     async fn card(
@@ -208,17 +205,8 @@ pub trait StoreExt: Store {
         customer: &CustomerId,
         binding: &BindingRef,
     ) -> Result<Option<Versioned<Card>>, StoreError> {
-        typed(
-            self.get(&Key::Card {
-                customer: customer.clone(),
-                binding: binding.clone(),
-            })
-            .await?,
-            |r| match r {
-                Record::Card(c) => Some(c),
-                _ => None,
-            },
-        )
+        let (customer, binding) = (customer.clone(), binding.clone());
+        read(self, Key::Card { customer, binding }).await
     }
 
     async fn subscription(
@@ -226,17 +214,8 @@ pub trait StoreExt: Store {
         customer: &CustomerId,
         plan: &PlanId,
     ) -> Result<Option<Versioned<Subscription>>, StoreError> {
-        typed(
-            self.get(&Key::Subscription {
-                customer: customer.clone(),
-                plan: plan.clone(),
-            })
-            .await?,
-            |r| match r {
-                Record::Subscription(s) => Some(s),
-                _ => None,
-            },
-        )
+        let (customer, plan) = (customer.clone(), plan.clone());
+        read(self, Key::Subscription { customer, plan }).await
     }
 
     async fn period(
@@ -244,38 +223,35 @@ pub trait StoreExt: Store {
         subscription: &SubscriptionId,
         period: u32,
     ) -> Result<Option<Versioned<ChargePeriod>>, StoreError> {
-        typed(
-            self.get(&Key::Period {
-                subscription: subscription.clone(),
+        let subscription = subscription.clone();
+        read(
+            self,
+            Key::Period {
+                subscription,
                 period,
-            })
-            .await?,
-            |r| match r {
-                Record::Period(p) => Some(p),
-                _ => None,
             },
         )
+        .await
     }
 }
 
 impl<S: Store + ?Sized> StoreExt for S {}
 
-fn typed<T>(
-    found: Option<Versioned<Record>>,
-    pick: impl FnOnce(Record) -> Option<T>,
-) -> Result<Option<Versioned<T>>, StoreError> {
-    match found {
-        None => Ok(None),
-        Some(Versioned { value, version }) => {
-            let kind = value.kind();
-            pick(value)
-                .map(|value| Some(Versioned { value, version }))
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!(
-                        "a {kind} record is stored under another record's key"
-                    ))
-                })
-        }
+/// The record under `key`, which must be a `T`.
+async fn read<T, S>(store: &S, key: Key) -> Result<Option<Versioned<T>>, StoreError>
+where
+    T: TryFrom<Record, Error = Record>,
+    S: Store + ?Sized,
+{
+    let Some(Versioned { value, version }) = store.get(&key).await? else {
+        return Ok(None);
+    };
+    match T::try_from(value) {
+        Ok(value) => Ok(Some(Versioned { value, version })),
+        Err(other) => Err(StoreError::Corrupt(format!(
+            "a {} record is stored under another record's key",
+            other.kind()
+        ))),
     }
 }
 

@@ -20,22 +20,20 @@ async fn main() {
         std::process::exit(2);
     };
     let aws = oen_pay_integration::aws_config().await;
-    let deps = ChargeDeps {
-        store: Arc::new(DynamoStore::new(
+    let adapters = dev::binding_deps(
+        Arc::new(DynamoStore::new(
             aws_sdk_dynamodb::Client::new(&aws),
             table.clone(),
         )),
-        vault: Arc::new(KmsVault::new(aws_sdk_kms::Client::new(&aws), key.clone())),
-        oen: Arc::new(
+        Arc::new(KmsVault::new(aws_sdk_kms::Client::new(&aws), key.clone())),
+        Arc::new(
             dev::local_oen(oen_base, dev::dev_secrets(dev::DEV_API_TOKEN)).expect("an Oen client"),
         ),
-        events: Arc::new(MemoryEvents::default()),
-        queue: Arc::new(MemoryQueue::default()),
-        clock: Arc::new(SystemClock),
-        plans: dev::dev_plans(),
-        merchant: dev::dev_merchant(),
-        policy: ChargePolicy::default(),
-    };
+        Arc::new(MemoryEvents::default()),
+        Arc::new(SystemClock),
+    );
+    let queue = Arc::new(MemoryQueue::default());
+    let deps = ChargeDeps::new(adapters, queue, ChargePolicy::default());
     let customer = CustomerId::parse(customer).expect("a customer id");
     let plan = PlanId::parse(plan).expect("a plan id");
     println!("worker {} starting", std::process::id());

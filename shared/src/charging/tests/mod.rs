@@ -10,14 +10,14 @@ use chrono::{DateTime, Utc};
 
 use super::*;
 
-use crate::clock::TestClock;
+use crate::clock::{Clock, TestClock};
 use crate::domain::{
     BindingRef, CardToken, ChargePeriod, CheckoutId, CustomerId, MerchantId, OrderId, PeriodState,
     PlanId, Subscription, SubscriptionId, SubscriptionStatus,
 };
 use crate::events::MemoryEvents;
 use crate::oen::{
-    ChargeReceipt, ChargeRequest, CheckoutRequest, OenError, RefundRequest, Transaction,
+    ChargeReceipt, ChargeRequest, CheckoutRequest, OenError, OenGateway, RefundRequest, Transaction,
 };
 use crate::queue::MemoryQueue;
 use crate::store::{Card, Expect, MemoryStore, Put, StoreExt, Versioned};
@@ -181,18 +181,10 @@ impl World {
             created_at: t0(),
         };
         let sub = Subscription {
-            id: SubscriptionId::generate(),
             customer: self.customer.clone(),
             plan: self.plan.clone(),
-            status: SubscriptionStatus::Active,
             card: binding,
-            anchor: t0(),
-            period: 0,
-            next_action_at: Some(t0()),
-            dunning_attempts: 0,
-            cancel_at_period_end: false,
-            created_at: t0(),
-            updated_at: t0(),
+            ..sample_subscription()
         };
         self.deps
             .store
@@ -267,3 +259,21 @@ impl World {
 
 mod transition;
 mod worker;
+
+/// An active monthly subscription due at t0, period 0.
+fn sample_subscription() -> Subscription {
+    Subscription {
+        id: SubscriptionId::generate(),
+        customer: CustomerId::parse("cust-1").unwrap(),
+        plan: PlanId::parse("premium").unwrap(),
+        status: SubscriptionStatus::Active,
+        card: BindingRef::generate(),
+        anchor: t0(),
+        period: 0,
+        next_action_at: Some(t0()),
+        dunning_attempts: 0,
+        cancel_at_period_end: false,
+        created_at: t0(),
+        updated_at: t0(),
+    }
+}

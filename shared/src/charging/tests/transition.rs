@@ -223,23 +223,6 @@ fn the_policy_table_reads_as_documented() {
     assert!(p.has_time_for_attempt(Some(t0() + Duration::seconds(25)), t0()));
 }
 
-fn sample_subscription() -> Subscription {
-    Subscription {
-        id: SubscriptionId::generate(),
-        customer: CustomerId::parse("cust-1").unwrap(),
-        plan: PlanId::parse("premium").unwrap(),
-        status: SubscriptionStatus::Active,
-        card: BindingRef::generate(),
-        anchor: t0(),
-        period: 0,
-        next_action_at: Some(t0()),
-        dunning_attempts: 0,
-        cancel_at_period_end: false,
-        created_at: t0(),
-        updated_at: t0(),
-    }
-}
-
 fn claimed_period(sub: &Subscription) -> ChargePeriod {
     ChargePeriod {
         subscription: sub.id.clone(),

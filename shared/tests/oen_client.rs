@@ -197,6 +197,7 @@ fn charge_request() -> ChargeRequest {
         user_id: Some("cust-1".into()),
         user_email: None,
         note: None,
+        send_within: None,
     }
 }
 
@@ -579,6 +580,38 @@ async fn a_rotated_key_is_reread_once_and_the_call_succeeds() {
         "one refused with the old key, one accepted with the new"
     );
     assert!(charges[1].headers.contains(ROTATED_KEY));
+}
+
+#[tokio::test]
+async fn no_resend_after_a_rotated_key_leaves_past_the_send_deadline() {
+    let key = Arc::new(Mutex::new(API_KEY));
+    let oen = FakeOen::start(
+        vec![json(
+            200,
+            r#"{"code":"S0000","data":{"id":"P20260928IJ90KL12"},"message":""}"#,
+        )],
+        ROTATED_KEY,
+    )
+    .await;
+    let c = client_with(&oen.base_url, key.clone());
+    // Warm the cache with the old key, then rotate it: the charge is refused with A0001, and by
+    // then its send window is spent.
+    let err = c
+        .transaction(&TransactionId::parse("P1").unwrap())
+        .await
+        .unwrap_err();
+    assert!(err.is_auth_failure());
+    *key.lock().unwrap() = ROTATED_KEY;
+    let mut late = charge_request();
+    late.send_within = Some(Duration::ZERO);
+    let r = c.charge(&late).await;
+    assert!(matches!(&r, Err(OenError::NotSent(_))), "{r:?}");
+    let posts = oen
+        .seen()
+        .iter()
+        .filter(|s| s.request_line.starts_with("POST"))
+        .count();
+    assert_eq!(posts, 1, "the A0001 resend would have left too late");
 }
 
 #[tokio::test]

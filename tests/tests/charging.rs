@@ -403,6 +403,7 @@ async fn a_worker_that_vanished_holding_the_lease_is_reconciled_not_recharged() 
             user_id: None,
             user_email: None,
             note: None,
+            send_within: None,
         })
         .await
         .unwrap();

@@ -628,6 +628,7 @@ async fn seed(
             cancel_at_period_end: false,
             created_at: now,
             updated_at: now,
+            terms: None,
         };
         subscriptions.push((customer, subscription.id.clone()));
         store

@@ -7,8 +7,8 @@ use thiserror::Error;
 
 use super::{BindingDeps, CustomId, WEBHOOK_GRACE};
 use crate::domain::{
-    AuditEntry, BindingRef, BindingSession, Card, CardToken, DomainEvent, PlanId, SessionState,
-    Subscription, SubscriptionId, SubscriptionStatus,
+    AuditEntry, BindingRef, BindingSession, Card, CardToken, DomainEvent, Plan, PlanId,
+    SessionState, Subscription, SubscriptionId, SubscriptionStatus,
 };
 use crate::oen::{BindingResult, Notification, TokenNotification};
 use crate::store::{Expect, Put, StoreError, StoreExt, Versioned};
@@ -174,9 +174,12 @@ async fn bind(
     now: DateTime<Utc>,
 ) -> Result<WebhookOutcome, BindError> {
     let s = &session.value;
+    // The catalog's terms, else those the session started with: a plan retired while the
+    // customer was on Oen's page still gets the token Oen delivered.
     let plan = deps
         .plans
         .get(&s.plan)
+        .or(s.terms.as_ref())
         .ok_or_else(|| BindError::PlanMissing(s.plan.clone()))?;
     let ctx = VaultContext {
         merchant: deps.merchant.clone(),
@@ -200,7 +203,7 @@ async fn bind(
         bound_at: now,
     };
     let existing = deps.store.subscription(&s.customer, &s.plan).await?;
-    let (subscription, expect) = subscription_for(s, existing, plan.first_due(now), now);
+    let (subscription, expect) = subscription_for(s, existing, plan, now);
     let subscription_id = subscription.id.clone();
     let audit = AuditEntry::new(
         s.customer.clone(),
@@ -238,16 +241,16 @@ async fn bind(
 fn subscription_for(
     s: &BindingSession,
     existing: Option<Versioned<Subscription>>,
-    first_due: DateTime<Utc>,
+    plan: &Plan,
     now: DateTime<Utc>,
 ) -> (Subscription, Expect) {
     let Some(current) = existing else {
-        return (new_subscription(s, first_due, now), Expect::Absent);
+        return (new_subscription(s, plan, now), Expect::Absent);
     };
     let mut sub = current.value;
     match sub.status {
         // A canceled subscription starts over: new id, new order ids, new schedule.
-        SubscriptionStatus::Canceled => sub = new_subscription(s, first_due, now),
+        SubscriptionStatus::Canceled => sub = new_subscription(s, plan, now),
         // The new card pays what is owed, now.
         SubscriptionStatus::RequiresPaymentMethod | SubscriptionStatus::PastDue => {
             sub.status = SubscriptionStatus::Active;
@@ -262,14 +265,12 @@ fn subscription_for(
             sub.updated_at = now;
         }
     }
+    sub.terms = Some(plan.clone());
     (sub, Expect::Version(current.version))
 }
 
-fn new_subscription(
-    s: &BindingSession,
-    first_due: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Subscription {
+fn new_subscription(s: &BindingSession, plan: &Plan, now: DateTime<Utc>) -> Subscription {
+    let first_due = plan.first_due(now);
     Subscription {
         id: SubscriptionId::generate(),
         customer: s.customer.clone(),
@@ -283,6 +284,7 @@ fn new_subscription(
         cancel_at_period_end: false,
         created_at: now,
         updated_at: now,
+        terms: Some(plan.clone()),
     }
 }
 

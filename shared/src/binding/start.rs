@@ -51,6 +51,7 @@ pub async fn start(
         expires_at: now + SESSION_LIFETIME,
         checkout_id: None,
         state: SessionState::Pending,
+        terms: deps.plans.get(&link.plan).cloned(),
     };
     deps.store
         .commit(vec![Put::new(session.clone(), Expect::Absent)])

@@ -2,6 +2,8 @@
 //! transaction, then the events. A concurrent change to the subscription (a new card, say) is
 //! re-read and the transition applied again; the period's lease must still be ours.
 
+use chrono::{DateTime, Utc};
+
 use super::transition::{transition, Attempted, Settled};
 use super::{ChargeDeps, WorkContext, WorkError, WorkOutcome};
 use crate::domain::{ChargePeriod, CustomerId, DomainEvent, PeriodState, Plan, Subscription};
@@ -24,6 +26,15 @@ pub(super) struct Attempt<'a> {
 }
 
 impl Attempt<'_> {
+    /// When this attempt's claim on the period ends.
+    pub fn lease_until(&self) -> DateTime<Utc> {
+        match self.period.state {
+            PeriodState::Charging { lease_until, .. } => lease_until,
+            // A claimed period is always `Charging`; an already-ended lease sends nothing.
+            _ => self.deps.clock.now(),
+        }
+    }
+
     /// After Oen's charge endpoint was called.
     pub async fn settle_after_call(self, settled: Settled) -> Result<WorkOutcome, WorkError> {
         self.write(settled, true).await

@@ -12,11 +12,20 @@ pub struct ChargePolicy {
     pub reconcile_backoff: Vec<Duration>,
     /// An unknown period older than this raises an alarm on every check.
     pub unknown_alarm_after: Duration,
-    /// The lease when the caller has no deadline of its own (the dev stack, tests).
+    /// How long a claim holds the period. No charge request leaves later than
+    /// [`Self::send_deadline`], so whatever Oen does with it is over before the lease ends.
     pub lease: Duration,
-    /// Time a charge attempt needs (Oen's timeout plus our writes); with less left before the
-    /// deadline, a worker hands the work back instead of claiming it.
+    /// The longest Oen may work on a request before it answers (its documented 29 s).
+    pub oen_processing: Duration,
+    /// Slack beyond Oen's processing time: clocks, the network, our own write.
+    pub margin: Duration,
+    /// Time a charge attempt needs before the invocation's deadline (asking Oen about the order,
+    /// decrypting, Oen's processing and our writes); with less left, a worker hands the work
+    /// back instead of claiming it.
     pub min_time_for_attempt: Duration,
+    /// Oen's order listing can lag a fresh transaction: "nothing there" is trusted only this
+    /// long after the last moment a request may have been sent.
+    pub listing_trusted_after: Duration,
     /// After a configuration error (`A0001`, `V0001`, 403, …) the subscription is looked at
     /// again this much later, with no change to the customer's state.
     pub config_error_retry: Duration,
@@ -35,8 +44,11 @@ impl Default for ChargePolicy {
             ],
             reconcile_backoff: vec![Duration::minutes(5), Duration::hours(1), Duration::days(1)],
             unknown_alarm_after: Duration::days(3),
-            lease: Duration::seconds(60),
-            min_time_for_attempt: Duration::seconds(25),
+            lease: Duration::seconds(90),
+            oen_processing: Duration::seconds(29),
+            margin: Duration::seconds(10),
+            min_time_for_attempt: Duration::seconds(45),
+            listing_trusted_after: Duration::minutes(5),
             config_error_retry: Duration::hours(1),
             plan_page: 200,
         }
@@ -60,14 +72,20 @@ impl ChargePolicy {
         self.dunning.get(index).copied()
     }
 
-    /// Until when a worker's lease lasts: past the invocation's deadline (plus a margin) when it
-    /// has one, else the policy's own lease.
-    pub fn lease_until(
+    /// Until when a lease taken at `now` lasts.
+    pub fn lease_until(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now + self.lease
+    }
+
+    /// The last moment a charge request may leave under a lease ending at `lease_until`, or
+    /// under an invocation ending at `deadline`: Oen's processing and the margin must fit after.
+    pub fn send_deadline(
         &self,
+        lease_until: DateTime<Utc>,
         deadline: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
     ) -> DateTime<Utc> {
-        deadline.map_or(now + self.lease, |d| d + Duration::seconds(10))
+        let end = deadline.map_or(lease_until, |d| d.min(lease_until));
+        end - self.oen_processing - self.margin
     }
 
     /// Whether a worker with `deadline` still has time for an attempt at `now`.
@@ -77,5 +95,11 @@ impl ChargePolicy {
         now: DateTime<Utc>,
     ) -> bool {
         deadline.is_none_or(|d| d - now >= self.min_time_for_attempt)
+    }
+
+    /// Whether an order listing read at `now` that shows nothing new can be believed, when the
+    /// last request for the order may have left as late as `sent_before`.
+    pub fn listing_trusted(&self, sent_before: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        now - sent_before >= self.listing_trusted_after
     }
 }

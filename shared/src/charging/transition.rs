@@ -117,6 +117,7 @@ fn paid(
     };
     period.last_error = None;
     // A payment found late for an older period records it without moving the schedule.
+    sub.terms = Some(at.plan.clone());
     if sub.period == period.period {
         sub.period += 1;
         sub.dunning_attempts = 0;
@@ -149,6 +150,9 @@ fn soft_decline(
     mut sub: Subscription,
     code: &str,
 ) -> Transition {
+    if charging_stopped(&sub) {
+        return declined_after_cancel(at, period, sub, code, false);
+    }
     period.state = PeriodState::Open;
     period.last_error = Some(format!("soft decline {code}"));
     sub.dunning_attempts += 1;
@@ -194,6 +198,9 @@ fn hard_decline(
     mut sub: Subscription,
     code: &str,
 ) -> Transition {
+    if charging_stopped(&sub) {
+        return declined_after_cancel(at, period, sub, code, true);
+    }
     period.state = PeriodState::Declined {
         code: code.to_owned(),
         at: at.now,
@@ -267,8 +274,48 @@ fn config_error(
     crate::metrics::count("charger", "ConfigError");
     period.state = PeriodState::Open;
     period.last_error = Some(clipped(reason));
-    sub.next_action_at = Some(at.now + at.policy.config_error_retry);
+    if charging_stopped(&sub) {
+        // Nothing was charged and nothing may be: the cancel takes effect.
+        sub.status = SubscriptionStatus::Canceled;
+        sub.next_action_at = None;
+    } else {
+        sub.next_action_at = Some(at.now + at.policy.config_error_retry);
+    }
     Transition::new(period, WorkOutcome::ConfigError).with_subscription(sub)
+}
+
+/// Whether the subscription was canceled, now or at the end of this period, while the attempt
+/// ran (the attempt's outcome is written against the subscription as it is at the end).
+fn charging_stopped(sub: &Subscription) -> bool {
+    sub.status == SubscriptionStatus::Canceled || sub.cancel_at_period_end
+}
+
+/// A decline of an attempt that a cancel overtook ends the subscription: no dunning, no wait
+/// for a new card, nothing scheduled. A cancel wins over every later outcome but a payment.
+fn declined_after_cancel(
+    at: &Attempted,
+    mut period: ChargePeriod,
+    mut sub: Subscription,
+    code: &str,
+    hard: bool,
+) -> Transition {
+    period.state = PeriodState::Declined {
+        code: code.to_owned(),
+        at: at.now,
+    };
+    period.last_error = Some(format!("declined {code} after a cancel"));
+    let mut events = vec![DomainEvent::payment_failed(
+        &sub, &period, code, hard, at.now,
+    )];
+    if sub.status != SubscriptionStatus::Canceled {
+        sub.status = SubscriptionStatus::Canceled;
+        let reason = "ended at period end";
+        events.push(DomainEvent::subscription_canceled(&sub, reason, at.now));
+    }
+    sub.next_action_at = None;
+    Transition::new(period, WorkOutcome::Canceled)
+        .with_events(events)
+        .with_subscription(sub)
 }
 
 fn abandoned(at: &Attempted, mut period: ChargePeriod, mut sub: Subscription) -> Transition {

@@ -11,7 +11,7 @@ use crate::domain::{
 };
 use crate::oen::{ChargeReceipt, ChargeRequest, OenError, OrderState};
 use crate::store::{Expect, Put, StoreError, StoreExt, Versioned};
-use crate::vault::VaultContext;
+use crate::vault::{VaultContext, VaultError};
 
 /// Why a subscription is looked at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,8 +34,15 @@ pub(super) async fn charge(
     let Some(sub) = deps.store.subscription(customer, plan_id).await? else {
         return Ok(WorkOutcome::Skipped("no such subscription"));
     };
-    let Some(plan) = deps.plans.get(plan_id) else {
-        tracing::error!(plan = %plan_id, customer = %customer, "subscription to a plan missing from the catalog");
+    // The catalog's terms, else those the subscription was last charged on: a retired plan
+    // keeps charging and reconciling its subscriptions.
+    let Some(plan) = deps
+        .plans
+        .get(plan_id)
+        .or(sub.value.terms.as_ref())
+        .cloned()
+    else {
+        tracing::error!(plan = %plan_id, customer = %customer, "subscription to a plan missing from the catalog, with no terms of its own");
         crate::metrics::count("charger", "ConfigError");
         return Ok(WorkOutcome::ConfigError);
     };
@@ -48,7 +55,7 @@ pub(super) async fn charge(
             "too little time left before the deadline".into(),
         ));
     }
-    let claim = match claim(deps, &sub, plan, ctx, now).await? {
+    let claim = match claim(deps, &sub, &plan, ctx, now).await? {
         Claimed::Yes(claim) => claim,
         Claimed::Nothing(reason) => return Ok(WorkOutcome::Skipped(reason)),
         Claimed::EndsNow(period) => {
@@ -58,7 +65,7 @@ pub(super) async fn charge(
     let query_first = claim.query_first;
     let attempt = Attempt {
         deps,
-        plan,
+        plan: &plan,
         period: claim.period,
         version: claim.version,
         prior: claim.prior,
@@ -108,7 +115,7 @@ async fn claim(
     ctx: &WorkContext,
     now: DateTime<Utc>,
 ) -> Result<Claimed, WorkError> {
-    let lease_until = deps.policy.lease_until(ctx.deadline, now);
+    let lease_until = deps.policy.lease_until(now);
     if may_be_charged(&sub.value) {
         let fresh = ChargePeriod {
             subscription: sub.value.id.clone(),
@@ -123,6 +130,7 @@ async fn claim(
             last_error: None,
             updated_at: now,
             refunded: None,
+            product_details: plan.product_details(),
         };
         let put = Put::new(fresh.clone(), Expect::Absent);
         return match deps.store.commit(vec![put]).await {
@@ -217,6 +225,9 @@ async fn ask_oen_first(attempt: &Attempt<'_>) -> Option<Settled> {
         Ok(txs) => txs,
         Err(e) => return Some(Settled::Unknown(format!("order query failed: {e}"))),
     };
+    let now = attempt.deps.clock.now();
+    let listing_too_young = may_have_sent_until(&attempt.prior)
+        .is_some_and(|sent| !attempt.deps.policy.listing_trusted(sent, now));
     match OrderState::of(&txs) {
         OrderState::Paid(tx) => Some(Settled::Paid {
             transaction: tx.id,
@@ -226,6 +237,12 @@ async fn ask_oen_first(attempt: &Attempt<'_>) -> Option<Settled> {
         OrderState::InFlight => Some(Settled::Unknown(
             "a transaction of this order is still in flight".into(),
         )),
+        // A request may have left moments ago and Oen's listing can lag it: not "no attempt".
+        OrderState::NoAttempt | OrderState::AllFailed if listing_too_young => {
+            Some(Settled::Unknown(
+                "Oen's order listing is too young to rule out the last request".into(),
+            ))
+        }
         // Reconciled to "nothing was charged" on a subscription that may not be charged.
         OrderState::NoAttempt | OrderState::AllFailed if !may_be_charged(&attempt.sub.value) => {
             Some(Settled::Abandoned)
@@ -255,23 +272,56 @@ async fn call_oen(attempt: Attempt<'_>) -> Result<WorkOutcome, WorkError> {
     };
     let token = match deps.vault.decrypt(&card.ciphertext, &vault_ctx).await {
         Ok(t) => t,
+        // Wrong key or context: retrying cannot help, and the card must not be charged blind.
+        Err(e @ VaultError::ContextMismatch) => {
+            tracing::error!(customer = %customer, binding = %binding, error = %e, "stored card token does not decrypt");
+            crate::metrics::count("charger", "CardUndecryptable");
+            return attempt.settle(Settled::Config(e.to_string())).await;
+        }
         Err(e) => {
             let reason = format!("token not decrypted: {e}");
             return attempt.release_for_retry(reason).await;
         }
     };
+    // Checked right before the request leaves: Oen's processing must end inside our lease.
+    let now = deps.clock.now();
+    let send_by = deps
+        .policy
+        .send_deadline(attempt.lease_until(), attempt.ctx.deadline);
+    let Ok(send_within) = (send_by - now).to_std() else {
+        drop(token);
+        let reason = "no time left to send before the lease's send deadline".to_owned();
+        return attempt.release_for_retry(reason).await;
+    };
+    let period = &attempt.period;
+    let product_details = if period.product_details.is_empty() {
+        attempt.plan.product_details_at(period.amount)
+    } else {
+        period.product_details.clone()
+    };
     let request = ChargeRequest {
         token,
-        order_id: attempt.period.order_id.clone(),
-        amount: attempt.plan.amount,
-        product_details: attempt.plan.product_details(),
+        order_id: period.order_id.clone(),
+        amount: period.amount,
+        product_details,
         user_id: Some(customer.to_string()),
         user_email: None,
         note: None,
+        send_within: Some(send_within),
     };
     let result = deps.oen.charge(&request).await;
     drop(request);
     attempt.settle_after_call(settled_by(result)).await
+}
+
+/// The last moment an earlier attempt may have sent a request, when its outcome is not known:
+/// the end of a vanished holder's lease, or when an unknown outcome was recorded.
+fn may_have_sent_until(prior: &PeriodState) -> Option<DateTime<Utc>> {
+    match prior {
+        PeriodState::Charging { lease_until, .. } => Some(*lease_until),
+        PeriodState::Unknown { since, .. } => Some(*since),
+        PeriodState::Open | PeriodState::Paid { .. } | PeriodState::Declined { .. } => None,
+    }
 }
 
 /// What Oen's answer to a charge call means for the period.

@@ -9,7 +9,8 @@ use super::{Amount, PlanId};
 use crate::error::InvalidInput;
 
 /// How often a plan bills.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Interval {
     Months(u32),
     Days(u32),
@@ -42,7 +43,7 @@ impl Interval {
 }
 
 /// One line of `productDetails` sent with a charge.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductDetail {
     pub production_code: String,
@@ -52,7 +53,9 @@ pub struct ProductDetail {
     pub unit_price: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A plan's terms. A subscription keeps a copy of the terms it was opened with (and renewed
+/// on), so it goes on charging and reconciling after its plan leaves the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub id: PlanId,
     pub description: String,
@@ -67,12 +70,17 @@ impl Plan {
     /// `productDetails` for one period: a single line whose quantity × unit price equals the
     /// amount, as Oen requires (else `V0001 PRODUCT_AMOUNT_NOT_MATCH`).
     pub fn product_details(&self) -> Vec<ProductDetail> {
+        self.product_details_at(self.amount)
+    }
+
+    /// `productDetails` for a period opened at `amount` (an earlier price of this plan).
+    pub fn product_details_at(&self, amount: Amount) -> Vec<ProductDetail> {
         vec![ProductDetail {
             production_code: self.production_code.clone(),
             description: self.description.clone(),
             quantity: 1,
             unit: self.unit.clone(),
-            unit_price: self.amount.ntd(),
+            unit_price: amount.ntd(),
         }]
     }
 

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Amount, BindingRef, CheckoutId, Ciphertext, CustomerId, OrderId, PlanId, SubscriptionId,
-    TransactionId,
+    Amount, BindingRef, CheckoutId, Ciphertext, CustomerId, OrderId, Plan, PlanId, ProductDetail,
+    SubscriptionId, TransactionId,
 };
 
 /// A card binding started by `checkout-start`: our reference, whom it is for, and Oen's page id.
@@ -20,6 +20,10 @@ pub struct BindingSession {
     /// Oen's id of the hosted page, once `POST /checkout-token` answered.
     pub checkout_id: Option<CheckoutId>,
     pub state: SessionState,
+    /// The plan's terms when the session started: a token Oen delivers is stored even if the
+    /// plan left the catalog meanwhile.
+    #[serde(default)]
+    pub terms: Option<Plan>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +127,10 @@ pub struct Subscription {
     pub cancel_at_period_end: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The plan's terms as last seen in the catalog (at binding, and at each payment): what
+    /// the subscription is charged on once its plan is retired.
+    #[serde(default)]
+    pub terms: Option<Plan>,
 }
 
 /// Where one period's charge stands.
@@ -177,6 +185,10 @@ pub struct ChargePeriod {
     pub updated_at: DateTime<Utc>,
     /// Refunded amount, once a refund succeeded.
     pub refunded: Option<Amount>,
+    /// The product lines charged with `amount`, fixed with it when the period opened. Empty on
+    /// periods opened before they were kept; those charge their plan's lines at `amount`.
+    #[serde(default)]
+    pub product_details: Vec<ProductDetail>,
 }
 
 /// Who did what to a customer's card or money, and when. Never the token.

@@ -1,7 +1,7 @@
 //! The reqwest adapter of [`OenGateway`].
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
@@ -77,6 +77,19 @@ impl HttpOenGateway {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Value, OenError> {
+        self.call_before(kind, method, path, body, None).await
+    }
+
+    /// [`Self::call`], sending nothing after `send_by`: a resend after `A0001` that would leave
+    /// later is given up as not sent.
+    async fn call_before(
+        &self,
+        kind: CallKind,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        send_by: Option<Instant>,
+    ) -> Result<Value, OenError> {
         let secrets = self
             .secrets
             .current()
@@ -101,6 +114,12 @@ impl HttpOenGateway {
                     .map_err(|e| OenError::NotSent(e.to_string()))?;
                 if fresh.generation == secrets.generation {
                     return Err(e);
+                }
+                if send_by.is_some_and(|by| Instant::now() > by) {
+                    return Err(OenError::NotSent(
+                        "A0001, and no time left to send again before the lease's send deadline"
+                            .into(),
+                    ));
                 }
                 self.exchange(
                     kind,
@@ -144,11 +163,12 @@ impl HttpOenGateway {
         &self,
         path: &str,
         body: &B,
+        send_by: Option<Instant>,
     ) -> Result<T, OenError> {
         let bytes = serde_json::to_vec(body)
             .map_err(|e| OenError::NotSent(format!("cannot encode the request: {e}")))?;
         let data = self
-            .call(CallKind::Create, Method::POST, path, Some(bytes))
+            .call_before(CallKind::Create, Method::POST, path, Some(bytes), send_by)
             .await?;
         parse_data(data)
     }
@@ -248,7 +268,7 @@ impl OenGateway for HttpOenGateway {
             payer_email: req.payer_email.as_deref(),
             note: req.note.as_deref(),
         };
-        let data: wire::IdData = self.create("/checkout-token", &body).await?;
+        let data: wire::IdData = self.create("/checkout-token", &body, None).await?;
         CheckoutId::parse(&data.id).map_err(|e| OenError::Unexpected {
             status: 200,
             excerpt: e.to_string(),
@@ -256,6 +276,7 @@ impl OenGateway for HttpOenGateway {
     }
 
     async fn charge(&self, req: &ChargeRequest) -> Result<ChargeReceipt, OenError> {
+        let send_by = req.send_within.map(|w| Instant::now() + w);
         let body = wire::ChargeBody {
             merchant_id: self.config.merchant_id.as_str(),
             amount: req.amount.ntd(),
@@ -267,17 +288,17 @@ impl OenGateway for HttpOenGateway {
             user_email: req.user_email.as_deref(),
             note: req.note.as_deref(),
         };
-        let data: wire::ChargeData =
-            self.create("/token/transactions", &body)
-                .await
-                .map_err(|e| match e {
-                    // S0000 with a body we cannot read: the charge happened, we just cannot see it.
-                    OenError::Unexpected {
-                        status: 200,
-                        excerpt,
-                    } => OenError::Unknown(excerpt),
-                    other => other,
-                })?;
+        let data: wire::ChargeData = self
+            .create("/token/transactions", &body, send_by)
+            .await
+            .map_err(|e| match e {
+                // S0000 with a body we cannot read: the charge happened, we just cannot see it.
+                OenError::Unexpected {
+                    status: 200,
+                    excerpt,
+                } => OenError::Unknown(excerpt),
+                other => other,
+            })?;
         let transaction_number = TransactionId::parse(&data.id).map_err(|e| {
             OenError::Unknown(format!(
                 "charged, but the transaction number is unreadable: {e}"
@@ -306,7 +327,7 @@ impl OenGateway for HttpOenGateway {
             reason: req.reason.as_deref(),
         };
         let _: Value = self
-            .create(&format!("/refunds/{}", req.transaction_number), &body)
+            .create(&format!("/refunds/{}", req.transaction_number), &body, None)
             .await?;
         Ok(())
     }

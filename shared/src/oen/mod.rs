@@ -39,6 +39,9 @@ pub struct ChargeRequest {
     pub user_id: Option<String>,
     pub user_email: Option<String>,
     pub note: Option<String>,
+    /// No request (a first send or a resend) leaves after this much time from the call: past
+    /// it, Oen could still be working on it when the caller's lease ends.
+    pub send_within: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

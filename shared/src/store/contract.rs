@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 use super::*;
-use crate::domain::{Amount, CheckoutId, Ciphertext, OrderId, TransactionId};
+use crate::domain::{Amount, Catalog, CheckoutId, Ciphertext, OrderId, Plan, TransactionId};
 
 pub fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
@@ -23,7 +23,16 @@ pub fn session(customer: &str) -> BindingSession {
         expires_at: t0() + Duration::minutes(10),
         checkout_id: Some(CheckoutId::parse("2HhngP9sVb3mK1xYdQe7Wc0RtUi").unwrap()),
         state: SessionState::Pending,
+        terms: Some(premium()),
     }
+}
+
+/// A plan with every field set, so that stored terms round-trip whole.
+pub fn premium() -> Plan {
+    let json = r#"[{"id":"premium","description":"Premium plan","amount":500,
+        "intervalMonths":1,"trialDays":14,"productionCode":"PR","unit":"month"}]"#;
+    let plans = Catalog::parse(json).unwrap();
+    plans.lookup("premium").unwrap().clone()
 }
 
 pub fn subscription(customer: &str, next: Option<DateTime<Utc>>) -> Subscription {
@@ -48,6 +57,7 @@ pub fn subscription_with_id(
         cancel_at_period_end: false,
         created_at: t0(),
         updated_at: t0(),
+        terms: Some(premium()),
     }
 }
 
@@ -62,6 +72,7 @@ pub fn period(sub: &Subscription, n: u32, state: PeriodState) -> ChargePeriod {
         last_error: None,
         updated_at: t0(),
         refunded: None,
+        product_details: premium().product_details(),
     }
 }
 

@@ -53,6 +53,8 @@ struct ScriptedOen {
     orders: Mutex<VecDeque<Result<Vec<Transaction>, OenError>>>,
     charge_calls: Mutex<u32>,
     order_calls: Mutex<u32>,
+    /// Each charge request's amount and the sum of its product lines.
+    charged: Mutex<Vec<(u32, u32)>>,
 }
 
 impl ScriptedOen {
@@ -97,8 +99,14 @@ impl OenGateway for ScriptedOen {
     async fn create_checkout(&self, _: &CheckoutRequest) -> Result<CheckoutId, OenError> {
         unreachable!("charging never opens a hosted page")
     }
-    async fn charge(&self, _: &ChargeRequest) -> Result<ChargeReceipt, OenError> {
+    async fn charge(&self, req: &ChargeRequest) -> Result<ChargeReceipt, OenError> {
         *self.charge_calls.lock().unwrap() += 1;
+        let lines = req
+            .product_details
+            .iter()
+            .map(|d| d.unit_price * d.quantity)
+            .sum();
+        self.charged.lock().unwrap().push((req.amount.ntd(), lines));
         let next = self.charges.lock().unwrap().pop_front();
         next.expect("the script has no more charge answers")
     }
@@ -224,6 +232,7 @@ impl World {
             last_error: None,
             updated_at: t0(),
             refunded: None,
+            product_details: Vec::new(),
         };
         self.deps
             .store
@@ -257,6 +266,7 @@ impl World {
     }
 }
 
+mod lifecycle;
 mod transition;
 mod worker;
 
@@ -275,5 +285,6 @@ fn sample_subscription() -> Subscription {
         cancel_at_period_end: false,
         created_at: t0(),
         updated_at: t0(),
+        terms: crate::dev::dev_plans().lookup("premium").ok().cloned(),
     }
 }

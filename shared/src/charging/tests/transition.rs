@@ -219,8 +219,17 @@ fn the_policy_table_reads_as_documented() {
     assert_eq!(p.reconcile_after(1), Duration::hours(1));
     assert_eq!(p.reconcile_after(9), Duration::days(1));
     assert!(p.has_time_for_attempt(None, t0()));
-    assert!(!p.has_time_for_attempt(Some(t0() + Duration::seconds(24)), t0()));
-    assert!(p.has_time_for_attempt(Some(t0() + Duration::seconds(25)), t0()));
+    assert!(!p.has_time_for_attempt(Some(t0() + Duration::seconds(44)), t0()));
+    assert!(p.has_time_for_attempt(Some(t0() + Duration::seconds(45)), t0()));
+    // No request leaves later than Oen's 29 s plus the margin before the lease (or the
+    // invocation, whichever ends first) ends.
+    let lease = p.lease_until(t0());
+    assert_eq!(lease, t0() + Duration::seconds(90));
+    assert_eq!(p.send_deadline(lease, None), t0() + Duration::seconds(51));
+    let soon = Some(t0() + Duration::seconds(60));
+    assert_eq!(p.send_deadline(lease, soon), t0() + Duration::seconds(21));
+    assert!(!p.listing_trusted(t0(), t0() + Duration::seconds(299)));
+    assert!(p.listing_trusted(t0(), t0() + Duration::minutes(5)));
 }
 
 fn claimed_period(sub: &Subscription) -> ChargePeriod {
@@ -237,5 +246,6 @@ fn claimed_period(sub: &Subscription) -> ChargePeriod {
         last_error: None,
         updated_at: t0(),
         refunded: None,
+        product_details: Vec::new(),
     }
 }

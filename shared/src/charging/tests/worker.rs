@@ -42,6 +42,10 @@ async fn the_order_is_queried_before_any_attempt_after_the_first() {
         lease_owner: "gone".into(),
         lease_until: t0() - Duration::seconds(1),
     };
+    let long_expired_lease = PeriodState::Charging {
+        lease_owner: "gone".into(),
+        lease_until: t0() - Duration::minutes(10),
+    };
     let due_unknown = PeriodState::Unknown {
         since: t0() - Duration::hours(1),
         reconcile_at: t0(),
@@ -66,8 +70,16 @@ async fn the_order_is_queried_before_any_attempt_after_the_first() {
             0,
         ),
         (
-            "vanished holder, nothing at Oen",
+            "vanished holder, nothing at Oen yet",
             expired_lease,
+            0,
+            vec![],
+            "unknown",
+            0,
+        ),
+        (
+            "holder vanished long ago, nothing at Oen",
+            long_expired_lease,
             0,
             vec![],
             "paid",
@@ -226,7 +238,7 @@ async fn a_canceled_subscription_with_an_unknown_charge_is_reconciled_never_char
     let w = World::new(ScriptedOen::default().with_order(Ok(vec![]))).await;
     w.leave_period(
         PeriodState::Unknown {
-            since: t0(),
+            since: t0() - Duration::minutes(10),
             reconcile_at: t0(),
             checks: 0,
         },

@@ -303,7 +303,7 @@ pub fn table_definition() -> TableDefinition {
     let path = repo_root().join("template.yaml");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let template: serde_yaml::Value = serde_yaml::from_str(&text)
+    let template: yaml_serde::Value = yaml_serde::from_str(&text)
         .unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()));
     let table = template
         .get("Resources")
@@ -321,7 +321,7 @@ pub fn table_definition() -> TableDefinition {
         .cloned()
         .map(untag)
         .unwrap_or_else(|| panic!("Resources.Table of {} has no Properties", path.display()));
-    serde_yaml::from_value(properties).unwrap_or_else(|e| {
+    yaml_serde::from_value(properties).unwrap_or_else(|e| {
         panic!(
             "Resources.Table.Properties of {} is not understood: {e}",
             path.display()
@@ -330,8 +330,8 @@ pub fn table_definition() -> TableDefinition {
 }
 
 /// Drops CloudFormation's short-form tags (`!Ref`, `!Sub`, `!GetAtt`…), keeping their values.
-fn untag(value: serde_yaml::Value) -> serde_yaml::Value {
-    use serde_yaml::Value;
+fn untag(value: yaml_serde::Value) -> yaml_serde::Value {
+    use yaml_serde::Value;
     match value {
         Value::Tagged(tagged) => untag(tagged.value),
         Value::Sequence(items) => Value::Sequence(items.into_iter().map(untag).collect()),

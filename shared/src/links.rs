@@ -7,7 +7,7 @@
 //! upper-case hex, UTF-8), joined by `&`. `expires` is Unix seconds.
 
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -67,7 +67,7 @@ fn canonical(params: &[(String, String)]) -> String {
 }
 
 fn mac(key: &[u8], canonical: &str) -> Hmac<Sha256> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
     mac.update(canonical.as_bytes());
     mac

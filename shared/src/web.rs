@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use axum::extract::ConnectInfo;
 use axum::http::{header, request::Parts, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use ipnet::IpNet;
 use lambda_http::request::RequestContext;
 
 /// The id that ties a log line to a request: API Gateway's request id on Lambda, else an
@@ -39,54 +40,38 @@ pub fn source_ip(parts: &Parts) -> Option<IpAddr> {
 
 /// An IPv4 or IPv6 network in CIDR notation (a bare address is a /32 or /128).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
+pub struct Cidr(IpNet);
 
 impl Cidr {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let raw = raw.trim();
+        // The address goes through std's parser, which is stricter than ipnet's (no leading
+        // zeros in IPv4 octets); ipnet checks the prefix length against the address family.
         let (addr, prefix) = match raw.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (raw, None),
         };
-        let network: IpAddr = addr
+        let addr: IpAddr = addr
             .parse()
             .map_err(|_| format!("{raw:?} is not an IP address or CIDR"))?;
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
+        let network = match prefix {
+            None => IpNet::from(addr),
             Some(p) => p
                 .parse::<u8>()
                 .ok()
-                .filter(|p| *p <= max)
+                .and_then(|p| IpNet::new(addr, p).ok())
                 .ok_or_else(|| format!("{raw:?} has an invalid prefix length"))?,
         };
-        Ok(Self { network, prefix })
+        Ok(Self(network))
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
-        fn masked(bits: u128, prefix: u8, width: u8) -> u128 {
-            if prefix == 0 {
-                0
-            } else {
-                bits >> (width - prefix)
-            }
-        }
-        match (self.network, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                masked(u32::from(n).into(), self.prefix, 32)
-                    == masked(u32::from(a).into(), self.prefix, 32)
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                masked(u128::from(n), self.prefix, 128) == masked(u128::from(a), self.prefix, 128)
-            }
-            (IpAddr::V4(_), IpAddr::V6(a)) => a
-                .to_ipv4_mapped()
-                .is_some_and(|v4| self.contains(IpAddr::V4(v4))),
-            _ => false,
-        }
+        // A dual-stack listener sees an IPv4 client as an IPv4-mapped IPv6 address.
+        let ip = match (self.0, ip) {
+            (IpNet::V4(_), IpAddr::V6(a)) => a.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            _ => ip,
+        };
+        self.0.contains(&ip)
     }
 
     /// A comma-separated list, as in `WEBHOOK_ALLOWED_IPS`.
@@ -163,6 +148,20 @@ mod tests {
         assert!(Cidr::parse("10.0.0.0/33").is_err());
         assert!(Cidr::parse("example.com").is_err());
         assert_eq!(Cidr::parse_list("1.2.3.4, 5.6.7.0/24,").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn cidrs_ignore_host_bits_and_never_match_across_families() {
+        let c = Cidr::parse("10.0.0.1/24").unwrap();
+        assert!(c.contains("10.0.0.200".parse().unwrap()));
+        assert!(!c.contains("10.0.1.1".parse().unwrap()));
+        assert!(!Cidr::parse("::/0")
+            .unwrap()
+            .contains("1.2.3.4".parse().unwrap()));
+        assert!(!Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("2001:db8::1".parse().unwrap()));
+        assert!(Cidr::parse("::1/129").is_err());
     }
 
     #[test]

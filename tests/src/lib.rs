@@ -60,11 +60,9 @@ pub fn unique_name(prefix: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // moto
 
-/// The moto server this process started, if any. Stopped at process exit (see [`stop_moto`]).
+/// The lifeline of the moto server this process started, if any: never dropped, so its stdin
+/// pipe closes only when this process exits (see [`start_moto`]).
 static MOTO: Mutex<Option<Child>> = Mutex::new(None);
-
-/// moto's request log, removed at exit once moto came up (kept, and named, if it did not).
-static MOTO_LOG: Mutex<Option<PathBuf>> = Mutex::new(None);
 
 /// The endpoint of the AWS emulator: `AWS_ENDPOINT_URL` if the test script set it, else a moto
 /// server this process starts on a free loopback port (once; every test shares it).
@@ -92,20 +90,28 @@ fn moto_executable() -> Option<PathBuf> {
 
 /// Starts `moto_server` behind a lifeline: a tiny shell that kills moto as soon as its stdin
 /// reaches end-of-file. Its stdin is a pipe only this process holds, so moto stops when this
-/// process exits for any reason, even SIGKILL; on an orderly exit [`stop_moto`] also waits for
-/// it, so nothing outlives the test binary.
+/// process exits for any reason, even SIGKILL; the kernel closes the pipe, no exit hook needed.
+/// Once moto answers, this process writes `up` down the pipe: the shell then removes moto's log
+/// when it stops moto (a moto that never came up keeps its log, and the panic names it).
 fn start_moto() -> String {
     let moto = moto_executable().unwrap_or_else(|| {
         panic!("moto_server was found neither in .venv/bin nor on PATH: {INSTALL_HINT}")
     });
     let port = free_loopback_port();
     let log = std::env::temp_dir().join(format!("oen-pay-moto-{port}.log"));
-    // fd 3 keeps the pipe for the watcher: an asynchronous list's stdin is /dev/null.
+    // fd 3 keeps the pipe for the watcher: an asynchronous list's stdin is /dev/null. The
+    // watcher reads until end-of-file, remembering the last line; unlinking the log while moto
+    // still writes it is harmless.
     const LIFELINE: &str = r#"
         exec 3<&0
         "$1" -H 127.0.0.1 -p "$2" >"$3" 2>&1 </dev/null 3<&- &
         moto=$!
-        { read -r _ <&3; kill "$moto" 2>/dev/null; } &
+        {
+            state=
+            while read -r line <&3; do state=$line; done
+            kill "$moto" 2>/dev/null
+            if [ "$state" = up ]; then rm -f "$3"; fi
+        } &
         exec 3<&-
         wait "$moto"
     "#;
@@ -125,13 +131,21 @@ fn start_moto() -> String {
         let mut slot = MOTO.lock().unwrap_or_else(|p| p.into_inner());
         *slot = Some(child);
     }
-    stop_moto_at_exit();
 
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let deadline = Instant::now() + MOTO_START_DEADLINE;
     loop {
         if answers_http(addr) {
-            *MOTO_LOG.lock().unwrap_or_else(|p| p.into_inner()) = Some(log);
+            // Only a moto that never came up keeps its log; should this write fail, the log
+            // merely stays behind in the temporary directory.
+            if let Some(stdin) = MOTO
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_mut()
+                .and_then(|c| c.stdin.as_mut())
+            {
+                let _ = stdin.write_all(b"up\n");
+            }
             return format!("http://{addr}");
         }
         let exited = MOTO
@@ -182,40 +196,6 @@ fn answers_http(addr: SocketAddr) -> bool {
     }
     let mut head = [0u8; 5];
     stream.read_exact(&mut head).is_ok() && &head == b"HTTP/"
-}
-
-fn stop_moto_at_exit() {
-    extern "C" {
-        fn atexit(callback: extern "C" fn()) -> std::os::raw::c_int;
-    }
-    static REGISTERED: OnceLock<()> = OnceLock::new();
-    REGISTERED.get_or_init(|| {
-        // SAFETY: `atexit` is the C library's; `stop_moto` is a plain function that never
-        // unwinds (it only drops a pipe and reaps a child, ignoring errors).
-        unsafe {
-            atexit(stop_moto);
-        }
-    });
-}
-
-/// Cuts the lifeline (moto gets SIGTERM from its shell), reaps the shell, which itself waits
-/// for moto, and removes moto's log. Runs at process exit.
-extern "C" fn stop_moto() {
-    let taken = match MOTO.lock() {
-        Ok(mut slot) => slot.take(),
-        Err(poisoned) => poisoned.into_inner().take(),
-    };
-    if let Some(mut child) = taken {
-        drop(child.stdin.take());
-        let _ = child.wait();
-    }
-    let log = match MOTO_LOG.lock() {
-        Ok(mut slot) => slot.take(),
-        Err(poisoned) => poisoned.into_inner().take(),
-    };
-    if let Some(log) = log {
-        let _ = std::fs::remove_file(log);
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -323,7 +303,7 @@ pub fn table_definition() -> TableDefinition {
     let path = repo_root().join("template.yaml");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let template: serde_yaml::Value = serde_yaml::from_str(&text)
+    let template: yaml_serde::Value = yaml_serde::from_str(&text)
         .unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()));
     let table = template
         .get("Resources")
@@ -341,7 +321,7 @@ pub fn table_definition() -> TableDefinition {
         .cloned()
         .map(untag)
         .unwrap_or_else(|| panic!("Resources.Table of {} has no Properties", path.display()));
-    serde_yaml::from_value(properties).unwrap_or_else(|e| {
+    yaml_serde::from_value(properties).unwrap_or_else(|e| {
         panic!(
             "Resources.Table.Properties of {} is not understood: {e}",
             path.display()
@@ -350,8 +330,8 @@ pub fn table_definition() -> TableDefinition {
 }
 
 /// Drops CloudFormation's short-form tags (`!Ref`, `!Sub`, `!GetAtt`…), keeping their values.
-fn untag(value: serde_yaml::Value) -> serde_yaml::Value {
-    use serde_yaml::Value;
+fn untag(value: yaml_serde::Value) -> yaml_serde::Value {
+    use yaml_serde::Value;
     match value {
         Value::Tagged(tagged) => untag(tagged.value),
         Value::Sequence(items) => Value::Sequence(items.into_iter().map(untag).collect()),

@@ -99,6 +99,7 @@ impl Stack {
             expires_at: now + Duration::minutes(10),
             checkout_id: Some(checkout.clone()),
             state: SessionState::Pending,
+            terms: None,
         };
         self.deps
             .store

@@ -428,6 +428,7 @@ async fn seed_event_session(s: &Stack, expires_in: chrono::Duration) -> BindingS
         expires_at: now + expires_in,
         checkout_id: Some(CheckoutId::parse(EVENT_CHECKOUT).unwrap()),
         state: SessionState::Pending,
+        terms: None,
     };
     s.store
         .commit(vec![Put::new(session.clone(), Expect::Absent)])

@@ -3,15 +3,18 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsEvent;
 use charger::handle;
-use chrono::Utc;
+use chrono::{Duration, Utc};
 use lambda_runtime::{Context, LambdaEvent};
 use oen_pay::aws::SqsQueue;
 use oen_pay::charging::ChargeDeps;
 use oen_pay::clock::Clock;
+use oen_pay::domain::CardToken;
 use oen_pay::queue::WorkQueue;
 use oen_pay::store::StoreExt;
+use oen_pay::vault::{Ciphertext, TokenVault, VaultContext, VaultError};
 use oen_pay_integration::stack::{stack, Stack};
 use oen_pay_integration::{aws_config, repo_root};
 use oen_sim::cards;
@@ -221,4 +224,97 @@ async fn with_too_little_time_left_a_charge_is_handed_back_unclaimed() {
         s.deps.store.period(&sub.id, 0).await.unwrap().is_none(),
         "nothing was claimed"
     );
+}
+
+/// A vault with a bug on one customer's path: decrypting that customer's card token panics.
+struct PanicsDecrypting {
+    inner: Arc<dyn TokenVault>,
+    customer: &'static str,
+}
+
+#[async_trait]
+impl TokenVault for PanicsDecrypting {
+    async fn decrypt(
+        &self,
+        ciphertext: &Ciphertext,
+        ctx: &VaultContext,
+    ) -> Result<CardToken, VaultError> {
+        if ctx.customer.as_str() == self.customer {
+            panic!("a bug while decrypting the card of {}", self.customer);
+        }
+        self.inner.decrypt(ciphertext, ctx).await
+    }
+    // The bug is on the charge path only; binding encrypts as before.
+    async fn encrypt(
+        &self,
+        token: &CardToken,
+        ctx: &VaultContext,
+    ) -> Result<Ciphertext, VaultError> {
+        self.inner.encrypt(token, ctx).await
+    }
+}
+
+/// An SQS batch of one charge message per customer, each with the message id `msg-{customer}`.
+fn charge_batch(customers: &[&str]) -> Value {
+    let records: Vec<Value> = customers
+        .iter()
+        .map(|c| {
+            json!({
+                "messageId": format!("msg-{c}"),
+                "receiptHandle": format!("handle-{c}"),
+                "body": json!({"kind": "charge", "customer": c, "plan": "premium"}).to_string(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:ap-northeast-1:123456789012:charges",
+                "awsRegion": "ap-northeast-1"
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+#[tokio::test]
+async fn a_panicking_message_is_handed_back_while_the_rest_of_its_batch_charges() {
+    let logs = oen_pay_integration::logs::capture();
+    let s = stack().await;
+    let customers = ["cust-2001", "cust-2002", "cust-2003"];
+    for c in customers {
+        s.bind(c, "premium", cards::SUCCESS).await;
+    }
+    let mut deps = s.deps.clone();
+    deps.vault = Arc::new(PanicsDecrypting {
+        inner: s.deps.vault.clone(),
+        customer: "cust-2002",
+    });
+    let r = handle(
+        Arc::new(deps),
+        3,
+        lambda_event(&s, charge_batch(&customers)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(failures(&r), ["msg-cust-2002"]);
+    assert!(
+        logs.text().lines().any(|l| l.contains("worker task failed")
+            && l.contains("msg-cust-2002")
+            && l.contains("a bug while decrypting the card of cust-2002")),
+        "the panic is logged with its message id"
+    );
+    assert_eq!(s.sim.ledger().len(), 2);
+    s.assert_ledger_agrees(&[("cust-2001", "premium"), ("cust-2003", "premium")])
+        .await;
+    // SQS redelivers the one message; once the panicked worker's lease on the period has run
+    // out and Oen's listing is old enough to trust, the next worker asks Oen, finds nothing
+    // sent, and charges once.
+    s.advance(Duration::minutes(10));
+    let r = handle(
+        Arc::new(s.deps.clone()),
+        3,
+        lambda_event(&s, charge_batch(&["cust-2002"])),
+    )
+    .await
+    .unwrap();
+    assert!(failures(&r).is_empty(), "{r}");
+    assert_eq!(s.sim.ledger().len(), 3);
+    let all: Vec<(&str, &str)> = customers.iter().map(|c| (*c, "premium")).collect();
+    s.assert_ledger_agrees(&all).await;
 }

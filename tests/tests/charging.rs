@@ -385,6 +385,7 @@ async fn a_worker_that_vanished_holding_the_lease_is_reconciled_not_recharged() 
         last_error: None,
         updated_at: s.clock.now(),
         refunded: None,
+        product_details: Vec::new(),
     };
     s.deps
         .store

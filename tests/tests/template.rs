@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use oen_pay_integration::repo_root;
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 fn template() -> Value {
-    serde_yaml::from_str(&std::fs::read_to_string(repo_root().join("template.yaml")).unwrap())
+    yaml_serde::from_str(&std::fs::read_to_string(repo_root().join("template.yaml")).unwrap())
         .unwrap()
 }
 
@@ -21,7 +21,7 @@ fn text(v: &Value) -> String {
             text(&t.value)
         ),
         Value::Sequence(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
-        other => serde_yaml::to_string(other).unwrap().trim().to_owned(),
+        other => yaml_serde::to_string(other).unwrap().trim().to_owned(),
     }
 }
 

@@ -3,8 +3,10 @@
 //!   message per due-index shard on the queue.
 //! - SQS batches (`ReportBatchItemFailures`): planning messages page through the due index and
 //!   enqueue charge messages; charge messages run the exactly-once protocol of
-//!   `oen_pay::charging`. A message that should be retried is reported as a batch item failure.
+//!   `oen_pay::charging`. A message that should be retried is reported as a batch item failure,
+//!   and so is one whose task panicked.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
@@ -81,6 +83,8 @@ pub async fn handle_batch(
 ) -> SqsBatchResponse {
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
+    // Task ids lead back to message ids, also from a task that panicked.
+    let mut message_ids = HashMap::new();
     for record in batch.records {
         let id = record.message_id.clone().unwrap_or_default();
         let deps = deps.clone();
@@ -89,32 +93,45 @@ pub async fn handle_batch(
             owner: format!("{owner}/{id}"),
             deadline,
         };
-        tasks.spawn(async move {
+        let message_id = id.clone();
+        let task = tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
             let message: Result<WorkMessage, _> = serde_json::from_str(record.body.as_deref().unwrap_or(""));
-            let result = match message {
+            match message {
                 Ok(m) => charging::handle(&deps, &m, &ctx).await,
                 Err(e) => {
                     // A message we cannot read will never become readable: drop it, loudly.
                     tracing::error!(message_id = %id, error = %e, "unreadable work message dropped");
                     Ok(WorkOutcome::Skipped("unreadable message"))
                 }
-            };
-            (id, result)
+            }
         });
+        message_ids.insert(task.id(), message_id);
     }
     let mut failures = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
+    while let Some(joined) = tasks.join_next_with_id().await {
+        let (task, joined) = match joined {
+            Ok((task, result)) => (task, Ok(result)),
+            Err(e) => (e.id(), Err(e)),
+        };
+        // Never missing; were it, the empty identifier would fail the whole batch, still safe.
+        let id = message_ids.remove(&task).unwrap_or_default();
         match joined {
             // Oen never saw the request: let SQS redeliver it after the visibility timeout
             // instead of waiting for the next scheduled run.
-            Ok((id, Ok(WorkOutcome::NotSent))) => failures.push(id),
-            Ok((_, Ok(outcome))) => tracing::debug!(?outcome, "work done"),
-            Ok((id, Err(WorkError::Retry(reason)))) => {
+            Ok(Ok(WorkOutcome::NotSent)) => failures.push(id),
+            Ok(Ok(outcome)) => tracing::debug!(?outcome, "work done"),
+            Ok(Err(WorkError::Retry(reason))) => {
                 tracing::warn!(message_id = %id, reason = %reason, "work handed back to the queue");
                 failures.push(id);
             }
-            Err(e) => tracing::error!(error = %e, "worker task failed"),
+            // A panic is a bug, not a verdict on the message: hand it back like any retry.
+            // Whatever the task had claimed, the next worker reconciles with Oen once the lease
+            // runs out.
+            Err(e) => {
+                tracing::error!(message_id = %id, error = %e, "worker task failed; work handed back to the queue");
+                failures.push(id);
+            }
         }
     }
     let mut response = SqsBatchResponse::default();

@@ -74,6 +74,7 @@ async fn seed(store: &MemoryStore, tag: &str, n: usize) -> Vec<Case> {
             expires_at: now + oen_pay::binding::SESSION_LIFETIME,
             checkout_id: Some(CheckoutId::parse(&checkout).expect("valid checkout id")),
             state: SessionState::Pending,
+            terms: None,
         };
         store
             .commit(vec![Put::new(session, Expect::Absent)])

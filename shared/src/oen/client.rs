@@ -28,7 +28,8 @@ pub struct OenClientConfig {
     pub request_timeout: Duration,
     /// Attempts of a query (GET) before its error is returned.
     pub query_attempts: u32,
-    /// First back-off between query attempts; doubles each time.
+    /// First back-off step between query attempts; doubles each time. Each pause is drawn
+    /// between half the step and the whole step (see [`query_pauses`]).
     pub query_backoff: Duration,
 }
 
@@ -174,23 +175,44 @@ impl HttpOenGateway {
     }
 
     async fn query<T: DeserializeOwned>(&self, path: &str) -> Result<T, OenError> {
-        let mut delay = self.config.query_backoff;
+        // Without randomness a pause is its whole step: slower, never shorter.
+        let mut pauses = query_pauses(&self.config, || getrandom::u64().unwrap_or(u64::MAX));
         let mut attempt = 1;
         loop {
-            match self.call(CallKind::Query, Method::GET, path, None).await {
+            let e = match self.call(CallKind::Query, Method::GET, path, None).await {
                 Ok(data) => return parse_data(data),
                 Err(
                     e @ (OenError::NotSent(_) | OenError::Unknown(_) | OenError::Transient { .. }),
-                ) if attempt < self.config.query_attempts => {
-                    tracing::debug!(error = %e, attempt, "retrying an Oen query");
-                    tokio::time::sleep(delay).await;
-                    delay = delay.saturating_mul(2);
-                    attempt += 1;
-                }
+                ) => e,
                 Err(e) => return Err(e),
-            }
+            };
+            let Some(pause) = pauses.next() else {
+                return Err(e);
+            };
+            tracing::debug!(error = %e, attempt, "retrying an Oen query");
+            tokio::time::sleep(pause).await;
+            attempt += 1;
         }
     }
+}
+
+/// The pauses between the attempts of one query, one fewer than `query_attempts`: exponential
+/// back-off from `query_backoff` with "equal jitter", half of each step fixed and the other half
+/// scaled by a `random` draw, so that the clients of one Oen outage do not retry in lockstep
+/// while each still waits at least half its step.
+fn query_pauses(
+    config: &OenClientConfig,
+    mut random: impl FnMut() -> u64,
+) -> impl Iterator<Item = Duration> {
+    let mut step = config.query_backoff;
+    (1..config.query_attempts).map(move |_| {
+        let half = step / 2;
+        let spread = u64::try_from((step - half).as_nanos()).unwrap_or(u64::MAX);
+        let extra = u128::from(spread) * u128::from(random()) / u128::from(u64::MAX);
+        let pause = half + Duration::from_nanos(u64::try_from(extra).unwrap_or(spread));
+        step = step.saturating_mul(2);
+        pause
+    })
 }
 
 fn parse_data<T: DeserializeOwned>(data: Value) -> Result<T, OenError> {
@@ -330,5 +352,81 @@ impl OenGateway for HttpOenGateway {
             .create(&format!("/refunds/{}", req.transaction_number), &body, None)
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(backoff: Duration, attempts: u32) -> OenClientConfig {
+        let mut config =
+            OenClientConfig::new("http://oen.invalid", MerchantId::parse("ming").unwrap());
+        config.query_backoff = backoff;
+        config.query_attempts = attempts;
+        config
+    }
+
+    /// Checks every pause against its bounds, half of its doubling step and the whole step, and
+    /// returns the bounds.
+    fn assert_within_bounds(
+        config: &OenClientConfig,
+        random: impl FnMut() -> u64,
+    ) -> Vec<(Duration, Duration)> {
+        let bounds: Vec<(Duration, Duration)> =
+            std::iter::successors(Some(config.query_backoff), |s| Some(s.saturating_mul(2)))
+                .take(config.query_attempts.saturating_sub(1) as usize)
+                .map(|step| (step / 2, step))
+                .collect();
+        let pauses: Vec<Duration> = query_pauses(config, random).collect();
+        assert_eq!(pauses.len(), bounds.len(), "one pause between two attempts");
+        for (pause, (low, high)) in pauses.iter().zip(&bounds) {
+            assert!(
+                low <= pause && pause <= high,
+                "{pause:?} outside [{low:?}, {high:?}]"
+            );
+        }
+        bounds
+    }
+
+    #[test]
+    fn query_pauses_stay_between_half_and_all_of_each_doubling_step() {
+        let default =
+            OenClientConfig::new("http://oen.invalid", MerchantId::parse("ming").unwrap());
+        for config in [
+            default,
+            config(Duration::from_millis(50), 8),
+            config(Duration::from_nanos(3), 4),
+        ] {
+            for _ in 0..200 {
+                assert_within_bounds(&config, || getrandom::u64().unwrap());
+            }
+            // The extremes of the draw reach the bounds exactly.
+            let bounds = assert_within_bounds(&config, || 0);
+            let lows: Vec<Duration> = query_pauses(&config, || 0).collect();
+            let highs: Vec<Duration> = query_pauses(&config, || u64::MAX).collect();
+            assert_eq!(lows, bounds.iter().map(|b| b.0).collect::<Vec<_>>());
+            assert_eq!(highs, bounds.iter().map(|b| b.1).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn absurd_back_off_steps_still_keep_their_bounds() {
+        let config = config(Duration::from_secs(u64::MAX / 4), 5);
+        for random in [0, 1, u64::MAX / 2, u64::MAX] {
+            assert_within_bounds(&config, || random);
+        }
+    }
+
+    #[test]
+    fn a_single_attempt_never_pauses() {
+        assert_eq!(
+            query_pauses(&config(Duration::from_secs(1), 1), || 0).count(),
+            0
+        );
+        assert_eq!(
+            query_pauses(&config(Duration::from_secs(1), 0), || 0).count(),
+            0
+        );
     }
 }

@@ -123,7 +123,11 @@ impl Config {
             failure_url: optional_url("FAILURE_URL")?,
             charge_queue_url: optional_url("CHARGE_QUEUE_URL")?,
             event_bus_name: get("EVENT_BUS_NAME"),
-            charge_policy: charge_policy(get("DUNNING_DAYS"), get("UNKNOWN_ALARM_HOURS"))?,
+            charge_policy: charge_policy(
+                get("DUNNING_DAYS"),
+                get("UNKNOWN_ALARM_HOURS"),
+                get("AUTO_REFUND_DUPLICATES"),
+            )?,
             charger_concurrency: match get("CHARGER_CONCURRENCY") {
                 Some(raw) => charger_concurrency(&raw)?,
                 None => DEFAULT_CHARGER_CONCURRENCY,
@@ -174,8 +178,21 @@ fn required<'a>(value: &'a Option<String>, name: &'static str) -> Result<&'a str
 fn charge_policy(
     dunning_days: Option<String>,
     unknown_alarm_hours: Option<String>,
+    auto_refund_duplicates: Option<String>,
 ) -> Result<ChargePolicy, ConfigError> {
     let mut policy = ChargePolicy::default();
+    if let Some(raw) = auto_refund_duplicates {
+        policy.auto_refund_duplicates = match raw.as_str() {
+            "true" => true,
+            "false" => false,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    name: "AUTO_REFUND_DUPLICATES",
+                    reason: "expected true or false".into(),
+                })
+            }
+        };
+    }
     if let Some(raw) = dunning_days {
         let days: Result<Vec<i64>, _> = raw.split(',').map(|d| d.trim().parse::<i64>()).collect();
         policy.dunning = match days {
@@ -277,7 +294,9 @@ mod tests {
         assert_eq!(c.charge_policy.dunning, ChargePolicy::default().dunning);
         assert_eq!(c.charge_policy.unknown_alarm_after, Duration::days(3));
         assert_eq!(c.charger_concurrency, DEFAULT_CHARGER_CONCURRENCY);
+        assert!(c.charge_policy.auto_refund_duplicates);
         let mut v = base();
+        v.insert("AUTO_REFUND_DUPLICATES", "false".into());
         v.insert("DUNNING_DAYS", " 2, 4 ".into());
         v.insert("UNKNOWN_ALARM_HOURS", "6".into());
         v.insert("CHARGER_CONCURRENCY", "64".into());
@@ -288,6 +307,7 @@ mod tests {
         );
         assert_eq!(c.charge_policy.unknown_alarm_after, Duration::hours(6));
         assert_eq!(c.charger_concurrency, 64);
+        assert!(!c.charge_policy.auto_refund_duplicates);
     }
 
     #[cfg(feature = "http")]
@@ -319,6 +339,7 @@ mod tests {
             ("UNKNOWN_ALARM_HOURS", "0"),
             ("CHARGER_CONCURRENCY", "0"),
             ("CHARGER_CONCURRENCY", "65"),
+            ("AUTO_REFUND_DUPLICATES", "yes"),
         ] {
             let mut v = base();
             v.insert(name, value.into());

@@ -386,6 +386,7 @@ async fn a_worker_that_vanished_holding_the_lease_is_reconciled_not_recharged() 
         updated_at: s.clock.now(),
         refunded: None,
         product_details: Vec::new(),
+        anomalies: Vec::new(),
     };
     s.deps
         .store

@@ -629,6 +629,7 @@ async fn seed(
             created_at: now,
             updated_at: now,
             terms: None,
+            carried: None,
         };
         subscriptions.push((customer, subscription.id.clone()));
         store

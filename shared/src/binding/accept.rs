@@ -7,8 +7,8 @@ use thiserror::Error;
 
 use super::{BindingDeps, CustomId, WEBHOOK_GRACE};
 use crate::domain::{
-    AuditEntry, BindingRef, BindingSession, Card, CardToken, DomainEvent, Plan, PlanId,
-    SessionState, Subscription, SubscriptionId, SubscriptionStatus,
+    AuditEntry, BindingRef, BindingSession, Card, CardToken, CarriedPeriod, DomainEvent,
+    PeriodState, Plan, PlanId, SessionState, Subscription, SubscriptionId, SubscriptionStatus,
 };
 use crate::oen::{BindingResult, Notification, TokenNotification};
 use crate::store::{Expect, Put, StoreError, StoreExt, Versioned};
@@ -203,7 +203,18 @@ async fn bind(
         bound_at: now,
     };
     let existing = deps.store.subscription(&s.customer, &s.plan).await?;
-    let (subscription, expect) = subscription_for(s, existing, plan, now);
+    let carried = match &existing {
+        Some(old) if old.value.status == SubscriptionStatus::Canceled => {
+            uncertain_period_of(deps, &old.value, plan).await?
+        }
+        _ => None,
+    };
+    let (mut subscription, expect) = subscription_for(s, existing, plan, now);
+    if let Some((carried, look_again_at)) = carried {
+        // Money may have moved for the old subscription: settle that first.
+        subscription.carried = Some(carried);
+        subscription.next_action_at = Some(look_again_at.max(now));
+    }
     let subscription_id = subscription.id.clone();
     let audit = AuditEntry::new(
         s.customer.clone(),
@@ -235,6 +246,32 @@ async fn bind(
         reference: s.reference.clone(),
         subscription: subscription_id,
     })
+}
+
+/// The current period of a canceled subscription, if its charge outcome is still unknown, and
+/// when it is next due for a look.
+async fn uncertain_period_of(
+    deps: &BindingDeps,
+    old: &Subscription,
+    plan: &Plan,
+) -> Result<Option<(CarriedPeriod, DateTime<Utc>)>, StoreError> {
+    let Some(p) = deps.store.period(&old.id, old.period).await? else {
+        return Ok(None);
+    };
+    let look_again_at = match p.value.state {
+        PeriodState::Unknown { reconcile_at, .. } => reconcile_at,
+        PeriodState::Charging { lease_until, .. } => lease_until,
+        PeriodState::Open | PeriodState::Paid { .. } | PeriodState::Declined { .. } => {
+            return Ok(None)
+        }
+    };
+    let terms = old.terms.as_ref().unwrap_or(plan);
+    let carried = CarriedPeriod {
+        subscription: old.id.clone(),
+        period: old.period,
+        paid_until: terms.interval.due_date(old.anchor, old.period + 1),
+    };
+    Ok(Some((carried, look_again_at)))
 }
 
 /// The subscription a new card of `s` leads to, and the condition to write it under.
@@ -285,6 +322,7 @@ fn new_subscription(s: &BindingSession, plan: &Plan, now: DateTime<Utc>) -> Subs
         created_at: now,
         updated_at: now,
         terms: Some(plan.clone()),
+        carried: None,
     }
 }
 

@@ -16,7 +16,9 @@
 //! one function per outcome), `attempt` (writing an outcome down) and `operations` (what an
 //! operator does: charge now, cancel, refund).
 
+mod anomalies;
 mod attempt;
+mod carried;
 mod operations;
 mod plan;
 mod policy;

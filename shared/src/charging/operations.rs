@@ -216,7 +216,7 @@ fn refundable(
 
 /// Asks Oen for the refund; when the answer is lost (or Oen says the state changed), reads the
 /// transaction back instead of sending again. The amount refunded.
-async fn send_refund(
+pub(super) async fn send_refund(
     deps: &ChargeDeps,
     transaction: &TransactionId,
     wanted: Amount,

@@ -26,6 +26,8 @@ pub struct ChargePolicy {
     /// Oen's order listing can lag a fresh transaction: "nothing there" is trusted only this
     /// long after the last moment a request may have been sent.
     pub listing_trusted_after: Duration,
+    /// Refund a second payment of one order as soon as it is found (`AUTO_REFUND_DUPLICATES`).
+    pub auto_refund_duplicates: bool,
     /// After a configuration error (`A0001`, `V0001`, 403, …) the subscription is looked at
     /// again this much later, with no change to the customer's state.
     pub config_error_retry: Duration,
@@ -49,6 +51,7 @@ impl Default for ChargePolicy {
             margin: Duration::seconds(10),
             min_time_for_attempt: Duration::seconds(45),
             listing_trusted_after: Duration::minutes(5),
+            auto_refund_duplicates: true,
             config_error_retry: Duration::hours(1),
             plan_page: 200,
         }

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 
 use super::{ChargePolicy, WorkOutcome};
 use crate::domain::{
-    AuditEntry, ChargePeriod, DomainEvent, PeriodState, Plan, Subscription, SubscriptionStatus,
-    TransactionId,
+    AnomalyRefund, AuditEntry, ChargePeriod, DomainEvent, PaymentAnomaly, PeriodState, Plan,
+    Subscription, SubscriptionStatus, TransactionId,
 };
 
 /// How an attempt ended, before it is written down.
@@ -18,6 +18,8 @@ pub(crate) enum Settled {
         auth_code: Option<String>,
         /// Paid by our own charge call now, rather than found paid by asking Oen.
         charged: bool,
+        /// What else Oen's listing shows paid for the order (a second payment, a wrong amount).
+        anomalies: Vec<PaymentAnomaly>,
     },
     SoftDecline(String),
     HardDecline(String),
@@ -26,6 +28,14 @@ pub(crate) enum Settled {
     Config(String),
     /// Reconciled to "nothing charged" on a subscription that must not be charged any more.
     Abandoned,
+}
+
+impl Settled {
+    /// Whether writing this down leaves a second payment to refund.
+    pub fn has_refunds_due(&self) -> bool {
+        matches!(self, Settled::Paid { anomalies, .. }
+            if anomalies.iter().any(|a| a.refund == AnomalyRefund::Pending))
+    }
 }
 
 /// What a transition starts from, beside the subscription and the settlement.
@@ -92,7 +102,11 @@ pub(crate) fn transition(at: &Attempted, mut sub: Subscription, settled: &Settle
             transaction,
             auth_code,
             charged,
-        } => paid(at, period, sub, transaction, auth_code, *charged),
+            anomalies,
+        } => {
+            let next = paid(at, period, sub, transaction, auth_code, *charged);
+            with_anomalies(next, anomalies, at.now)
+        }
         Settled::SoftDecline(code) => soft_decline(at, period, sub, code),
         Settled::HardDecline(code) => hard_decline(at, period, sub, code),
         Settled::Unknown(reason) => unknown(at, period, sub, reason),
@@ -282,6 +296,33 @@ fn config_error(
         sub.next_action_at = Some(at.now + at.policy.config_error_retry);
     }
     Transition::new(period, WorkOutcome::ConfigError).with_subscription(sub)
+}
+
+/// Records what else Oen took for the order, once each, and reports it loudly.
+fn with_anomalies(
+    mut next: Transition,
+    found: &[PaymentAnomaly],
+    now: DateTime<Utc>,
+) -> Transition {
+    for a in found {
+        let period = &mut next.period;
+        if period
+            .anomalies
+            .iter()
+            .any(|k| k.transaction == a.transaction)
+        {
+            continue;
+        }
+        tracing::error!(order = %period.order_id, transaction = %a.transaction, kind = ?a.kind, amount = a.amount, "Oen took money for this order that the period did not ask for");
+        crate::metrics::count("charger", "DuplicateCharge");
+        period.anomalies.push(a.clone());
+        let event = match &next.subscription {
+            Some(sub) => DomainEvent::payment_duplicate_detected(sub, period, a, now),
+            None => continue,
+        };
+        next.events.push(event);
+    }
+    next
 }
 
 /// Whether the subscription was canceled, now or at the end of this period, while the attempt

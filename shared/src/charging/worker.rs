@@ -7,9 +7,10 @@ use super::attempt::Attempt;
 use super::transition::Settled;
 use super::{operations, ChargeDeps, WorkContext, WorkError, WorkOutcome};
 use crate::domain::{
-    ChargePeriod, CustomerId, OrderId, PeriodState, Plan, PlanId, Subscription, SubscriptionStatus,
+    AnomalyKind, AnomalyRefund, ChargePeriod, CustomerId, OrderId, PaymentAnomaly, PeriodState,
+    Plan, PlanId, Subscription, SubscriptionId, SubscriptionStatus,
 };
-use crate::oen::{ChargeReceipt, ChargeRequest, OenError, OrderState};
+use crate::oen::{ChargeReceipt, ChargeRequest, OenError, OrderState, Transaction};
 use crate::store::{Expect, Put, StoreError, StoreExt, Versioned};
 use crate::vault::{VaultContext, VaultError};
 
@@ -55,6 +56,9 @@ pub(super) async fn charge(
             "too little time left before the deadline".into(),
         ));
     }
+    if let Some(carried) = sub.value.carried.clone() {
+        return super::carried::reconcile(deps, sub, carried, &plan, ctx, now).await;
+    }
     let claim = match claim(deps, &sub, &plan, ctx, now).await? {
         Claimed::Yes(claim) => claim,
         Claimed::Nothing(reason) => return Ok(WorkOutcome::Skipped(reason)),
@@ -75,7 +79,13 @@ pub(super) async fn charge(
     };
     if query_first {
         if let Some(settled) = ask_oen_first(&attempt).await {
-            return attempt.settle(settled).await;
+            let (id, n) = (attempt.period.subscription.clone(), attempt.period.period);
+            let refunds_due = settled.has_refunds_due();
+            let outcome = attempt.settle(settled).await?;
+            if refunds_due {
+                super::anomalies::refund_pending(deps, &id, n).await;
+            }
+            return Ok(outcome);
         }
     }
     call_oen(attempt).await
@@ -91,14 +101,14 @@ fn may_be_charged(sub: &Subscription) -> bool {
 
 /// A claimed period: as written with our lease, its version, whether Oen must be asked first,
 /// and the state it had before the claim.
-struct Claim {
-    period: ChargePeriod,
-    version: u64,
-    query_first: bool,
-    prior: PeriodState,
+pub(super) struct Claim {
+    pub period: ChargePeriod,
+    pub version: u64,
+    pub query_first: bool,
+    pub prior: PeriodState,
 }
 
-enum Claimed {
+pub(super) enum Claimed {
     Yes(Claim),
     /// Nothing to do, and why.
     Nothing(&'static str),
@@ -131,6 +141,7 @@ async fn claim(
             updated_at: now,
             refunded: None,
             product_details: plan.product_details(),
+            anomalies: Vec::new(),
         };
         let put = Put::new(fresh.clone(), Expect::Absent);
         return match deps.store.commit(vec![put]).await {
@@ -141,7 +152,8 @@ async fn claim(
                 prior: PeriodState::Open,
             })),
             Err(StoreError::Conflict(_)) => {
-                claim_existing(deps, &sub.value, ctx, lease_until, now).await
+                let (id, n) = (&sub.value.id, sub.value.period);
+                claim_existing(deps, id, n, ctx, lease_until, now).await
             }
             Err(e) => Err(e.into()),
         };
@@ -158,18 +170,20 @@ async fn claim(
         }
         return Ok(Claimed::Nothing("subscription may not be charged"));
     }
-    claim_existing(deps, &sub.value, ctx, lease_until, now).await
+    let (id, n) = (&sub.value.id, sub.value.period);
+    claim_existing(deps, id, n, ctx, lease_until, now).await
 }
 
 /// Claims a period that already has a record.
-async fn claim_existing(
+pub(super) async fn claim_existing(
     deps: &ChargeDeps,
-    sub: &Subscription,
+    subscription: &SubscriptionId,
+    period: u32,
     ctx: &WorkContext,
     lease_until: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<Claimed, WorkError> {
-    let Some(current) = deps.store.period(&sub.id, sub.period).await? else {
+    let Some(current) = deps.store.period(subscription, period).await? else {
         return Ok(Claimed::Nothing("period vanished"));
     };
     let query_first = match must_query_first(&current.value, now) {
@@ -215,7 +229,7 @@ fn must_query_first(p: &ChargePeriod, now: DateTime<Utc>) -> Result<bool, &'stat
 
 /// Asks Oen about the order. `Some` when that settles the period; `None` when nothing was
 /// charged and a new attempt may go ahead.
-async fn ask_oen_first(attempt: &Attempt<'_>) -> Option<Settled> {
+pub(super) async fn ask_oen_first(attempt: &Attempt<'_>) -> Option<Settled> {
     let txs = match attempt
         .deps
         .oen
@@ -229,11 +243,16 @@ async fn ask_oen_first(attempt: &Attempt<'_>) -> Option<Settled> {
     let listing_too_young = may_have_sent_until(&attempt.prior)
         .is_some_and(|sent| !attempt.deps.policy.listing_trusted(sent, now));
     match OrderState::of(&txs) {
-        OrderState::Paid(tx) => Some(Settled::Paid {
-            transaction: tx.id,
-            auth_code: tx.auth_code,
-            charged: false,
-        }),
+        OrderState::Paid(tx) => {
+            let policy = &attempt.deps.policy;
+            let anomalies = anomalies(&txs, &tx, &attempt.period, policy, now);
+            Some(Settled::Paid {
+                transaction: tx.id,
+                auth_code: tx.auth_code,
+                charged: false,
+                anomalies,
+            })
+        }
         OrderState::InFlight => Some(Settled::Unknown(
             "a transaction of this order is still in flight".into(),
         )),
@@ -314,6 +333,37 @@ async fn call_oen(attempt: Attempt<'_>) -> Result<WorkOutcome, WorkError> {
     attempt.settle_after_call(settled_by(result)).await
 }
 
+/// Every paid transaction of the order but `paying`, and `paying` itself when its amount is not
+/// the period's.
+fn anomalies(
+    txs: &[Transaction],
+    paying: &Transaction,
+    period: &ChargePeriod,
+    policy: &super::ChargePolicy,
+    now: DateTime<Utc>,
+) -> Vec<PaymentAnomaly> {
+    let refund = |kind| match kind {
+        AnomalyKind::Duplicate if policy.auto_refund_duplicates => AnomalyRefund::Pending,
+        _ => AnomalyRefund::Manual,
+    };
+    let anomaly = |t: &Transaction, kind| PaymentAnomaly {
+        transaction: t.id.clone(),
+        amount: t.amount,
+        kind,
+        detected_at: now,
+        refund: refund(kind),
+    };
+    let mut found: Vec<PaymentAnomaly> = txs
+        .iter()
+        .filter(|t| t.status.is_paid() && t.id != paying.id)
+        .map(|t| anomaly(t, AnomalyKind::Duplicate))
+        .collect();
+    if paying.amount != i64::from(period.amount.ntd()) {
+        found.push(anomaly(paying, AnomalyKind::AmountMismatch));
+    }
+    found
+}
+
 /// The last moment an earlier attempt may have sent a request, when its outcome is not known:
 /// the end of a vanished holder's lease, or when an unknown outcome was recorded.
 fn may_have_sent_until(prior: &PeriodState) -> Option<DateTime<Utc>> {
@@ -331,6 +381,7 @@ fn settled_by(result: Result<ChargeReceipt, OenError>) -> Settled {
             transaction: receipt.transaction_number,
             auth_code: receipt.auth_code,
             charged: true,
+            anomalies: Vec::new(),
         },
         Err(OenError::SoftDecline { code, .. }) => Settled::SoftDecline(code),
         Err(OenError::HardDecline { code, .. }) => Settled::HardDecline(code),

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Serialize, Serializer};
 
 use super::{
-    Amount, BindingSession, ChargePeriod, CustomerId, OrderId, SessionState, Subscription,
-    TransactionId,
+    Amount, AnomalyRefund, BindingSession, ChargePeriod, CustomerId, OrderId, PaymentAnomaly,
+    SessionState, Subscription, TransactionId,
 };
 
 /// Every event type the project emits (the EventBridge `DetailType`).
@@ -18,6 +18,7 @@ pub enum EventType {
     PaymentFailed,
     PaymentUnknown,
     PaymentRefunded,
+    PaymentDuplicateDetected,
     SubscriptionPastDue,
     SubscriptionRequiresPaymentMethod,
     SubscriptionCanceled,
@@ -31,6 +32,7 @@ impl EventType {
             EventType::PaymentFailed => "payment.failed",
             EventType::PaymentUnknown => "payment.unknown",
             EventType::PaymentRefunded => "payment.refunded",
+            EventType::PaymentDuplicateDetected => "payment.duplicate_detected",
             EventType::SubscriptionPastDue => "subscription.past_due",
             EventType::SubscriptionRequiresPaymentMethod => "subscription.requires_payment_method",
             EventType::SubscriptionCanceled => "subscription.canceled",
@@ -107,7 +109,7 @@ impl DomainEvent {
         detail: impl Serialize,
     ) -> Self {
         Self::new(kind, about, at, &sub.customer).with(PeriodData {
-            subscription: sub.id.as_str(),
+            subscription: period.subscription.as_str(),
             plan: sub.plan.as_str(),
             period: period.period,
             order_id: &period.order_id,
@@ -233,6 +235,25 @@ impl DomainEvent {
             &sub.customer,
         )
         .with(serde_json::json!({"subscription": sub.id, "plan": sub.plan, "reason": reason}))
+    }
+
+    /// `payment.duplicate_detected`, once per transaction Oen took for an order beyond what the
+    /// period asked for.
+    pub fn payment_duplicate_detected(
+        sub: &Subscription,
+        period: &ChargePeriod,
+        anomaly: &PaymentAnomaly,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let about = format!("{}:{}", period.order_id, anomaly.transaction);
+        let detail = serde_json::json!({
+            "transaction": anomaly.transaction,
+            "transactionAmount": anomaly.amount,
+            "kind": anomaly.kind,
+            "autoRefund": anomaly.refund == AnomalyRefund::Pending,
+        });
+        let kind = EventType::PaymentDuplicateDetected;
+        Self::of_period(kind, &about, sub, period, at, detail)
     }
 
     /// `payment.refunded`, once per order (Oen allows one refund per transaction).

@@ -15,7 +15,8 @@ pub use ids::{
 pub use money::Amount;
 pub use plan::{taipei, taipei_date, taipei_time, Catalog, Interval, Plan, ProductDetail};
 pub use records::{
-    AuditEntry, BindingSession, BindingState, Card, ChargePeriod, PeriodState, Record,
-    SessionState, Subscription, SubscriptionStatus,
+    AnomalyKind, AnomalyRefund, AuditEntry, BindingSession, BindingState, Card, CarriedPeriod,
+    ChargePeriod, PaymentAnomaly, PeriodState, Record, SessionState, Subscription,
+    SubscriptionStatus,
 };
 pub use token::{CardToken, Ciphertext};

@@ -131,6 +131,21 @@ pub struct Subscription {
     /// the subscription is charged on once its plan is retired.
     #[serde(default)]
     pub terms: Option<Plan>,
+    /// A period of the canceled subscription this one replaced (same customer and plan) whose
+    /// charge outcome was not known when the customer bound again. It is reconciled before
+    /// this subscription is charged; if it turns out paid, this subscription starts when that
+    /// period ends.
+    #[serde(default)]
+    pub carried: Option<CarriedPeriod>,
+}
+
+/// An uncertain period carried over from a replaced subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedPeriod {
+    pub subscription: SubscriptionId,
+    pub period: u32,
+    /// When that period ends, were it paid.
+    pub paid_until: DateTime<Utc>,
 }
 
 /// Where one period's charge stands.
@@ -189,6 +204,48 @@ pub struct ChargePeriod {
     /// periods opened before they were kept; those charge their plan's lines at `amount`.
     #[serde(default)]
     pub product_details: Vec<ProductDetail>,
+    /// Paid transactions of this order beyond the one that pays the period, or a paid amount
+    /// that differs from the period's: each is reported, and a second payment is refunded.
+    #[serde(default)]
+    pub anomalies: Vec<PaymentAnomaly>,
+}
+
+/// Money Oen took for an order that the period did not ask for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentAnomaly {
+    pub transaction: TransactionId,
+    /// NT$ Oen reports for the transaction.
+    pub amount: i64,
+    pub kind: AnomalyKind,
+    pub detected_at: DateTime<Utc>,
+    pub refund: AnomalyRefund,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnomalyKind {
+    /// A second paid transaction for one order: the customer paid twice.
+    Duplicate,
+    /// The paying transaction's amount is not the period's: reported for a person to decide.
+    AmountMismatch,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum AnomalyRefund {
+    /// To be refunded (automatic refunds of duplicates are on).
+    Pending,
+    Refunded {
+        amount: Amount,
+        at: DateTime<Utc>,
+    },
+    /// Oen refused or failed the refund: a person must look (an alarm fired).
+    Failed {
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// Not refunded automatically (a mismatch, or automatic refunds are off).
+    Manual,
 }
 
 /// Who did what to a customer's card or money, and when. Never the token.

@@ -58,6 +58,7 @@ pub fn subscription_with_id(
         created_at: t0(),
         updated_at: t0(),
         terms: Some(premium()),
+        carried: None,
     }
 }
 
@@ -73,6 +74,7 @@ pub fn period(sub: &Subscription, n: u32, state: PeriodState) -> ChargePeriod {
         updated_at: t0(),
         refunded: None,
         product_details: premium().product_details(),
+        anomalies: Vec::new(),
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::Duration;
 
 use super::*;
-use crate::domain::{Catalog, Ciphertext};
+use crate::domain::{AnomalyKind, AnomalyRefund, Catalog, Ciphertext};
 use crate::store::Store;
 
 /// An Oen whose charge call lets `during` happen (a cancel, say) before it answers.
@@ -247,4 +247,142 @@ async fn a_worker_leaves_no_charge_request_after_its_send_deadline() {
     assert!(handle(&w.deps, &message, &rushed).await.is_err());
     assert_eq!(w.oen.charge_calls(), 0);
     assert!(w.period(0).await.is_none());
+}
+
+#[tokio::test]
+async fn an_unknown_charge_outlives_a_cancel_and_a_new_binding() {
+    for old_paid in [true, false] {
+        // GIVEN an attempt whose outcome is unknown, then a cancel now, then the customer binds
+        // a new card for the same plan (a new subscription, new order ids)
+        let listing = if old_paid {
+            vec![tx(5, "charged")]
+        } else {
+            vec![]
+        };
+        let oen = ScriptedOen::default()
+            .with_order(Ok(listing))
+            .charging(paid_receipt(6));
+        let w = World::new(oen).await;
+        w.leave_period(
+            PeriodState::Unknown {
+                since: t0() - Duration::minutes(10),
+                reconcile_at: t0(),
+                checks: 0,
+            },
+            1,
+        )
+        .await;
+        let old = w.sub().await.value;
+        crate::charging::cancel(&w.deps, &w.customer, &w.plan, false)
+            .await
+            .unwrap();
+        w.bind_again().await;
+        let new = w.sub().await.value;
+        assert_ne!(new.id, old.id, "a new subscription");
+        // WHEN the worker looks at the customer's subscription
+        w.work().await.unwrap();
+        // THEN the old order is reconciled with Oen first and never charged
+        assert_eq!((w.oen.order_calls(), w.oen.charge_calls()), (1, 0));
+        let old_state = w.deps.store.period(&old.id, 0).await.unwrap().unwrap();
+        let sub = w.sub().await.value;
+        assert_eq!(sub.carried, None, "old_paid {old_paid}");
+        if old_paid {
+            assert!(matches!(old_state.value.state, PeriodState::Paid { .. }));
+            // AND the new subscription starts when the paid period ends: no double charge
+            let paid_until = crate::domain::taipei_time(2026, 2, 28, 9, 0);
+            assert_eq!(sub.next_action_at, Some(paid_until));
+            assert_eq!(w.work().await.unwrap(), WorkOutcome::Skipped("not due"));
+            w.clock.set(paid_until);
+        } else {
+            assert!(matches!(
+                old_state.value.state,
+                PeriodState::Declined { .. }
+            ));
+            assert_eq!(sub.next_action_at, Some(t0()));
+        }
+        // AND the new subscription is charged once, on its own order
+        let paid = w.work().await.unwrap();
+        assert!(
+            matches!(paid, WorkOutcome::Paid { charged: true, .. }),
+            "{paid:?}"
+        );
+        assert_eq!(w.oen.charge_calls(), 1);
+        assert!(w.period(0).await.is_some_and(|p| p.subscription == new.id));
+    }
+}
+
+fn paid_tx(n: u32, amount: i64) -> Transaction {
+    Transaction {
+        amount,
+        ..tx(n, "charged")
+    }
+}
+
+/// GIVEN an unknown attempt whose order Oen lists as `listing`, WHEN the worker reconciles it.
+async fn reconciled_with(listing: Vec<Transaction>, auto_refund: bool) -> World {
+    let mut w = World::new(ScriptedOen::default().with_order(Ok(listing))).await;
+    w.deps.policy.auto_refund_duplicates = auto_refund;
+    w.leave_period(
+        PeriodState::Unknown {
+            since: t0() - Duration::minutes(10),
+            reconcile_at: t0(),
+            checks: 0,
+        },
+        2,
+    )
+    .await;
+    let outcome = w.work().await.unwrap();
+    assert!(
+        matches!(outcome, WorkOutcome::Paid { charged: false, .. }),
+        "{outcome:?}"
+    );
+    w
+}
+
+#[tokio::test]
+async fn a_second_payment_of_one_order_is_reported_and_refunded_once() {
+    let w = reconciled_with(vec![paid_tx(1, 500), paid_tx(2, 500)], true).await;
+    // THEN the period is paid by one transaction, the other is recorded, reported and refunded
+    let p = w.period(0).await.unwrap();
+    assert!(matches!(&p.state, PeriodState::Paid { transaction, .. } if *transaction == tx_id(1)));
+    let [dup] = p.anomalies.as_slice() else {
+        panic!("one anomaly expected: {:?}", p.anomalies)
+    };
+    assert_eq!(
+        (dup.transaction.clone(), dup.kind),
+        (tx_id(2), AnomalyKind::Duplicate)
+    );
+    assert!(matches!(dup.refund, AnomalyRefund::Refunded { amount, .. } if amount.ntd() == 500));
+    assert_eq!(*w.oen.refunds.lock().unwrap(), [(tx_id(2), Some(500))]);
+    assert!(w
+        .event_types()
+        .contains(&"payment.duplicate_detected".to_owned()));
+    // AND nothing is refunded again when the period's refunds are looked at again
+    let sub = w.sub().await.value;
+    crate::charging::anomalies::refund_pending(&w.deps, &sub.id, 0).await;
+    assert_eq!(w.oen.refunds.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn with_automatic_refunds_off_a_second_payment_is_reported_only() {
+    let w = reconciled_with(vec![paid_tx(1, 500), paid_tx(2, 500)], false).await;
+    let p = w.period(0).await.unwrap();
+    assert_eq!(p.anomalies.len(), 1);
+    assert_eq!(p.anomalies[0].refund, AnomalyRefund::Manual);
+    assert!(w.oen.refunds.lock().unwrap().is_empty());
+    assert!(w
+        .event_types()
+        .contains(&"payment.duplicate_detected".to_owned()));
+}
+
+#[tokio::test]
+async fn a_payment_of_another_amount_is_reported_for_a_person() {
+    let w = reconciled_with(vec![paid_tx(1, 450)], true).await;
+    let p = w.period(0).await.unwrap();
+    let [odd] = p.anomalies.as_slice() else {
+        panic!("one anomaly expected: {:?}", p.anomalies)
+    };
+    assert_eq!((odd.kind, odd.amount), (AnomalyKind::AmountMismatch, 450));
+    assert_eq!(odd.refund, AnomalyRefund::Manual);
+    assert!(w.oen.refunds.lock().unwrap().is_empty());
 }

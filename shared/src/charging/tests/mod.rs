@@ -55,6 +55,8 @@ struct ScriptedOen {
     order_calls: Mutex<u32>,
     /// Each charge request's amount and the sum of its product lines.
     charged: Mutex<Vec<(u32, u32)>>,
+    /// Each refund request: the transaction and the amount asked for.
+    refunds: Mutex<Vec<(TransactionId, Option<u32>)>>,
 }
 
 impl ScriptedOen {
@@ -121,7 +123,9 @@ impl OenGateway for ScriptedOen {
             ..tx(0, "charged")
         })
     }
-    async fn refund(&self, _: &RefundRequest) -> Result<(), OenError> {
+    async fn refund(&self, req: &RefundRequest) -> Result<(), OenError> {
+        let asked = (req.transaction_number.clone(), req.amount.map(|a| a.ntd()));
+        self.refunds.lock().unwrap().push(asked);
         Ok(())
     }
 }
@@ -233,6 +237,7 @@ impl World {
             updated_at: t0(),
             refunded: None,
             product_details: Vec::new(),
+            anomalies: Vec::new(),
         };
         self.deps
             .store
@@ -247,6 +252,40 @@ impl World {
         change(&mut s);
         let put = Put::new(s, Expect::Version(sub.version));
         self.deps.store.commit(vec![put]).await.unwrap();
+    }
+
+    /// The customer binds a new card for the plan, through the webhook flow.
+    async fn bind_again(&self) {
+        let now = self.clock.now();
+        let checkout = CheckoutId::parse("2HhngP9sVb3mK1xYdQe7Wc0RtUi").unwrap();
+        let session = crate::domain::BindingSession {
+            reference: BindingRef::generate(),
+            customer: self.customer.clone(),
+            plan: self.plan.clone(),
+            created_at: now,
+            expires_at: now + chrono::Duration::minutes(10),
+            checkout_id: Some(checkout.clone()),
+            state: crate::domain::SessionState::Pending,
+            terms: None,
+        };
+        let custom = crate::binding::CustomId {
+            reference: session.reference.clone(),
+            customer: self.customer.clone(),
+            plan: self.plan.clone(),
+        };
+        let put = Put::new(session, Expect::Absent);
+        self.deps.store.commit(vec![put]).await.unwrap();
+        let notification = crate::oen::Notification::Token(crate::oen::TokenNotification {
+            merchant_id: Some(self.deps.merchant.to_string()),
+            checkout,
+            custom_id: Some(serde_json::to_string(&custom).unwrap()),
+            result: crate::oen::BindingResult::Bound {
+                token: CardToken::parse("tok5555").unwrap(),
+                last4: Some("5555".into()),
+            },
+        });
+        let bound = crate::binding::accept_webhook(&self.deps.adapters, notification).await;
+        assert!(bound.is_ok(), "{bound:?}");
     }
 
     async fn work(&self) -> Result<WorkOutcome, WorkError> {
@@ -286,5 +325,6 @@ fn sample_subscription() -> Subscription {
         created_at: t0(),
         updated_at: t0(),
         terms: crate::dev::dev_plans().lookup("premium").ok().cloned(),
+        carried: None,
     }
 }

@@ -39,6 +39,7 @@ fn rows() -> Vec<Row> {
         transaction: tx_id(1),
         auth_code: None,
         charged,
+        anomalies: Vec::new(),
     };
     let row = |name, settled, called, dunning_before, outcome, status, attempts, events| Row {
         name,
@@ -247,5 +248,6 @@ fn claimed_period(sub: &Subscription) -> ChargePeriod {
         updated_at: t0(),
         refunded: None,
         product_details: Vec::new(),
+        anomalies: Vec::new(),
     }
 }

@@ -10,6 +10,7 @@
 //! the schema the tests prove is the schema that is deployed.
 
 pub mod logs;
+pub mod soak;
 pub mod stack;
 
 use std::collections::HashMap;

@@ -235,6 +235,12 @@ async fn c026_that_later_fails_allows_a_new_attempt_under_the_same_order() {
     ));
     s.sim.settle_pending();
     s.advance(Duration::minutes(5));
+    // Reconciled as declined: a decline like any other, retried when dunning says.
+    let outcomes = s.run().await;
+    let [WorkOutcome::SoftDeclined { retry_at }] = outcomes.as_slice() else {
+        panic!("expected a soft decline, got {outcomes:?}");
+    };
+    s.clock.set(*retry_at);
     assert!(matches!(
         s.run().await.as_slice(),
         [WorkOutcome::Paid { charged: true, .. }]

@@ -204,9 +204,11 @@ async fn bind(
     };
     let existing = deps.store.subscription(&s.customer, &s.plan).await?;
     let carried = match &existing {
-        Some(old) if old.value.status == SubscriptionStatus::Canceled => {
-            uncertain_period_of(deps, &old.value, plan).await?
-        }
+        // What the old subscription still carries itself goes on to the new one.
+        Some(old) if old.value.status == SubscriptionStatus::Canceled => match &old.value.carried {
+            Some(c) => Some((c.clone(), old.value.next_action_at.unwrap_or(now))),
+            None => uncertain_period_of(deps, &old.value, plan).await?,
+        },
         _ => None,
     };
     let (mut subscription, expect) = subscription_for(s, existing, plan, now);

@@ -10,7 +10,7 @@ use super::attempt::Attempt;
 use super::transition::Settled;
 use super::worker::{self, Claimed};
 use super::{ChargeDeps, WorkContext, WorkError, WorkOutcome};
-use crate::domain::{CarriedPeriod, PeriodState, Plan, Subscription};
+use crate::domain::{CarriedPeriod, PeriodState, Plan, Subscription, SubscriptionStatus};
 use crate::store::{Expect, Put, StoreError, StoreExt, Versioned};
 
 /// Reconciles the carried period of `sub`, then points the subscription at what comes next.
@@ -81,6 +81,10 @@ async fn follow(
             next.carried = None;
             next.next_action_at = Some(next.anchor);
         }
+    }
+    if next.carried.is_none() && next.status == SubscriptionStatus::Canceled {
+        // Canceled meanwhile: nothing more to look at.
+        next.next_action_at = None;
     }
     if next == sub.value {
         return Ok(());

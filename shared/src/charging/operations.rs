@@ -121,7 +121,8 @@ fn cancellation(
     let uncertain = period
         .as_ref()
         .is_some_and(|p| p.value.state.is_uncertain());
-    if !uncertain {
+    // A carried period of a replaced subscription is still reconciled through this one.
+    if !uncertain && s.carried.is_none() {
         s.next_action_at = None;
     }
     let event = DomainEvent::subscription_canceled(&s, reason, now);

@@ -266,6 +266,14 @@ pub(super) async fn ask_oen_first(attempt: &Attempt<'_>) -> Option<Settled> {
         OrderState::NoAttempt | OrderState::AllFailed if !may_be_charged(&attempt.sub.value) => {
             Some(Settled::Abandoned)
         }
+        // The attempt whose outcome we did not know was declined after all: that is a decline,
+        // and the dunning schedule decides when to try again (not at once, not forever).
+        OrderState::AllFailed if may_have_sent_until(&attempt.prior).is_some() => {
+            let code = txs.iter().rev().find_map(|t| t.reason.clone());
+            Some(Settled::SoftDecline(
+                code.unwrap_or_else(|| "FAILED".into()),
+            ))
+        }
         OrderState::NoAttempt | OrderState::AllFailed => None,
     }
 }

@@ -102,12 +102,12 @@ async fn the_order_is_queried_before_any_attempt_after_the_first() {
             0,
         ),
         (
-            "unknown, all failed",
+            "unknown, declined after all",
             due_unknown,
             1,
             vec![tx(7, "failed")],
-            "paid",
-            1,
+            "declined",
+            0,
         ),
         (
             "soft-declined before, nothing new",
@@ -128,6 +128,7 @@ async fn the_order_is_queried_before_any_attempt_after_the_first() {
         let got = match outcome {
             WorkOutcome::Paid { .. } => "paid",
             WorkOutcome::Unknown { .. } => "unknown",
+            WorkOutcome::SoftDeclined { .. } => "declined",
             _ => "other",
         };
         assert_eq!(got, want, "{name}: {outcome:?}");

@@ -1,11 +1,13 @@
 //! The Oen Payment API routes: envelope, authentication, validation and the calls
 //! themselves.
 
+use crate::charges::{ChargeReply, ChargeRequest};
 use crate::connection::{ConnectionKill, PeerAddr};
 use crate::envelope::{forbidden, gateway_timeout, success, ApiError};
 use crate::ids;
 use crate::model::{ms, Checkout, CheckoutState};
-use crate::state::{ChargeReply, ChargeRequest, QueryOverride, SharedRef};
+use crate::queries::QueryOverride;
+use crate::state::SharedRef;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::header::AUTHORIZATION;

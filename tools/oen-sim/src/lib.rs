@@ -24,6 +24,7 @@
 mod admin;
 mod api;
 pub mod cards;
+mod charges;
 mod clock;
 mod config;
 mod connection;
@@ -33,6 +34,8 @@ mod envelope;
 mod hosted;
 pub mod ids;
 mod model;
+mod queries;
+mod refunds;
 mod server;
 mod state;
 mod webhook;

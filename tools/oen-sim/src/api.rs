@@ -1,12 +1,12 @@
 //! The Oen Payment API routes: envelope, authentication, validation and the calls
 //! themselves.
 
-use crate::charges::{ChargeReply, ChargeRequest};
+use crate::charges::ChargeRequest;
 use crate::connection::{ConnectionKill, PeerAddr};
 use crate::envelope::{forbidden, gateway_timeout, success, ApiError};
 use crate::ids;
 use crate::model::{ms, Checkout, CheckoutState};
-use crate::queries::QueryOverride;
+use crate::reply::Reply;
 use crate::state::SharedRef;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
@@ -212,18 +212,29 @@ async fn charge(
     kill: Option<Extension<ConnectionKill>>,
     body: Bytes,
 ) -> Response {
-    let reply = validate_charge(&shared, &body).and_then(|req| shared.lock().charge(&req));
+    let reply = validate_charge(&shared, &body)
+        .and_then(|req| shared.lock().charge(&req))
+        .unwrap_or_else(Reply::Fail);
+    send(&shared, kill, "/token/transactions", reply).await
+}
+
+/// Answers as `reply` says: the envelope, Oen's 504 after the gateway-timeout delay, or a
+/// connection closed without an answer.
+async fn send(
+    shared: &SharedRef,
+    kill: Option<Extension<ConnectionKill>>,
+    path: &str,
+    reply: Reply,
+) -> Response {
     match reply {
-        Ok(ChargeReply::Approved { number, auth_code }) => {
-            success(json!({ "id": number, "authCode": auth_code }))
-        }
-        Ok(ChargeReply::Fail(e)) | Err(e) => e.into_response(),
-        Ok(ChargeReply::GatewayTimeout) => {
+        Reply::Success(data) => success(data),
+        Reply::Fail(e) => e.into_response(),
+        Reply::GatewayTimeout => {
             let delay = shared.lock().knobs.gateway_timeout_delay_ms;
             tokio::time::sleep(ms(delay)).await;
             gateway_timeout()
         }
-        Ok(ChargeReply::Drop) => drop_connection(kill, "/token/transactions").await,
+        Reply::Drop => drop_connection(kill, path).await,
     }
 }
 
@@ -253,23 +264,8 @@ async fn order_transactions(
     kill: Option<Extension<ConnectionKill>>,
     Path(order_id): Path<String>,
 ) -> Response {
-    let (forced, transactions) = {
-        let mut st = shared.lock();
-        match st.order_query_override(&order_id) {
-            Some(o) => (Some(o), Vec::new()),
-            None => (None, st.order_transactions(&order_id)),
-        }
-    };
-    match forced {
-        None => success(json!({ "transactions": transactions })),
-        Some(QueryOverride::Fail(e)) => e.into_response(),
-        Some(QueryOverride::GatewayTimeout) => {
-            let delay = shared.lock().knobs.gateway_timeout_delay_ms;
-            tokio::time::sleep(ms(delay)).await;
-            gateway_timeout()
-        }
-        Some(QueryOverride::Drop) => drop_connection(kill, "/order/{orderId}/transactions").await,
-    }
+    let reply = shared.lock().order_query(&order_id);
+    send(&shared, kill, "/order/{orderId}/transactions", reply).await
 }
 
 async fn transaction(State(shared): State<SharedRef>, Path(id): Path<String>) -> Response {

@@ -4,7 +4,9 @@ use crate::cards::CardBehaviour;
 use crate::envelope::ApiError;
 use crate::ids;
 use crate::model::{ms, ForceTarget, ForcedOutcome, Settle, Snapshot, Status, Transaction};
+use crate::reply::Reply;
 use crate::state::State;
+use serde_json::{json, Map, Value};
 
 /// A validated `POST /token/transactions`.
 #[derive(Debug, Clone)]
@@ -13,15 +15,6 @@ pub(crate) struct ChargeRequest {
     pub order_id: String,
     pub amount: i64,
     pub note: Option<String>,
-}
-
-/// How to answer a charge once the ledger is updated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum ChargeReply {
-    Approved { number: String, auth_code: String },
-    Fail(ApiError),
-    GatewayTimeout,
-    Drop,
 }
 
 pub(crate) fn decline_message(code: &str) -> &'static str {
@@ -35,8 +28,18 @@ pub(crate) fn decline_message(code: &str) -> &'static str {
     }
 }
 
+/// The `data` of an approved charge; `authCode` is omitted when there is none.
+fn approval(number: String, auth_code: Option<String>) -> Value {
+    let mut data = Map::new();
+    data.insert("id".into(), json!(number));
+    if let Some(code) = auth_code {
+        data.insert("authCode".into(), json!(code));
+    }
+    Value::Object(data)
+}
+
 impl State {
-    pub(crate) fn charge(&mut self, req: &ChargeRequest) -> Result<ChargeReply, ApiError> {
+    pub(crate) fn charge(&mut self, req: &ChargeRequest) -> Result<Reply, ApiError> {
         self.settle_due();
         let behaviour = match self.tokens.get(&req.token) {
             Some(t) => t.behaviour,
@@ -51,52 +54,40 @@ impl State {
         let Some(forced) = forced else {
             return Ok(self.charge_as_card(req, behaviour));
         };
-        Ok(match forced {
-            ForcedOutcome::Respond {
-                code,
-                http_status,
-                message,
-            } => {
-                let message = message.unwrap_or_else(|| decline_message(&code).to_string());
-                if code.starts_with('T') {
-                    self.record_final(req, Err(message.clone()));
-                }
-                ChargeReply::Fail(ApiError::coded(http_status, &code, message))
+        match &forced {
+            ForcedOutcome::Respond { code, message, .. } if code.starts_with('T') => {
+                // A decline, forced or not, leaves a `failed` transaction.
+                let reason = message
+                    .clone()
+                    .unwrap_or_else(|| decline_message(code).to_string());
+                self.record_final(req, Err(reason));
             }
-            ForcedOutcome::Unknown { settles } => {
-                self.record_unknown(req, settles);
-                ChargeReply::Fail(ApiError::unknown_result())
-            }
-            ForcedOutcome::GatewayTimeoutAfterCommit => {
+            ForcedOutcome::Unknown { settles } => self.record_unknown(req, *settles),
+            ForcedOutcome::GatewayTimeoutAfterCommit | ForcedOutcome::DropConnectionAfterCommit => {
                 self.commit_as_card(req, behaviour);
-                ChargeReply::GatewayTimeout
             }
-            ForcedOutcome::GatewayTimeoutBeforeCommit => ChargeReply::GatewayTimeout,
-            ForcedOutcome::DropConnectionAfterCommit => {
-                self.commit_as_card(req, behaviour);
-                ChargeReply::Drop
-            }
-            ForcedOutcome::DropConnectionBeforeCommit => ChargeReply::Drop,
-        })
+            _ => {}
+        }
+        Ok(Reply::forced(&forced, decline_message))
     }
 
-    fn charge_as_card(&mut self, req: &ChargeRequest, behaviour: CardBehaviour) -> ChargeReply {
+    fn charge_as_card(&mut self, req: &ChargeRequest, behaviour: CardBehaviour) -> Reply {
         match behaviour {
             CardBehaviour::UnknownThenCharged => {
                 self.record_unknown(req, Settle::Charged);
-                ChargeReply::Fail(ApiError::unknown_result())
+                Reply::Fail(ApiError::unknown_result())
             }
             CardBehaviour::UnknownThenFailed => {
                 self.record_unknown(req, Settle::Failed);
-                ChargeReply::Fail(ApiError::unknown_result())
+                Reply::Fail(ApiError::unknown_result())
             }
             CardBehaviour::GatewayTimeoutAfterCommit => {
                 self.record_final(req, Ok(()));
-                ChargeReply::GatewayTimeout
+                Reply::GatewayTimeout
             }
             CardBehaviour::DropAfterCommit => {
                 self.record_final(req, Ok(()));
-                ChargeReply::Drop
+                Reply::Drop
             }
             _ => self.commit_as_card(req, behaviour),
         }
@@ -104,7 +95,7 @@ impl State {
 
     /// Approves or declines as the card would; cards without a plain approve/decline answer
     /// are approved.
-    fn commit_as_card(&mut self, req: &ChargeRequest, behaviour: CardBehaviour) -> ChargeReply {
+    fn commit_as_card(&mut self, req: &ChargeRequest, behaviour: CardBehaviour) -> Reply {
         let decline = match behaviour {
             CardBehaviour::Decline(code) => Some(code),
             CardBehaviour::SucceedsAfter(n) => match self.tokens.get_mut(&req.token) {
@@ -120,14 +111,11 @@ impl State {
             Some(code) => {
                 let message = decline_message(code);
                 self.record_final(req, Err(message.to_string()));
-                ChargeReply::Fail(ApiError::coded(400, code, message))
+                Reply::Fail(ApiError::coded(400, code, message))
             }
             None => {
                 let (number, auth_code) = self.record_final(req, Ok(()));
-                ChargeReply::Approved {
-                    number,
-                    auth_code: auth_code.unwrap_or_default(),
-                }
+                Reply::Success(approval(number, auth_code))
             }
         }
     }

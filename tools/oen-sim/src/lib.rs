@@ -36,6 +36,7 @@ pub mod ids;
 mod model;
 mod queries;
 mod refunds;
+mod reply;
 mod server;
 mod state;
 mod webhook;

@@ -3,50 +3,32 @@
 
 use crate::envelope::ApiError;
 use crate::ids;
-use crate::model::{ms, ForceTarget, ForcedOutcome, Transaction};
+use crate::model::{ms, ForceTarget, Transaction};
+use crate::reply::Reply;
 use crate::state::State;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::time::Duration;
 
 /// Transactions per page of `GET /transactions`.
 pub(crate) const PAGE_SIZE: usize = 50;
-
-/// A forced answer to an order query.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum QueryOverride {
-    Fail(ApiError),
-    GatewayTimeout,
-    Drop,
-}
 
 impl State {
     fn lag(&self) -> Duration {
         ms(self.knobs.consistency_lag_ms)
     }
 
-    pub(crate) fn order_query_override(&mut self, order_id: &str) -> Option<QueryOverride> {
-        let forced =
-            self.take_forced(|t| matches!(t, ForceTarget::OrderQuery(o) if o == order_id))?;
-        Some(match forced {
-            ForcedOutcome::Respond {
-                code,
-                http_status,
-                message,
-            } => QueryOverride::Fail(ApiError::coded(
-                http_status,
-                &code,
-                message.unwrap_or_else(|| "forced by the simulator".into()),
-            )),
-            ForcedOutcome::Unknown { .. } => QueryOverride::Fail(ApiError::unknown_result()),
-            ForcedOutcome::GatewayTimeoutAfterCommit
-            | ForcedOutcome::GatewayTimeoutBeforeCommit => QueryOverride::GatewayTimeout,
-            ForcedOutcome::DropConnectionAfterCommit
-            | ForcedOutcome::DropConnectionBeforeCommit => QueryOverride::Drop,
-        })
+    /// `GET /order/{orderId}/transactions`: every transaction of the order, unless an answer
+    /// is forced.
+    pub(crate) fn order_query(&mut self, order_id: &str) -> Reply {
+        let forced = self.take_forced(|t| matches!(t, ForceTarget::OrderQuery(o) if o == order_id));
+        match forced {
+            Some(forced) => Reply::forced(&forced, |_| "forced by the simulator"),
+            None => Reply::Success(json!({ "transactions": self.order_transactions(order_id) })),
+        }
     }
 
-    pub(crate) fn order_transactions(&mut self, order_id: &str) -> Vec<Value> {
+    fn order_transactions(&mut self, order_id: &str) -> Vec<Value> {
         self.settle_due();
         let (now, lag) = (self.now(), self.lag());
         self.transactions

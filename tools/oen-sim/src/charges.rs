@@ -63,7 +63,7 @@ impl State {
                 self.record_final(req, Err(reason));
             }
             ForcedOutcome::Unknown { settles } => self.record_unknown(req, *settles),
-            ForcedOutcome::GatewayTimeoutAfterCommit | ForcedOutcome::DropConnectionAfterCommit => {
+            outcome if outcome.commits_first() => {
                 self.commit_as_card(req, behaviour);
             }
             _ => {}

@@ -247,6 +247,25 @@ pub enum ForcedOutcome {
     DropConnectionAfterCommit,
     /// Close the connection without charging anything.
     DropConnectionBeforeCommit,
+    /// Commit the charge (the card's own approve/decline, else `charged`), then answer 500
+    /// `F0001`: the money moved although the answer says system error.
+    #[serde(rename_all = "camelCase")]
+    SystemErrorAfterCommit {
+        #[serde(default)]
+        message: Option<String>,
+    },
+}
+
+impl ForcedOutcome {
+    /// True for the "after commit" outcomes: the call is carried out, then answered wrongly.
+    pub(crate) fn commits_first(&self) -> bool {
+        matches!(
+            self,
+            ForcedOutcome::GatewayTimeoutAfterCommit
+                | ForcedOutcome::DropConnectionAfterCommit
+                | ForcedOutcome::SystemErrorAfterCommit { .. }
+        )
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -42,6 +42,11 @@ impl Reply {
             | ForcedOutcome::GatewayTimeoutBeforeCommit => Reply::GatewayTimeout,
             ForcedOutcome::DropConnectionAfterCommit
             | ForcedOutcome::DropConnectionBeforeCommit => Reply::Drop,
+            ForcedOutcome::SystemErrorAfterCommit { message } => Reply::Fail(ApiError::system(
+                message
+                    .clone()
+                    .unwrap_or_else(|| "System error".to_string()),
+            )),
         }
     }
 }

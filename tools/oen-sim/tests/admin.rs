@@ -130,6 +130,28 @@ async fn admin_forces_responses() {
 }
 
 #[tokio::test]
+async fn admin_forces_a_system_error_after_commit() {
+    let sim = start_sim(None).await;
+    let token = sim.create_token(cards::SUCCESS);
+
+    let f = admin(
+        &sim,
+        "POST",
+        "/force",
+        Some(json!({"target": {"orderId": "o"}, "outcome": {"kind": "systemErrorAfterCommit"}})),
+    )
+    .await;
+    let r = charge(&sim, &token, "o", 100).await;
+
+    assert_eq!(f.status, 200, "{}", f.text);
+    assert_eq!((r.status, r.code()), (500, "F0001"));
+    assert_eq!(
+        sim.ledger_for_order("o")[0].status,
+        oen_sim::Status::Charged
+    );
+}
+
+#[tokio::test]
 async fn admin_lists_redelivers_and_releases_webhooks_and_sets_the_url() {
     let receiver = Receiver::start().await;
     let sim = start_sim(None).await;

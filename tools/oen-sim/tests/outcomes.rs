@@ -221,6 +221,45 @@ async fn forced_504_and_drop_after_commit_charge_while_before_commit_does_not() 
 }
 
 #[tokio::test]
+async fn forced_system_error_after_commit_answers_500_f0001_but_the_money_moved() {
+    let sim = start_sim(None).await;
+    let token = sim.create_token(cards::SUCCESS);
+    sim.force_next(
+        ForceTarget::OrderId("moved".into()),
+        ForcedOutcome::SystemErrorAfterCommit { message: None },
+    );
+
+    let r = charge(&sim, &token, "moved", 990).await;
+
+    assert_eq!((r.status, r.code()), (500, "F0001"));
+    assert_eq!(r.data(), &json!({}));
+    let ledger = sim.ledger_for_order("moved");
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].status, Status::Charged);
+    assert_eq!(order_statuses(&sim, "moved").await, ["charged"]);
+}
+
+#[tokio::test]
+async fn system_error_after_commit_keeps_the_cards_own_decline() {
+    let sim = start_sim(None).await;
+    let token = sim.create_token(cards::DECLINE_T0005_ISSUER_REFUSED);
+    sim.force_next(
+        ForceTarget::Token(token.clone()),
+        ForcedOutcome::SystemErrorAfterCommit {
+            message: Some("upstream hiccup".into()),
+        },
+    );
+
+    let r = charge(&sim, &token, "declined-500", 990).await;
+
+    assert_eq!(
+        (r.status, r.code(), r.json["message"].as_str()),
+        (500, "F0001", Some("upstream hiccup"))
+    );
+    assert_eq!(order_statuses(&sim, "declined-500").await, ["failed"]);
+}
+
+#[tokio::test]
 async fn forced_unknown_for_any_charge_and_forced_order_query_failure() {
     let sim = start_sim(None).await;
     let token = sim.create_token(cards::SUCCESS);

@@ -326,17 +326,21 @@ struct RefundBody {
     amount: Option<i64>,
 }
 
-async fn refund(State(shared): State<SharedRef>, Path(id): Path<String>, body: Bytes) -> Response {
-    let result = parse_body::<RefundBody>(&shared, &body).and_then(|(req, _)| {
-        if !ids::is_transaction_number(&id) {
-            return Err(ApiError::invalid(
-                "refunds take the 17-character P… transaction number",
-            ));
-        }
-        shared.lock().refund(&id, req.amount)
-    });
-    match result {
-        Ok(t) => success(t),
-        Err(e) => e.into_response(),
-    }
+async fn refund(
+    State(shared): State<SharedRef>,
+    kill: Option<Extension<ConnectionKill>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let reply = parse_body::<RefundBody>(&shared, &body)
+        .and_then(|(req, _)| {
+            if !ids::is_transaction_number(&id) {
+                return Err(ApiError::invalid(
+                    "refunds take the 17-character P… transaction number",
+                ));
+            }
+            shared.lock().refund(&id, req.amount)
+        })
+        .unwrap_or_else(Reply::Fail);
+    send(&shared, kill, "/refunds/{id}", reply).await
 }

@@ -222,6 +222,10 @@ pub enum ForceTarget {
     OrderQuery(String),
     /// Any `POST /token/transactions`.
     AnyCharge,
+    /// `POST /refunds/{id}` of this `P…` transaction number.
+    Refund(String),
+    /// Any `POST /refunds/{id}`.
+    AnyRefund,
 }
 
 /// A response to force instead of the normal behaviour.
@@ -229,7 +233,8 @@ pub enum ForceTarget {
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub enum ForcedOutcome {
     /// Answer with this code and HTTP status. For a charge, a `T…` code also records a
-    /// `failed` transaction (as a real decline does); other codes record nothing.
+    /// `failed` transaction (as a real decline does); other codes record nothing. A refund
+    /// answered so (400 `R0001`: failed at the acquirer) refunds nothing.
     #[serde(rename_all = "camelCase")]
     Respond {
         code: String,
@@ -237,18 +242,20 @@ pub enum ForcedOutcome {
         #[serde(default)]
         message: Option<String>,
     },
-    /// 409 `C026`; the transaction stays `charging` and settles as given.
+    /// 409 `C026`; a charge stays `charging` and settles as given (a refund or an order
+    /// query answered so changes nothing; `settles` is then unused).
     Unknown { settles: Settle },
-    /// Commit the charge (the card's own approve/decline, else `charged`), then answer 504.
+    /// Commit the charge (the card's own approve/decline, else `charged`) or the refund, then
+    /// answer 504.
     GatewayTimeoutAfterCommit,
-    /// Answer 504 without charging anything.
+    /// Answer 504 without charging or refunding anything.
     GatewayTimeoutBeforeCommit,
-    /// Commit the charge, then close the connection without a response.
+    /// Commit the charge or the refund, then close the connection without a response.
     DropConnectionAfterCommit,
-    /// Close the connection without charging anything.
+    /// Close the connection without charging or refunding anything.
     DropConnectionBeforeCommit,
-    /// Commit the charge (the card's own approve/decline, else `charged`), then answer 500
-    /// `F0001`: the money moved although the answer says system error.
+    /// Commit the charge (the card's own approve/decline, else `charged`) or the refund, then
+    /// answer 500 `F0001`: the money moved although the answer says system error.
     #[serde(rename_all = "camelCase")]
     SystemErrorAfterCommit {
         #[serde(default)]

@@ -130,6 +130,38 @@ async fn admin_forces_responses() {
 }
 
 #[tokio::test]
+async fn admin_forces_refund_outcomes_by_transaction_or_for_any_refund() {
+    let sim = start_sim(None).await;
+    let token = sim.create_token(cards::SUCCESS);
+    let first = charged(&sim, &token, "o1", 100).await;
+    let second = charged(&sim, &token, "o2", 100).await;
+
+    let by_number = admin(
+        &sim,
+        "POST",
+        "/force",
+        Some(json!({"target": {"refund": first}, "outcome": {"kind": "respond", "code": "R0001", "httpStatus": 400}})),
+    )
+    .await;
+    let any = admin(
+        &sim,
+        "POST",
+        "/force",
+        Some(json!({"target": "anyRefund", "outcome": {"kind": "gatewayTimeoutAfterCommit"}})),
+    )
+    .await;
+    let refused = refund(&sim, &first, None).await;
+    let timed_out = refund(&sim, &second, None).await;
+
+    assert_eq!((by_number.status, any.status), (200, 200));
+    assert_eq!((refused.status, refused.code()), (400, "R0001"));
+    assert_eq!(timed_out.status, 504);
+    let ledger = admin(&sim, "GET", "/ledger", None).await;
+    assert_eq!(ledger.json["transactions"][0]["status"], "charged");
+    assert_eq!(ledger.json["transactions"][1]["status"], "refunded");
+}
+
+#[tokio::test]
 async fn admin_forces_a_system_error_after_commit() {
     let sim = start_sim(None).await;
     let token = sim.create_token(cards::SUCCESS);

@@ -111,6 +111,22 @@ pub async fn post_json(sim: &Simulator, path: &str, body: &Value) -> Reply {
     post_raw(sim, path, TOKEN, serde_json::to_vec(body).unwrap()).await
 }
 
+/// Like [`post_json`], but a connection closed without an answer is an `Err`, not a panic.
+pub async fn try_post_json(
+    sim: &Simulator,
+    path: &str,
+    body: &Value,
+) -> Result<Reply, reqwest::Error> {
+    let resp = client()
+        .post(format!("{}{path}", sim.base_url()))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(body).unwrap())
+        .send()
+        .await?;
+    Ok(reply(resp).await)
+}
+
 pub async fn get(sim: &Simulator, path: &str) -> Reply {
     let resp = client()
         .get(format!("{}{path}", sim.base_url()))
@@ -144,6 +160,25 @@ pub async fn charge(sim: &Simulator, token: &str, order_id: &str, amount: i64) -
         &charge_body(token, order_id, amount),
     )
     .await
+}
+
+/// Charges successfully; returns the `P…` transaction number.
+pub async fn charged(sim: &Simulator, token: &str, order_id: &str, amount: i64) -> String {
+    let r = charge(sim, token, order_id, amount).await;
+    assert_eq!(r.code(), "S0000", "{}", r.text);
+    r.data()["id"].as_str().unwrap().to_string()
+}
+
+/// The body of `POST /refunds/{id}`: a full refund without `amount`.
+pub fn refund_body(amount: Option<i64>) -> Value {
+    match amount {
+        Some(amount) => json!({"merchantId": MERCHANT, "amount": amount}),
+        None => json!({"merchantId": MERCHANT}),
+    }
+}
+
+pub async fn refund(sim: &Simulator, number: &str, amount: Option<i64>) -> Reply {
+    post_json(sim, &format!("/refunds/{number}"), &refund_body(amount)).await
 }
 
 pub async fn checkout_token(

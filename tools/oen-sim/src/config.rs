@@ -94,6 +94,10 @@ pub struct Cli {
     /// status.
     #[arg(long, default_value_t = 0)]
     pub consistency_lag_ms: u64,
+    /// Transactions younger than this (simulator clock, ms) are missing from the order listing
+    /// and the transaction list.
+    #[arg(long, default_value_t = 0)]
+    pub listing_delay_ms: u64,
     /// How long a "504 after commit" takes to answer, in milliseconds (Oen: 29 s).
     #[arg(long, default_value_t = 200)]
     pub gateway_timeout_delay_ms: u64,
@@ -108,6 +112,7 @@ impl Cli {
         let knobs = Knobs {
             latency_ms: self.latency_ms,
             consistency_lag_ms: self.consistency_lag_ms,
+            listing_delay_ms: self.listing_delay_ms,
             settle_delay_ms: self.settle_delay_ms,
             gateway_timeout_delay_ms: self.gateway_timeout_delay_ms,
             webhook_timeout_ms: self.webhook_timeout_ms,

@@ -296,9 +296,16 @@ impl Simulator {
         self.update_knobs(|k| k.latency_ms = as_ms(latency));
     }
 
-    /// For this long after a change (simulator clock), queries show the previous status.
+    /// For this long after a change (simulator clock), queries show the previous status (a new
+    /// transaction shows as `charging`; it is never hidden: see [`Simulator::set_listing_delay`]).
     pub fn set_consistency_lag(&self, lag: Duration) {
         self.update_knobs(|k| k.consistency_lag_ms = as_ms(lag));
+    }
+
+    /// Transactions younger than `delay` (simulator clock) are missing from the order listing
+    /// and the transaction list (`GET /transactions/{id}` still finds them).
+    pub fn set_listing_delay(&self, delay: Duration) {
+        self.update_knobs(|k| k.listing_delay_ms = as_ms(delay));
     }
 
     /// How long (simulator clock) a `C026` transaction stays `charging`.

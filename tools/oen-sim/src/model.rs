@@ -123,7 +123,7 @@ impl Transaction {
             .iter()
             .enumerate()
             .rev()
-            .find(|(i, s)| *i == 0 || s.at + lag <= now)
+            .find(|(i, s)| *i == 0 || s.at.checked_add_signed(lag).is_some_and(|t| t <= now))
             .map(|(_, s)| s)
             .unwrap_or_else(|| self.current())
     }
@@ -290,8 +290,13 @@ pub struct Knobs {
     /// Fixed latency added to every API call (not the admin API or hosted pages).
     pub latency_ms: u64,
     /// For this long (simulator clock) after a transaction changes, queries still show its
-    /// previous state.
+    /// previous state. A new transaction is never hidden by this lag: its first state
+    /// (`charging`) shows at once, and its result `consistency_lag_ms` later.
     pub consistency_lag_ms: u64,
+    /// A transaction younger than this (simulator clock, from `createdAt`) is missing from
+    /// `GET /order/{orderId}/transactions` and `GET /transactions`; `GET /transactions/{id}`
+    /// still finds it.
+    pub listing_delay_ms: u64,
     /// How long (simulator clock) a `C026` transaction stays `charging`.
     pub settle_delay_ms: u64,
     /// How long a "504 after commit" waits before answering (real time; Oen waits 29 s).
@@ -320,6 +325,7 @@ impl Default for Knobs {
         Self {
             latency_ms: 0,
             consistency_lag_ms: 0,
+            listing_delay_ms: 0,
             settle_delay_ms: 60_000,
             gateway_timeout_delay_ms: 200,
             webhook_drop_next: 0,

@@ -1,6 +1,8 @@
 //! The read side: order listings, single transactions and the transaction list, as they look
-//! through the eventual-consistency knob.
+//! through the listing delay (young transactions are not listed yet) and the
+//! eventual-consistency lag (a listed transaction shows its earlier status for a while).
 
+use crate::clock::to_chrono;
 use crate::envelope::ApiError;
 use crate::ids;
 use crate::model::{ms, ForceTarget, Transaction};
@@ -28,11 +30,21 @@ impl State {
         }
     }
 
+    /// The transactions old enough to be listed, oldest first: one younger than the listing
+    /// delay (simulator clock) is missing from both listings, as if Oen had not written it yet.
+    fn listed(&self) -> impl DoubleEndedIterator<Item = &Transaction> {
+        let delay = to_chrono(ms(self.knobs.listing_delay_ms));
+        // A delay reaching back before the calendar began hides everything.
+        let cutoff = self.now().checked_sub_signed(delay);
+        self.transactions
+            .iter()
+            .filter(move |t| cutoff.is_some_and(|c| t.created_at <= c))
+    }
+
     fn order_transactions(&mut self, order_id: &str) -> Vec<Value> {
         self.settle_due();
         let (now, lag) = (self.now(), self.lag());
-        self.transactions
-            .iter()
+        self.listed()
             .filter(|t| t.order_id == order_id)
             .map(|t| t.to_json(t.visible(now, lag)))
             .collect()
@@ -62,8 +74,7 @@ impl State {
         self.settle_due();
         let (now, lag) = (self.now(), self.lag());
         let matching: Vec<&Transaction> = self
-            .transactions
-            .iter()
+            .listed()
             .rev()
             .filter(|t| match range {
                 Some((start, end)) => t.created_at >= start && t.created_at <= end,

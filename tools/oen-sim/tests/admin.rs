@@ -108,6 +108,29 @@ async fn admin_knobs_merge_partial_objects_and_reject_unknown_ones() {
 }
 
 #[tokio::test]
+async fn admin_listing_delay_knob_hides_young_transactions() {
+    let sim = start_sim(None).await;
+    sim.freeze_clock(true);
+    let token = sim.create_token(cards::SUCCESS);
+
+    let set = admin(
+        &sim,
+        "POST",
+        "/knobs",
+        Some(json!({"listingDelayMs": 30000})),
+    )
+    .await;
+    charge(&sim, &token, "o", 100).await;
+    let hidden = get(&sim, "/order/o/transactions").await;
+    admin(&sim, "POST", "/clock", Some(json!({"advanceMs": 30000}))).await;
+    let shown = get(&sim, "/order/o/transactions").await;
+
+    assert_eq!(set.json["listingDelayMs"], 30000);
+    assert_eq!(hidden.data()["transactions"], json!([]));
+    assert_eq!(shown.data()["transactions"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn admin_forces_responses() {
     let sim = start_sim(None).await;
     let token = sim.create_token(cards::SUCCESS);

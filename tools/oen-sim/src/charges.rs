@@ -183,7 +183,7 @@ impl State {
     fn record_unknown(&mut self, req: &ChargeRequest, settles: Settle) {
         let mut tx = self.new_transaction(req);
         tx.pending_settle = Some((
-            tx.created_at + crate::clock::to_chrono(ms(self.knobs.settle_delay_ms)),
+            crate::clock::after(tx.created_at, ms(self.knobs.settle_delay_ms)),
             settles,
         ));
         self.transactions.push(tx);

@@ -185,7 +185,7 @@ impl State {
         match self.checkouts.get_mut(checkout_id) {
             Some(c) => {
                 if c.state == CheckoutState::Open
-                    && now >= c.created_at + crate::clock::to_chrono(validity)
+                    && now >= crate::clock::after(c.created_at, validity)
                 {
                     c.state = CheckoutState::Expired;
                 }

@@ -287,28 +287,30 @@ async fn list_transactions(
         },
         _ => return ApiError::system("Invalid date").into_response(),
     };
-    let page = match params.get("page").map(String::as_str) {
-        None | Some("") => 1,
-        Some(p) => match p.parse::<usize>() {
-            Ok(n) if n >= 1 => n,
-            _ => return ApiError::system("Pagination parse failed").into_response(),
-        },
-    };
-    let (transactions, more) = shared.lock().list_transactions(range, page);
-    let next = more.then(|| (page + 1).to_string());
-    success(json!({ "transactions": transactions, "page": next }))
+    let after = params
+        .get("page")
+        .map(String::as_str)
+        .filter(|p| !p.is_empty());
+    match shared.lock().list_transactions(range, after) {
+        Ok((transactions, next)) => success(json!({ "transactions": transactions, "page": next })),
+        Err(e) => e.into_response(),
+    }
 }
 
-/// A Taipei calendar day (`2026-09-01` or `2026/09/01`) or Unix milliseconds. A day starts at
-/// 00:00 and ends at 23:59:59.999 Taipei time.
+/// A Taipei calendar day, written `2026-09-01`, `2026/09/01` or as the Unix milliseconds of
+/// any moment in it: windows are whole Taipei days, from 00:00 of `start` to 23:59:59.999 of
+/// `end`.
 fn parse_day(s: &str, end_of_day: bool) -> Option<DateTime<Utc>> {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+    let date = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         let millis: i64 = s.parse().ok()?;
-        return DateTime::from_timestamp_millis(millis);
-    }
-    let date = NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .or_else(|_| NaiveDate::parse_from_str(s, "%Y/%m/%d"))
-        .ok()?;
+        DateTime::from_timestamp_millis(millis)?
+            .with_timezone(&ids::taipei())
+            .date_naive()
+    } else {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .or_else(|_| NaiveDate::parse_from_str(s, "%Y/%m/%d"))
+            .ok()?
+    };
     let time = if end_of_day {
         date.and_hms_milli_opt(23, 59, 59, 999)?
     } else {

@@ -30,22 +30,22 @@ impl State {
         }
     }
 
-    /// The transactions old enough to be listed, oldest first: one younger than the listing
-    /// delay (simulator clock) is missing from both listings, as if Oen had not written it yet.
-    fn listed(&self) -> impl DoubleEndedIterator<Item = &Transaction> {
+    /// Whether a transaction is old enough to be listed: one younger than the listing delay
+    /// (simulator clock) is missing from both listings, as if Oen had not written it yet.
+    fn listed(&self) -> impl Fn(&Transaction) -> bool {
         let delay = to_chrono(ms(self.knobs.listing_delay_ms));
         // A delay reaching back before the calendar began hides everything.
         let cutoff = self.now().checked_sub_signed(delay);
-        self.transactions
-            .iter()
-            .filter(move |t| cutoff.is_some_and(|c| t.created_at <= c))
+        move |t| cutoff.is_some_and(|c| t.created_at <= c)
     }
 
     fn order_transactions(&mut self, order_id: &str) -> Vec<Value> {
         self.settle_due();
         let (now, lag) = (self.now(), self.lag());
-        self.listed()
-            .filter(|t| t.order_id == order_id)
+        let listed = self.listed();
+        self.transactions
+            .iter()
+            .filter(|t| listed(t) && t.order_id == order_id)
             .map(|t| t.to_json(t.visible(now, lag)))
             .collect()
     }
@@ -65,30 +65,46 @@ impl State {
             .ok_or_else(|| ApiError::invalid("transaction not found"))
     }
 
-    /// Newest first, 50 a page; `page` is 1-based. Returns the page and whether more follow.
+    /// `GET /transactions`: every listed transaction created in `range` (failed ones too; a
+    /// refund shows on its transaction as `status`, `refundAmount` and `refundedAt`), newest
+    /// first, 50 a page. `after` is the token a previous page gave: the number of its last
+    /// transaction, so a charge made between two pages neither repeats nor skips an entry.
+    /// Returns the page and the token of the next one, if any.
     pub(crate) fn list_transactions(
         &mut self,
         range: Option<(DateTime<Utc>, DateTime<Utc>)>,
-        page: usize,
-    ) -> (Vec<Value>, bool) {
+        after: Option<&str>,
+    ) -> Result<(Vec<Value>, Option<String>), ApiError> {
         self.settle_due();
         let (now, lag) = (self.now(), self.lag());
-        let matching: Vec<&Transaction> = self
-            .listed()
-            .rev()
-            .filter(|t| match range {
-                Some((start, end)) => t.created_at >= start && t.created_at <= end,
-                None => true,
-            })
-            .collect();
-        let skip = page.saturating_sub(1).saturating_mul(PAGE_SIZE);
-        let items = matching
+        let older_than = match after {
+            None => self.transactions.len(),
+            Some(token) => self
+                .transactions
+                .iter()
+                .position(|t| t.number == token)
+                .ok_or_else(|| ApiError::system("Pagination parse failed"))?,
+        };
+        let listed = self.listed();
+        let in_range = |t: &Transaction| match range {
+            Some((start, end)) => t.created_at >= start && t.created_at <= end,
+            None => true,
+        };
+        let mut matching = self
+            .transactions
             .iter()
-            .skip(skip)
-            .take(PAGE_SIZE)
+            .take(older_than)
+            .rev()
+            .filter(|t| listed(t) && in_range(t));
+        let page: Vec<&Transaction> = matching.by_ref().take(PAGE_SIZE).collect();
+        let next = match matching.next() {
+            Some(_) => page.last().map(|t| t.number.clone()),
+            None => None,
+        };
+        let items = page
+            .iter()
             .map(|t| t.to_json(t.visible(now, lag)))
             .collect();
-        let more = matching.len() > skip.saturating_add(PAGE_SIZE);
-        (items, more)
+        Ok((items, next))
     }
 }

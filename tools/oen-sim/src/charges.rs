@@ -141,6 +141,7 @@ impl State {
             pending_settle: None,
             successful_refunds: 0,
             note: req.note.clone(),
+            auth_code_on_approval: self.knobs.auth_code.issue(self.transactions.len()),
         }
     }
 
@@ -160,7 +161,7 @@ impl State {
                 paid_at: Some(now),
                 refund_amount: 0,
                 refunded_at: None,
-                auth_code: Some(ids::auth_code()),
+                auth_code: tx.auth_code_on_approval.clone(),
                 reason: None,
             },
             Err(reason) => Snapshot {

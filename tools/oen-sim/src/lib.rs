@@ -43,7 +43,7 @@ mod webhook;
 
 pub use config::{Cli, SimConfig, DEFAULT_API_TOKEN, DEFAULT_MERCHANT_ID, DEFAULT_PAGE_VALIDITY};
 pub use delivery::{AttemptOutcome, DeliveryAttempt, DeliveryRecord, DeliveryState};
-pub use model::{ForceTarget, ForcedOutcome, Knobs, LedgerEntry, Settle, Status};
+pub use model::{AuthCodeMode, ForceTarget, ForcedOutcome, Knobs, LedgerEntry, Settle, Status};
 
 use chrono::{DateTime, Utc};
 use model::as_ms;
@@ -357,6 +357,11 @@ impl Simulator {
     pub fn set_webhook_retry_delays(&self, delays: &[Duration]) {
         let delays = delays.iter().copied().map(as_ms).collect();
         self.update_knobs(|k| k.webhook_retry_delays_ms = delays);
+    }
+
+    /// Whether approved charges carry an `authCode`: always, never, or seeded at random.
+    pub fn set_auth_code(&self, mode: AuthCodeMode) {
+        self.update_knobs(|k| k.auth_code = mode);
     }
 
     /// Stops serving and cancels pending webhook deliveries.

@@ -100,6 +100,9 @@ pub(crate) struct Transaction {
     pub pending_settle: Option<(DateTime<Utc>, Settle)>,
     pub successful_refunds: u32,
     pub note: Option<String>,
+    /// The `authCode` the transaction carries once approved (the auth-code knob decides at
+    /// charge time whether it has one).
+    pub auth_code_on_approval: Option<String>,
 }
 
 /// How an unknown (`C026`) payment ends.
@@ -282,6 +285,41 @@ pub(crate) struct ForceRule {
     pub remaining: u32,
 }
 
+/// Whether an approved charge carries an `authCode`; Oen's answer "may" lack it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AuthCodeMode {
+    /// Every approved charge has one.
+    #[default]
+    Present,
+    /// No approved charge has one.
+    Absent,
+    /// About half have none, chosen by `seed` and the transaction's place in the ledger: the
+    /// same seed and the same calls give the same answers.
+    Random { seed: u64 },
+}
+
+impl AuthCodeMode {
+    /// The `authCode` of the transaction at `ledger_index` once approved, if it gets one.
+    pub(crate) fn issue(self, ledger_index: usize) -> Option<String> {
+        let absent = match self {
+            AuthCodeMode::Present => false,
+            AuthCodeMode::Absent => true,
+            AuthCodeMode::Random { seed } => seeded_coin(seed, ledger_index),
+        };
+        (!absent).then(crate::ids::auth_code)
+    }
+}
+
+/// A fair coin for draw number `n` of a seed: SplitMix64's output at that step.
+fn seeded_coin(seed: u64, n: usize) -> bool {
+    let step = u64::try_from(n).unwrap_or(u64::MAX);
+    let mut z = seed.wrapping_add(step.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) >> 63 == 1
+}
+
 /// Behaviour switches; every field can be changed at run time (`POST /_sim/knobs` merges a
 /// partial JSON object into the current knobs). Durations are milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -318,6 +356,9 @@ pub struct Knobs {
     pub webhook_timeout_ms: u64,
     /// Delays before the 2nd, 3rd, ... attempt; attempts = 1 + its length.
     pub webhook_retry_delays_ms: Vec<u64>,
+    /// Whether approved charges carry an `authCode` (in the answer, in queries and in the
+    /// ledger): `"present"`, `"absent"` or `{"random":{"seed":N}}`.
+    pub auth_code: AuthCodeMode,
 }
 
 impl Default for Knobs {
@@ -336,6 +377,7 @@ impl Default for Knobs {
             webhook_null_message: false,
             webhook_timeout_ms: 10_000,
             webhook_retry_delays_ms: vec![2_000, 2_000],
+            auth_code: AuthCodeMode::Present,
         }
     }
 }

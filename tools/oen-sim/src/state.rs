@@ -229,7 +229,7 @@ fn settle(tx: &mut Transaction, at: DateTime<Utc>, how: Settle) {
             at,
             status: Status::Charged,
             paid_at: Some(at),
-            auth_code: Some(ids::auth_code()),
+            auth_code: tx.auth_code_on_approval.clone(),
             ..current
         },
         Settle::Failed => Snapshot {

@@ -131,6 +131,38 @@ async fn admin_listing_delay_knob_hides_young_transactions() {
 }
 
 #[tokio::test]
+async fn admin_sets_the_auth_code_knob() {
+    let sim = start_sim(None).await;
+    let token = sim.create_token(cards::SUCCESS);
+
+    let absent = admin(&sim, "POST", "/knobs", Some(json!({"authCode": "absent"}))).await;
+    let bare = charge(&sim, &token, "o", 100).await;
+    let random = admin(
+        &sim,
+        "POST",
+        "/knobs",
+        Some(json!({"authCode": {"random": {"seed": 7}}})),
+    )
+    .await;
+    let nonsense = admin(
+        &sim,
+        "POST",
+        "/knobs",
+        Some(json!({"authCode": "sometimes"})),
+    )
+    .await;
+
+    assert_eq!(absent.json["authCode"], "absent");
+    assert!(bare.data().get("authCode").is_none(), "{}", bare.text);
+    assert_eq!(random.json["authCode"], json!({"random": {"seed": 7}}));
+    assert_eq!(nonsense.status, 400);
+    assert_eq!(
+        sim.knobs().auth_code,
+        oen_sim::AuthCodeMode::Random { seed: 7 }
+    );
+}
+
+#[tokio::test]
 async fn admin_forces_responses() {
     let sim = start_sim(None).await;
     let token = sim.create_token(cards::SUCCESS);

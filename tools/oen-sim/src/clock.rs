@@ -3,7 +3,8 @@
 //! Simulated time = wall time at start-up + time elapsed since (tokio's clock, so tests that
 //! pause tokio time control it too) + manual advances. It can be frozen so that only explicit
 //! advances move it. Everything time-dependent in the simulator (createdAt, the 10-minute
-//! hosted-page validity, C026 settling, eventual consistency) reads this clock.
+//! hosted-page validity, C026 settling, eventual consistency, the listing delay, webhook
+//! timing) reads this clock; only latency and the 504 delay are real time.
 
 use chrono::{DateTime, Utc};
 use std::time::Duration;

@@ -80,10 +80,12 @@ pub struct Cli {
     /// Fixed latency added to every API call, in milliseconds (benchmarks).
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
-    /// Timeout of one webhook delivery attempt, in milliseconds.
+    /// Timeout of one webhook delivery attempt, in simulator-clock milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub webhook_timeout_ms: u64,
-    /// Delays before the webhook retries, comma-separated milliseconds (attempts = 1 + count).
+    /// Gaps between the starts of webhook attempts, counted from the first attempt's start
+    /// whether or not it has answered: comma-separated simulator-clock milliseconds
+    /// (attempts = 1 + count).
     #[arg(long, value_delimiter = ',', default_value = "2000,2000")]
     pub webhook_retry_delays_ms: Vec<u64>,
     /// How long a C026 ("result unknown") transaction stays `charging`, in simulator-clock

@@ -39,6 +39,7 @@ mod refunds;
 mod reply;
 mod server;
 mod state;
+mod timer;
 mod webhook;
 
 pub use config::{Cli, SimConfig, DEFAULT_API_TOKEN, DEFAULT_MERCHANT_ID, DEFAULT_PAGE_VALIDITY};
@@ -114,6 +115,7 @@ impl Simulator {
             http,
             started: tokio::time::Instant::now(),
             tasks: Mutex::new(Vec::new()),
+            clock_moved: tokio::sync::Notify::new(),
         });
         let router = server::router(Arc::clone(&shared));
         let server = tokio::spawn(server::serve(listener, router));
@@ -333,7 +335,7 @@ impl Simulator {
         self.update_knobs(|k| k.webhook_hold_next = n);
     }
 
-    /// Wait this long before the first attempt of each webhook.
+    /// Wait this long (simulator clock) before the first attempt of each webhook.
     pub fn set_webhook_delay(&self, delay: Duration) {
         self.update_knobs(|k| k.webhook_delay_ms = as_ms(delay));
     }
@@ -348,12 +350,13 @@ impl Simulator {
         self.update_knobs(|k| k.webhook_null_message = on);
     }
 
-    /// Timeout of one delivery attempt.
+    /// Timeout of one delivery attempt (simulator clock).
     pub fn set_webhook_timeout(&self, timeout: Duration) {
         self.update_knobs(|k| k.webhook_timeout_ms = as_ms(timeout));
     }
 
-    /// Delays before the 2nd, 3rd, ... attempt (attempts = 1 + `delays.len()`).
+    /// Gaps between attempt starts, counted from the first attempt's start whether or not
+    /// earlier attempts have answered (simulator clock; attempts = 1 + `delays.len()`).
     pub fn set_webhook_retry_delays(&self, delays: &[Duration]) {
         let delays = delays.iter().copied().map(as_ms).collect();
         self.update_knobs(|k| k.webhook_retry_delays_ms = delays);

@@ -346,15 +346,17 @@ pub struct Knobs {
     /// Hold back the next N webhooks until a later webhook has been delivered (or given up
     /// on), or until `POST /_sim/webhooks/release`: this reorders deliveries.
     pub webhook_hold_next: u32,
-    /// Wait this long before the first attempt of every webhook.
+    /// Wait this long (simulator clock) before the first attempt of every webhook.
     pub webhook_delay_ms: u64,
     /// Put a `transactionId` different from `id` in token webhooks.
     pub webhook_transaction_id_differs: bool,
     /// Send `"message": null` in token webhooks.
     pub webhook_null_message: bool,
-    /// Timeout of one delivery attempt.
+    /// Timeout of one delivery attempt (simulator clock).
     pub webhook_timeout_ms: u64,
-    /// Delays before the 2nd, 3rd, ... attempt; attempts = 1 + its length.
+    /// Gaps between attempt starts (simulator clock): attempt k starts this list's first k-1
+    /// delays after the first attempt started, whether or not earlier attempts have answered.
+    /// Attempts = 1 + its length.
     pub webhook_retry_delays_ms: Vec<u64>,
     /// Whether approved charges carry an `authCode` (in the answer, in queries and in the
     /// ledger): `"present"`, `"absent"` or `{"random":{"seed":N}}`.

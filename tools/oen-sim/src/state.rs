@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
@@ -32,6 +33,8 @@ pub(crate) struct Shared {
     pub http: reqwest::Client,
     pub started: Instant,
     pub tasks: Mutex<Vec<AbortHandle>>,
+    /// Signalled whenever the simulator clock is changed explicitly (see `timer`).
+    pub clock_moved: Notify,
 }
 
 impl Shared {

@@ -97,8 +97,8 @@ async fn admin_knobs_merge_partial_objects_and_reject_unknown_ones() {
     assert_eq!(merged.json["latencyMs"], 5);
     assert_eq!(read.json["webhookNullMessage"], true);
     assert_eq!(
-        read.json["webhookRetryDelaysMs"],
-        json!([20, 40]),
+        read.json["webhookTimeoutMs"],
+        json!(2000),
         "other knobs untouched"
     );
     assert_eq!(unknown.status, 400);

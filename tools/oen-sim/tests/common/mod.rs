@@ -10,7 +10,7 @@ use oen_sim::{SimConfig, Simulator};
 use serde_json::{json, Value};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,8 +33,9 @@ pub async fn start_sim_with(
         webhook_url,
         ..Default::default()
     };
-    // Keep webhook retries fast in tests; individual tests set what they measure.
-    config.knobs.webhook_retry_delays_ms = vec![20, 40];
+    // Retries keep Oen's spacing (about 0, +2, +4 s): a receiver answers long before the first
+    // retry is due, so a test sees one attempt unless it asks for more. Tests of the retries
+    // drive the simulator clock.
     config.knobs.webhook_timeout_ms = 2_000;
     config.knobs.gateway_timeout_delay_ms = 10;
     tweak(&mut config);
@@ -251,26 +252,39 @@ where
     }
 }
 
-/// A webhook receiver: records every body it gets and answers with a settable status.
+/// A webhook receiver: records every body it gets and answers with a settable status, or
+/// never answers while told to hang.
 #[derive(Clone)]
 pub struct Receiver {
     pub url: String,
     pub received: Arc<Mutex<Vec<Value>>>,
     status: Arc<AtomicU16>,
+    hang: Arc<AtomicBool>,
 }
 
 impl Receiver {
     pub async fn start() -> Self {
         let received = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(AtomicU16::new(200));
-        let (rec, st) = (Arc::clone(&received), Arc::clone(&status));
+        let hang = Arc::new(AtomicBool::new(false));
+        let (rec, st, hg) = (
+            Arc::clone(&received),
+            Arc::clone(&status),
+            Arc::clone(&hang),
+        );
         let app = Router::new().route(
             "/webhook",
             post(move |body: axum::body::Bytes| {
-                let (rec, st) = (Arc::clone(&rec), Arc::clone(&st));
+                let (rec, st, hg) = (Arc::clone(&rec), Arc::clone(&st), Arc::clone(&hg));
                 async move {
+                    // Read before the body is recorded: a test that sees the body and stops the
+                    // hanging must not release this request.
+                    let hang = hg.load(Ordering::SeqCst);
                     let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                     rec.lock().unwrap().push(value);
+                    if hang {
+                        std::future::pending::<()>().await;
+                    }
                     let code = StatusCode::from_u16(st.load(Ordering::SeqCst)).unwrap();
                     (code, [("location", "http://127.0.0.1:9/elsewhere")], "").into_response()
                 }
@@ -285,11 +299,17 @@ impl Receiver {
             url: format!("http://{addr}/webhook"),
             received,
             status,
+            hang,
         }
     }
 
     pub fn answer_with(&self, status: u16) {
         self.status.store(status, Ordering::SeqCst);
+    }
+
+    /// While on, every request that arrives is recorded and never answered.
+    pub fn hang(&self, on: bool) {
+        self.hang.store(on, Ordering::SeqCst);
     }
 
     pub fn bodies(&self) -> Vec<Value> {

@@ -21,6 +21,11 @@
 //! # Ok(()) }
 //! ```
 
+/// The README's library example, compiled by the doc tests so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeExample;
+
 mod admin;
 mod api;
 pub mod cards;

@@ -8,6 +8,11 @@ use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 
+/// `POST /_sim/force` with this body.
+async fn force(sim: &oen_sim::Simulator, body: Value) -> Reply {
+    admin(sim, "POST", "/force", Some(body)).await
+}
+
 async fn admin(sim: &oen_sim::Simulator, method: &str, path: &str, body: Option<Value>) -> Reply {
     let url = format!("{}/_sim{path}", sim.base_url());
     let req = match method {
@@ -109,8 +114,7 @@ async fn admin_knobs_merge_partial_objects_and_reject_unknown_ones() {
 
 #[tokio::test]
 async fn admin_listing_delay_knob_hides_young_transactions() {
-    let sim = start_sim(None).await;
-    sim.freeze_clock(true);
+    let sim = start_frozen_sim().await;
     let token = sim.create_token(cards::SUCCESS);
 
     let set = admin(
@@ -167,46 +171,49 @@ async fn admin_forces_responses() {
     let sim = start_sim(None).await;
     let token = sim.create_token(cards::SUCCESS);
 
-    let f = admin(
+    let f = force(
         &sim,
-        "POST",
-        "/force",
-        Some(json!({"target": {"token": token}, "outcome": {"kind": "respond", "code": "A0001", "httpStatus": 401}})),
+        json!({"target": {"token": token}, "outcome": {"kind": "respond", "code": "A0001", "httpStatus": 401}}),
     )
     .await;
     let forced = charge(&sim, &token, "o", 100).await;
-    admin(&sim, "POST", "/force", Some(json!({"target": "anyCharge", "outcome": {"kind": "unknown", "settles": "charged"}, "times": 3}))).await;
+    force(
+        &sim,
+        json!({"target": {"orderId": "moved"}, "outcome": {"kind": "systemErrorAfterCommit"}}),
+    )
+    .await;
+    let moved = charge(&sim, &token, "moved", 100).await;
+    force(&sim, json!({"target": "anyCharge", "outcome": {"kind": "unknown", "settles": "charged"}, "times": 3})).await;
     admin(&sim, "DELETE", "/force", None).await;
     let normal = charge(&sim, &token, "o", 100).await;
 
     assert_eq!(f.status, 200);
     assert_eq!((forced.status, forced.code()), (401, "A0001"));
+    assert_eq!((moved.status, moved.code()), (500, "F0001"));
+    assert_eq!(
+        sim.ledger_for_order("moved")[0].status,
+        oen_sim::Status::Charged
+    );
     assert_eq!(normal.code(), "S0000", "cleared forces no longer apply");
 }
 
 #[tokio::test]
 async fn admin_forces_refund_outcomes_by_transaction_or_for_any_refund() {
-    let sim = start_sim(None).await;
-    let token = sim.create_token(cards::SUCCESS);
-    let first = charged(&sim, &token, "o1", 100).await;
-    let second = charged(&sim, &token, "o2", 100).await;
+    let (sim, numbers) = start_sim_with_paid(&[100, 100]).await;
+    let (first, second) = (&numbers[0], &numbers[1]);
 
-    let by_number = admin(
+    let by_number = force(
         &sim,
-        "POST",
-        "/force",
-        Some(json!({"target": {"refund": first}, "outcome": {"kind": "respond", "code": "R0001", "httpStatus": 400}})),
+        json!({"target": {"refund": first}, "outcome": {"kind": "respond", "code": "R0001", "httpStatus": 400}}),
     )
     .await;
-    let any = admin(
+    let any = force(
         &sim,
-        "POST",
-        "/force",
-        Some(json!({"target": "anyRefund", "outcome": {"kind": "gatewayTimeoutAfterCommit"}})),
+        json!({"target": "anyRefund", "outcome": {"kind": "gatewayTimeoutAfterCommit"}}),
     )
     .await;
-    let refused = refund(&sim, &first, None).await;
-    let timed_out = refund(&sim, &second, None).await;
+    let refused = refund(&sim, first, None).await;
+    let timed_out = refund(&sim, second, None).await;
 
     assert_eq!((by_number.status, any.status), (200, 200));
     assert_eq!((refused.status, refused.code()), (400, "R0001"));
@@ -214,28 +221,6 @@ async fn admin_forces_refund_outcomes_by_transaction_or_for_any_refund() {
     let ledger = admin(&sim, "GET", "/ledger", None).await;
     assert_eq!(ledger.json["transactions"][0]["status"], "charged");
     assert_eq!(ledger.json["transactions"][1]["status"], "refunded");
-}
-
-#[tokio::test]
-async fn admin_forces_a_system_error_after_commit() {
-    let sim = start_sim(None).await;
-    let token = sim.create_token(cards::SUCCESS);
-
-    let f = admin(
-        &sim,
-        "POST",
-        "/force",
-        Some(json!({"target": {"orderId": "o"}, "outcome": {"kind": "systemErrorAfterCommit"}})),
-    )
-    .await;
-    let r = charge(&sim, &token, "o", 100).await;
-
-    assert_eq!(f.status, 200, "{}", f.text);
-    assert_eq!((r.status, r.code()), (500, "F0001"));
-    assert_eq!(
-        sim.ledger_for_order("o")[0].status,
-        oen_sim::Status::Charged
-    );
 }
 
 #[tokio::test]

@@ -8,7 +8,17 @@ use serde_json::json;
 use std::time::Duration;
 
 async fn order_statuses(sim: &oen_sim::Simulator, order: &str) -> Vec<String> {
-    let r = get(sim, &format!("/order/{order}/transactions")).await;
+    statuses_at(sim, &format!("/order/{order}/transactions")).await
+}
+
+/// The statuses `GET /transactions` lists (no window, first page).
+async fn listed_statuses(sim: &oen_sim::Simulator) -> Vec<String> {
+    statuses_at(sim, "/transactions").await
+}
+
+/// The statuses of the transactions a listing answers.
+async fn statuses_at(sim: &oen_sim::Simulator, path: &str) -> Vec<String> {
+    let r = get(sim, path).await;
     assert_eq!(r.code(), "S0000", "{}", r.text);
     r.data()["transactions"]
         .as_array()
@@ -221,42 +231,36 @@ async fn forced_504_and_drop_after_commit_charge_while_before_commit_does_not() 
 }
 
 #[tokio::test]
-async fn forced_system_error_after_commit_answers_500_f0001_but_the_money_moved() {
+async fn forced_system_error_after_commit_answers_500_f0001_while_the_card_decided() {
     let sim = start_sim(None).await;
-    let token = sim.create_token(cards::SUCCESS);
-    sim.force_next(
-        ForceTarget::OrderId("moved".into()),
-        ForcedOutcome::SystemErrorAfterCommit { message: None },
-    );
+    // The card's own answer is committed; only the reply says system error.
+    let cases = [
+        (cards::SUCCESS, None, "charged"),
+        (
+            cards::DECLINE_T0005_ISSUER_REFUSED,
+            Some("upstream hiccup"),
+            "failed",
+        ),
+    ];
+    for (card, message, committed) in cases {
+        let token = sim.create_token(card);
+        sim.force_next(
+            ForceTarget::Token(token.clone()),
+            ForcedOutcome::SystemErrorAfterCommit {
+                message: message.map(str::to_string),
+            },
+        );
 
-    let r = charge(&sim, &token, "moved", 990).await;
+        let r = charge(&sim, &token, committed, 990).await;
 
-    assert_eq!((r.status, r.code()), (500, "F0001"));
-    assert_eq!(r.data(), &json!({}));
-    let ledger = sim.ledger_for_order("moved");
-    assert_eq!(ledger.len(), 1);
-    assert_eq!(ledger[0].status, Status::Charged);
-    assert_eq!(order_statuses(&sim, "moved").await, ["charged"]);
-}
-
-#[tokio::test]
-async fn system_error_after_commit_keeps_the_cards_own_decline() {
-    let sim = start_sim(None).await;
-    let token = sim.create_token(cards::DECLINE_T0005_ISSUER_REFUSED);
-    sim.force_next(
-        ForceTarget::Token(token.clone()),
-        ForcedOutcome::SystemErrorAfterCommit {
-            message: Some("upstream hiccup".into()),
-        },
-    );
-
-    let r = charge(&sim, &token, "declined-500", 990).await;
-
-    assert_eq!(
-        (r.status, r.code(), r.json["message"].as_str()),
-        (500, "F0001", Some("upstream hiccup"))
-    );
-    assert_eq!(order_statuses(&sim, "declined-500").await, ["failed"]);
+        assert_eq!((r.status, r.code()), (500, "F0001"), "{card}");
+        assert_eq!(r.data(), &json!({}));
+        if let Some(message) = message {
+            assert_eq!(r.json["message"], message);
+        }
+        assert_eq!(sim.ledger_for_order(committed).len(), 1, "{card}");
+        assert_eq!(order_statuses(&sim, committed).await, [committed]);
+    }
 }
 
 #[tokio::test]
@@ -333,22 +337,9 @@ async fn eventual_consistency_shows_the_previous_status_for_the_lag() {
     assert_eq!(order_statuses(&sim, "lagging").await, ["refunded"]);
 }
 
-/// The statuses `GET /transactions` lists (no window, first page).
-async fn listed_statuses(sim: &oen_sim::Simulator) -> Vec<String> {
-    let r = get(sim, "/transactions").await;
-    assert_eq!(r.code(), "S0000", "{}", r.text);
-    r.data()["transactions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["status"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[tokio::test]
 async fn consistency_lag_shows_a_new_charge_as_charging_in_the_transaction_list_too() {
-    let sim = start_sim(None).await;
-    sim.freeze_clock(true);
+    let sim = start_frozen_sim().await;
     sim.set_consistency_lag(Duration::from_secs(3));
     let token = sim.create_token(cards::SUCCESS);
 
@@ -365,8 +356,7 @@ async fn consistency_lag_shows_a_new_charge_as_charging_in_the_transaction_list_
 
 #[tokio::test]
 async fn listing_delay_hides_young_transactions_from_both_listings() {
-    let sim = start_sim(None).await;
-    sim.freeze_clock(true);
+    let sim = start_frozen_sim().await;
     sim.set_listing_delay(Duration::from_secs(30));
     let token = sim.create_token(cards::SUCCESS);
     let declined = sim.create_token(cards::DECLINE_T0004_INSUFFICIENT_FUNDS);
@@ -401,8 +391,7 @@ async fn listing_delay_hides_young_transactions_from_both_listings() {
 
 #[tokio::test]
 async fn listing_delay_hides_only_the_young_ones() {
-    let sim = start_sim(None).await;
-    sim.freeze_clock(true);
+    let sim = start_frozen_sim().await;
     let token = sim.create_token(cards::SUCCESS);
     charge(&sim, &token, "A1", 100).await;
     sim.advance_clock(Duration::from_secs(20));

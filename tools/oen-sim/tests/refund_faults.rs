@@ -7,11 +7,12 @@ use common::*;
 use oen_sim::{cards, ForceTarget, ForcedOutcome, Simulator, Status};
 use serde_json::json;
 
-/// A simulator with one paid transaction of NT$1200; returns it and the transaction number.
-async fn paid() -> (Simulator, String) {
-    let sim = start_sim(None).await;
-    let token = sim.create_token(cards::SUCCESS);
-    let number = charged(&sim, &token, "refund-me", 1200).await;
+/// A simulator with one paid transaction of NT$1200 whose next refund meets `outcome`;
+/// returns it and the transaction number.
+async fn paid_forcing(outcome: ForcedOutcome) -> (Simulator, String) {
+    let (sim, mut numbers) = start_sim_with_paid(&[1200]).await;
+    let number = numbers.remove(0);
+    sim.force_next(ForceTarget::Refund(number.clone()), outcome);
     (sim, number)
 }
 
@@ -27,11 +28,7 @@ async fn as_queried(sim: &Simulator, number: &str) -> (String, i64) {
 
 #[tokio::test]
 async fn refund_timing_out_after_commit_answers_504_yet_the_money_went_back() {
-    let (sim, number) = paid().await;
-    sim.force_next(
-        ForceTarget::Refund(number.clone()),
-        ForcedOutcome::GatewayTimeoutAfterCommit,
-    );
+    let (sim, number) = paid_forcing(ForcedOutcome::GatewayTimeoutAfterCommit).await;
 
     let lost = refund(&sim, &number, Some(500)).await;
     let resent = refund(&sim, &number, Some(500)).await;
@@ -50,11 +47,7 @@ async fn refund_timing_out_after_commit_answers_504_yet_the_money_went_back() {
 
 #[tokio::test]
 async fn refund_whose_connection_drops_after_commit_was_made() {
-    let (sim, number) = paid().await;
-    sim.force_next(
-        ForceTarget::Refund(number.clone()),
-        ForcedOutcome::DropConnectionAfterCommit,
-    );
+    let (sim, number) = paid_forcing(ForcedOutcome::DropConnectionAfterCommit).await;
 
     let result = try_post_json(&sim, &format!("/refunds/{number}"), &refund_body(None)).await;
 
@@ -65,11 +58,7 @@ async fn refund_whose_connection_drops_after_commit_was_made() {
 
 #[tokio::test]
 async fn refund_answered_500_f0001_after_commit_was_made() {
-    let (sim, number) = paid().await;
-    sim.force_next(
-        ForceTarget::AnyRefund,
-        ForcedOutcome::SystemErrorAfterCommit { message: None },
-    );
+    let (sim, number) = paid_forcing(ForcedOutcome::SystemErrorAfterCommit { message: None }).await;
 
     let r = refund(&sim, &number, None).await;
 
@@ -80,15 +69,12 @@ async fn refund_answered_500_f0001_after_commit_was_made() {
 
 #[tokio::test]
 async fn r0001_refunds_nothing_and_a_later_refund_can_succeed() {
-    let (sim, number) = paid().await;
-    sim.force_next(
-        ForceTarget::Refund(number.clone()),
-        ForcedOutcome::Respond {
-            code: "R0001".into(),
-            http_status: 400,
-            message: None,
-        },
-    );
+    let (sim, number) = paid_forcing(ForcedOutcome::Respond {
+        code: "R0001".into(),
+        http_status: 400,
+        message: None,
+    })
+    .await;
 
     let refused = refund(&sim, &number, None).await;
 
@@ -103,11 +89,7 @@ async fn r0001_refunds_nothing_and_a_later_refund_can_succeed() {
 
 #[tokio::test]
 async fn refund_failing_before_commit_refunds_nothing() {
-    let (sim, number) = paid().await;
-    sim.force_next(
-        ForceTarget::AnyRefund,
-        ForcedOutcome::GatewayTimeoutBeforeCommit,
-    );
+    let (sim, number) = paid_forcing(ForcedOutcome::GatewayTimeoutBeforeCommit).await;
     sim.force_next(
         ForceTarget::AnyRefund,
         ForcedOutcome::DropConnectionBeforeCommit,
@@ -123,10 +105,8 @@ async fn refund_failing_before_commit_refunds_nothing() {
 
 #[tokio::test]
 async fn a_forced_refund_outcome_waits_for_its_own_transaction() {
-    let sim = start_sim(None).await;
-    let token = sim.create_token(cards::SUCCESS);
-    let target = charged(&sim, &token, "a", 100).await;
-    let other = charged(&sim, &token, "b", 100).await;
+    let (sim, numbers) = start_sim_with_paid(&[100, 100]).await;
+    let (target, other) = (&numbers[0], &numbers[1]);
     sim.force_next(
         ForceTarget::Refund(target.clone()),
         ForcedOutcome::SystemErrorAfterCommit { message: None },
@@ -136,8 +116,8 @@ async fn a_forced_refund_outcome_waits_for_its_own_transaction() {
         ForcedOutcome::DropConnectionBeforeCommit,
     );
 
-    let untouched = refund(&sim, &other, None).await;
-    let forced = refund(&sim, &target, None).await;
+    let untouched = refund(&sim, other, None).await;
+    let forced = refund(&sim, target, None).await;
 
     assert_eq!(
         untouched.code(),

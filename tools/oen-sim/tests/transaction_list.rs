@@ -122,8 +122,7 @@ async fn a_charge_made_between_two_pages_neither_repeats_nor_skips_an_entry() {
 
 #[tokio::test]
 async fn the_window_is_whole_taipei_days_of_creation_whether_written_as_dates_or_millis() {
-    let sim = start_sim(None).await;
-    sim.freeze_clock(true);
+    let sim = start_frozen_sim().await;
     let token = sim.create_token(cards::SUCCESS);
     // 23:59:59.999 on 28 September in Taipei, then midnight of the 29th.
     sim.set_clock(at("2026-09-28T15:59:59.999Z"));

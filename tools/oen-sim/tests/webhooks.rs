@@ -38,6 +38,16 @@ async fn ended_attempts(sim: &Simulator, n: usize) {
     .await;
 }
 
+/// Moves a frozen clock through a webhook's three attempts: waits for the first to reach the
+/// receiver, then advances 2 s twice, each time until the next one has arrived.
+async fn through_three_attempts(sim: &Simulator, receiver: &Receiver) {
+    for arrived in 1..=2 {
+        receiver.wait_for(arrived).await;
+        sim.advance_clock(2 * SECOND);
+    }
+    receiver.wait_for(3).await;
+}
+
 async fn exactly_three_attempts_about_0_2_and_4_s_after_the_first(receiver_status: u16) {
     let receiver = Receiver::start().await;
     receiver.answer_with(receiver_status);
@@ -46,10 +56,7 @@ async fn exactly_three_attempts_about_0_2_and_4_s_after_the_first(receiver_statu
     let t0 = sim.now();
 
     let failing = bind(&sim, cards::SUCCESS, "first").await;
-    receiver.wait_for(1).await;
-    sim.advance_clock(2 * SECOND);
-    receiver.wait_for(2).await;
-    sim.advance_clock(2 * SECOND);
+    through_three_attempts(&sim, &receiver).await;
     let deliveries = sim.wait_for_webhooks(1, DEADLINE).await.unwrap();
 
     let d = &deliveries[0];
@@ -103,12 +110,8 @@ async fn a_hanging_receiver_gets_its_retries_2_and_4_s_after_the_first_attempt_s
     let t0 = sim.now();
 
     let id = bind(&sim, cards::SUCCESS, "c").await;
-    receiver.wait_for(1).await;
-    sim.advance_clock(2 * SECOND);
-    receiver.wait_for(2).await;
+    through_three_attempts(&sim, &receiver).await;
     let while_hanging = sim.webhook_deliveries().remove(0);
-    sim.advance_clock(2 * SECOND);
-    receiver.wait_for(3).await;
     // Each attempt gives up 10 s after it started.
     sim.advance_clock(6 * SECOND);
     ended_attempts(&sim, 1).await;
@@ -120,7 +123,7 @@ async fn a_hanging_receiver_gets_its_retries_2_and_4_s_after_the_first_attempt_s
     assert_eq!(while_hanging.state, DeliveryState::Pending);
     assert!(
         while_hanging.attempts.is_empty(),
-        "the first attempt had not ended when the second started"
+        "all three started while the first still hung"
     );
     let d = &deliveries[0];
     assert_eq!(d.state, DeliveryState::Failed);

@@ -23,6 +23,13 @@ pub async fn start_sim(webhook_url: Option<String>) -> Simulator {
     start_sim_with(|_| {}, webhook_url).await
 }
 
+/// A simulator whose clock only moves when a test moves it.
+pub async fn start_frozen_sim() -> Simulator {
+    let sim = start_sim(None).await;
+    sim.freeze_clock(true);
+    sim
+}
+
 pub async fn start_sim_with(
     tweak: impl FnOnce(&mut SimConfig),
     webhook_url: Option<String>,
@@ -168,6 +175,18 @@ pub async fn charged(sim: &Simulator, token: &str, order_id: &str, amount: i64) 
     let r = charge(sim, token, order_id, amount).await;
     assert_eq!(r.code(), "S0000", "{}", r.text);
     r.data()["id"].as_str().unwrap().to_string()
+}
+
+/// A simulator with one paid transaction per amount (orders `o1`, `o2`, ...); returns it and
+/// the transaction numbers.
+pub async fn start_sim_with_paid(amounts: &[i64]) -> (Simulator, Vec<String>) {
+    let sim = start_sim(None).await;
+    let token = sim.create_token(oen_sim::cards::SUCCESS);
+    let mut numbers = Vec::new();
+    for (i, amount) in amounts.iter().enumerate() {
+        numbers.push(charged(&sim, &token, &format!("o{}", i + 1), *amount).await);
+    }
+    (sim, numbers)
 }
 
 /// The body of `POST /refunds/{id}`: a full refund without `amount`.

@@ -1,11 +1,13 @@
 //! The Oen Payment API routes: envelope, authentication, validation and the calls
 //! themselves.
 
+use crate::charges::ChargeRequest;
 use crate::connection::{ConnectionKill, PeerAddr};
 use crate::envelope::{forbidden, gateway_timeout, success, ApiError};
 use crate::ids;
 use crate::model::{ms, Checkout, CheckoutState};
-use crate::state::{ChargeReply, ChargeRequest, QueryOverride, SharedRef};
+use crate::reply::Reply;
+use crate::state::SharedRef;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -210,18 +212,29 @@ async fn charge(
     kill: Option<Extension<ConnectionKill>>,
     body: Bytes,
 ) -> Response {
-    let reply = validate_charge(&shared, &body).and_then(|req| shared.lock().charge(&req));
+    let reply = validate_charge(&shared, &body)
+        .and_then(|req| shared.lock().charge(&req))
+        .unwrap_or_else(Reply::Fail);
+    send(&shared, kill, "/token/transactions", reply).await
+}
+
+/// Answers as `reply` says: the envelope, Oen's 504 after the gateway-timeout delay, or a
+/// connection closed without an answer.
+async fn send(
+    shared: &SharedRef,
+    kill: Option<Extension<ConnectionKill>>,
+    path: &str,
+    reply: Reply,
+) -> Response {
     match reply {
-        Ok(ChargeReply::Approved { number, auth_code }) => {
-            success(json!({ "id": number, "authCode": auth_code }))
-        }
-        Ok(ChargeReply::Fail(e)) | Err(e) => e.into_response(),
-        Ok(ChargeReply::GatewayTimeout) => {
+        Reply::Success(data) => success(data),
+        Reply::Fail(e) => e.into_response(),
+        Reply::GatewayTimeout => {
             let delay = shared.lock().knobs.gateway_timeout_delay_ms;
             tokio::time::sleep(ms(delay)).await;
             gateway_timeout()
         }
-        Ok(ChargeReply::Drop) => drop_connection(kill, "/token/transactions").await,
+        Reply::Drop => drop_connection(kill, path).await,
     }
 }
 
@@ -251,23 +264,8 @@ async fn order_transactions(
     kill: Option<Extension<ConnectionKill>>,
     Path(order_id): Path<String>,
 ) -> Response {
-    let (forced, transactions) = {
-        let mut st = shared.lock();
-        match st.order_query_override(&order_id) {
-            Some(o) => (Some(o), Vec::new()),
-            None => (None, st.order_transactions(&order_id)),
-        }
-    };
-    match forced {
-        None => success(json!({ "transactions": transactions })),
-        Some(QueryOverride::Fail(e)) => e.into_response(),
-        Some(QueryOverride::GatewayTimeout) => {
-            let delay = shared.lock().knobs.gateway_timeout_delay_ms;
-            tokio::time::sleep(ms(delay)).await;
-            gateway_timeout()
-        }
-        Some(QueryOverride::Drop) => drop_connection(kill, "/order/{orderId}/transactions").await,
-    }
+    let reply = shared.lock().order_query(&order_id);
+    send(&shared, kill, "/order/{orderId}/transactions", reply).await
 }
 
 async fn transaction(State(shared): State<SharedRef>, Path(id): Path<String>) -> Response {
@@ -289,28 +287,30 @@ async fn list_transactions(
         },
         _ => return ApiError::system("Invalid date").into_response(),
     };
-    let page = match params.get("page").map(String::as_str) {
-        None | Some("") => 1,
-        Some(p) => match p.parse::<usize>() {
-            Ok(n) if n >= 1 => n,
-            _ => return ApiError::system("Pagination parse failed").into_response(),
-        },
-    };
-    let (transactions, more) = shared.lock().list_transactions(range, page);
-    let next = more.then(|| (page + 1).to_string());
-    success(json!({ "transactions": transactions, "page": next }))
+    let after = params
+        .get("page")
+        .map(String::as_str)
+        .filter(|p| !p.is_empty());
+    match shared.lock().list_transactions(range, after) {
+        Ok((transactions, next)) => success(json!({ "transactions": transactions, "page": next })),
+        Err(e) => e.into_response(),
+    }
 }
 
-/// A Taipei calendar day (`2026-09-01` or `2026/09/01`) or Unix milliseconds. A day starts at
-/// 00:00 and ends at 23:59:59.999 Taipei time.
+/// A Taipei calendar day, written `2026-09-01`, `2026/09/01` or as the Unix milliseconds of
+/// any moment in it: windows are whole Taipei days, from 00:00 of `start` to 23:59:59.999 of
+/// `end`.
 fn parse_day(s: &str, end_of_day: bool) -> Option<DateTime<Utc>> {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+    let date = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         let millis: i64 = s.parse().ok()?;
-        return DateTime::from_timestamp_millis(millis);
-    }
-    let date = NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .or_else(|_| NaiveDate::parse_from_str(s, "%Y/%m/%d"))
-        .ok()?;
+        DateTime::from_timestamp_millis(millis)?
+            .with_timezone(&ids::taipei())
+            .date_naive()
+    } else {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .or_else(|_| NaiveDate::parse_from_str(s, "%Y/%m/%d"))
+            .ok()?
+    };
     let time = if end_of_day {
         date.and_hms_milli_opt(23, 59, 59, 999)?
     } else {
@@ -328,17 +328,21 @@ struct RefundBody {
     amount: Option<i64>,
 }
 
-async fn refund(State(shared): State<SharedRef>, Path(id): Path<String>, body: Bytes) -> Response {
-    let result = parse_body::<RefundBody>(&shared, &body).and_then(|(req, _)| {
-        if !ids::is_transaction_number(&id) {
-            return Err(ApiError::invalid(
-                "refunds take the 17-character P… transaction number",
-            ));
-        }
-        shared.lock().refund(&id, req.amount)
-    });
-    match result {
-        Ok(t) => success(t),
-        Err(e) => e.into_response(),
-    }
+async fn refund(
+    State(shared): State<SharedRef>,
+    kill: Option<Extension<ConnectionKill>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let reply = parse_body::<RefundBody>(&shared, &body)
+        .and_then(|(req, _)| {
+            if !ids::is_transaction_number(&id) {
+                return Err(ApiError::invalid(
+                    "refunds take the 17-character P… transaction number",
+                ));
+            }
+            shared.lock().refund(&id, req.amount)
+        })
+        .unwrap_or_else(Reply::Fail);
+    send(&shared, kill, "/refunds/{id}", reply).await
 }

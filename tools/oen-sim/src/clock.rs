@@ -3,7 +3,8 @@
 //! Simulated time = wall time at start-up + time elapsed since (tokio's clock, so tests that
 //! pause tokio time control it too) + manual advances. It can be frozen so that only explicit
 //! advances move it. Everything time-dependent in the simulator (createdAt, the 10-minute
-//! hosted-page validity, C026 settling, eventual consistency) reads this clock.
+//! hosted-page validity, C026 settling, eventual consistency, the listing delay, webhook
+//! timing) reads this clock; only latency and the 504 delay are real time.
 
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -31,11 +32,11 @@ impl SimClock {
         if self.frozen {
             return self.base;
         }
-        self.base + to_chrono(self.anchor.elapsed())
+        after(self.base, self.anchor.elapsed())
     }
 
     pub(crate) fn advance(&mut self, by: Duration) {
-        self.base += to_chrono(by);
+        self.base = after(self.base, by);
     }
 
     pub(crate) fn set(&mut self, to: DateTime<Utc>) {
@@ -58,6 +59,13 @@ pub(crate) fn to_chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
+/// `t + d`, stopping at the end of the calendar instead of overflowing: durations come from
+/// knobs and admin calls, and a huge one must not bring a request down.
+pub(crate) fn after(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    t.checked_add_signed(to_chrono(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 /// Formats a time the way Oen does: UTC, ISO 8601 with milliseconds.
 pub(crate) fn oen_time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
@@ -74,6 +82,14 @@ mod tests {
         let before = clock.now();
         clock.advance(Duration::from_secs(600));
         assert_eq!(clock.now() - before, chrono::Duration::seconds(600));
+    }
+
+    #[test]
+    fn advancing_past_the_end_of_the_calendar_stops_there() {
+        let mut clock = SimClock::new();
+        clock.set_frozen(true);
+        clock.advance(Duration::from_millis(u64::MAX));
+        assert_eq!(clock.now(), DateTime::<Utc>::MAX_UTC);
     }
 
     #[test]

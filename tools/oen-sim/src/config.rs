@@ -80,10 +80,12 @@ pub struct Cli {
     /// Fixed latency added to every API call, in milliseconds (benchmarks).
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
-    /// Timeout of one webhook delivery attempt, in milliseconds.
+    /// Timeout of one webhook delivery attempt, in simulator-clock milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub webhook_timeout_ms: u64,
-    /// Delays before the webhook retries, comma-separated milliseconds (attempts = 1 + count).
+    /// Gaps between the starts of webhook attempts, counted from the first attempt's start
+    /// whether or not it has answered: comma-separated simulator-clock milliseconds
+    /// (attempts = 1 + count).
     #[arg(long, value_delimiter = ',', default_value = "2000,2000")]
     pub webhook_retry_delays_ms: Vec<u64>,
     /// How long a C026 ("result unknown") transaction stays `charging`, in simulator-clock
@@ -94,6 +96,10 @@ pub struct Cli {
     /// status.
     #[arg(long, default_value_t = 0)]
     pub consistency_lag_ms: u64,
+    /// Transactions younger than this (simulator clock, ms) are missing from the order listing
+    /// and the transaction list.
+    #[arg(long, default_value_t = 0)]
+    pub listing_delay_ms: u64,
     /// How long a "504 after commit" takes to answer, in milliseconds (Oen: 29 s).
     #[arg(long, default_value_t = 200)]
     pub gateway_timeout_delay_ms: u64,
@@ -108,6 +114,7 @@ impl Cli {
         let knobs = Knobs {
             latency_ms: self.latency_ms,
             consistency_lag_ms: self.consistency_lag_ms,
+            listing_delay_ms: self.listing_delay_ms,
             settle_delay_ms: self.settle_delay_ms,
             gateway_timeout_delay_ms: self.gateway_timeout_delay_ms,
             webhook_timeout_ms: self.webhook_timeout_ms,

@@ -1,6 +1,7 @@
 //! Operations the library API and the admin HTTP API share, so both act on the state the
 //! same way.
 
+use crate::clock::SimClock;
 use crate::delivery::DeliveryRecord;
 use crate::model::{ForceTarget, ForcedOutcome, Knobs, LedgerEntry};
 use crate::state::{SharedRef, State};
@@ -15,6 +16,8 @@ pub(crate) fn reset(shared: &SharedRef) {
         shared.initial_knobs.clone(),
         shared.initial_webhook_url.clone(),
     );
+    drop(st);
+    shared.clock_moved();
 }
 
 pub(crate) fn ledger(shared: &SharedRef) -> Vec<LedgerEntry> {
@@ -34,21 +37,27 @@ pub(crate) fn now(shared: &SharedRef) -> DateTime<Utc> {
 }
 
 pub(crate) fn advance_clock(shared: &SharedRef, by: Duration) -> DateTime<Utc> {
-    let mut st = shared.lock();
-    st.clock.advance(by);
-    st.settle_due();
-    st.now()
+    change_clock(shared, |clock| clock.advance(by))
 }
 
 pub(crate) fn set_clock(shared: &SharedRef, to: DateTime<Utc>) -> DateTime<Utc> {
-    let mut st = shared.lock();
-    st.clock.set(to);
-    st.settle_due();
-    st.now()
+    change_clock(shared, |clock| clock.set(to))
 }
 
 pub(crate) fn freeze_clock(shared: &SharedRef, frozen: bool) {
-    shared.lock().clock.set_frozen(frozen);
+    change_clock(shared, |clock| clock.set_frozen(frozen));
+}
+
+/// Changes the clock, settles what came due and wakes whatever waits on the clock.
+fn change_clock(shared: &SharedRef, change: impl FnOnce(&mut SimClock)) -> DateTime<Utc> {
+    let now = {
+        let mut st = shared.lock();
+        change(&mut st.clock);
+        st.settle_due();
+        st.now()
+    };
+    shared.clock_moved();
+    now
 }
 
 pub(crate) fn clock_frozen(shared: &SharedRef) -> bool {

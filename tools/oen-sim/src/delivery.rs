@@ -60,10 +60,12 @@ pub enum DeliveryState {
 pub struct DeliveryAttempt {
     /// 1, 2, 3.
     pub number: u32,
-    /// Simulator-clock time of the attempt.
+    /// Simulator-clock time the attempt started.
     pub at: DateTime<Utc>,
-    /// Real (tokio) milliseconds since the simulator started.
+    /// Real (tokio) milliseconds from the simulator's start to the attempt's start.
     pub elapsed_ms: u64,
+    /// Simulator-clock time the attempt got its answer or gave up (timeout, refused, ...).
+    pub ended_at: DateTime<Utc>,
     pub outcome: AttemptOutcome,
 }
 

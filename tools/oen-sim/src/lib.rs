@@ -21,9 +21,15 @@
 //! # Ok(()) }
 //! ```
 
+/// The README's library example, compiled by the doc tests so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeExample;
+
 mod admin;
 mod api;
 pub mod cards;
+mod charges;
 mod clock;
 mod config;
 mod connection;
@@ -33,13 +39,17 @@ mod envelope;
 mod hosted;
 pub mod ids;
 mod model;
+mod queries;
+mod refunds;
+mod reply;
 mod server;
 mod state;
+mod timer;
 mod webhook;
 
 pub use config::{Cli, SimConfig, DEFAULT_API_TOKEN, DEFAULT_MERCHANT_ID, DEFAULT_PAGE_VALIDITY};
 pub use delivery::{AttemptOutcome, DeliveryAttempt, DeliveryRecord, DeliveryState};
-pub use model::{ForceTarget, ForcedOutcome, Knobs, LedgerEntry, Settle, Status};
+pub use model::{AuthCodeMode, ForceTarget, ForcedOutcome, Knobs, LedgerEntry, Settle, Status};
 
 use chrono::{DateTime, Utc};
 use model::as_ms;
@@ -110,6 +120,7 @@ impl Simulator {
             http,
             started: tokio::time::Instant::now(),
             tasks: Mutex::new(Vec::new()),
+            clock_moved: tokio::sync::Notify::new(),
         });
         let router = server::router(Arc::clone(&shared));
         let server = tokio::spawn(server::serve(listener, router));
@@ -292,9 +303,16 @@ impl Simulator {
         self.update_knobs(|k| k.latency_ms = as_ms(latency));
     }
 
-    /// For this long after a change (simulator clock), queries show the previous status.
+    /// For this long after a change (simulator clock), queries show the previous status (a new
+    /// transaction shows as `charging`; it is never hidden: see [`Simulator::set_listing_delay`]).
     pub fn set_consistency_lag(&self, lag: Duration) {
         self.update_knobs(|k| k.consistency_lag_ms = as_ms(lag));
+    }
+
+    /// Transactions younger than `delay` (simulator clock) are missing from the order listing
+    /// and the transaction list (`GET /transactions/{id}` still finds them).
+    pub fn set_listing_delay(&self, delay: Duration) {
+        self.update_knobs(|k| k.listing_delay_ms = as_ms(delay));
     }
 
     /// How long (simulator clock) a `C026` transaction stays `charging`.
@@ -322,7 +340,7 @@ impl Simulator {
         self.update_knobs(|k| k.webhook_hold_next = n);
     }
 
-    /// Wait this long before the first attempt of each webhook.
+    /// Wait this long (simulator clock) before the first attempt of each webhook.
     pub fn set_webhook_delay(&self, delay: Duration) {
         self.update_knobs(|k| k.webhook_delay_ms = as_ms(delay));
     }
@@ -337,15 +355,21 @@ impl Simulator {
         self.update_knobs(|k| k.webhook_null_message = on);
     }
 
-    /// Timeout of one delivery attempt.
+    /// Timeout of one delivery attempt (simulator clock).
     pub fn set_webhook_timeout(&self, timeout: Duration) {
         self.update_knobs(|k| k.webhook_timeout_ms = as_ms(timeout));
     }
 
-    /// Delays before the 2nd, 3rd, ... attempt (attempts = 1 + `delays.len()`).
+    /// Gaps between attempt starts, counted from the first attempt's start whether or not
+    /// earlier attempts have answered (simulator clock; attempts = 1 + `delays.len()`).
     pub fn set_webhook_retry_delays(&self, delays: &[Duration]) {
         let delays = delays.iter().copied().map(as_ms).collect();
         self.update_knobs(|k| k.webhook_retry_delays_ms = delays);
+    }
+
+    /// Whether approved charges carry an `authCode`: always, never, or seeded at random.
+    pub fn set_auth_code(&self, mode: AuthCodeMode) {
+        self.update_knobs(|k| k.auth_code = mode);
     }
 
     /// Stops serving and cancels pending webhook deliveries.

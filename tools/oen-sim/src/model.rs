@@ -100,6 +100,9 @@ pub(crate) struct Transaction {
     pub pending_settle: Option<(DateTime<Utc>, Settle)>,
     pub successful_refunds: u32,
     pub note: Option<String>,
+    /// The `authCode` the transaction carries once approved (the auth-code knob decides at
+    /// charge time whether it has one).
+    pub auth_code_on_approval: Option<String>,
 }
 
 /// How an unknown (`C026`) payment ends.
@@ -123,7 +126,7 @@ impl Transaction {
             .iter()
             .enumerate()
             .rev()
-            .find(|(i, s)| *i == 0 || s.at + lag <= now)
+            .find(|(i, s)| *i == 0 || s.at.checked_add_signed(lag).is_some_and(|t| t <= now))
             .map(|(_, s)| s)
             .unwrap_or_else(|| self.current())
     }
@@ -222,6 +225,10 @@ pub enum ForceTarget {
     OrderQuery(String),
     /// Any `POST /token/transactions`.
     AnyCharge,
+    /// `POST /refunds/{id}` of this `P…` transaction number.
+    Refund(String),
+    /// Any `POST /refunds/{id}`.
+    AnyRefund,
 }
 
 /// A response to force instead of the normal behaviour.
@@ -229,7 +236,8 @@ pub enum ForceTarget {
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub enum ForcedOutcome {
     /// Answer with this code and HTTP status. For a charge, a `T…` code also records a
-    /// `failed` transaction (as a real decline does); other codes record nothing.
+    /// `failed` transaction (as a real decline does); other codes record nothing. A refund
+    /// answered so (400 `R0001`: failed at the acquirer) refunds nothing.
     #[serde(rename_all = "camelCase")]
     Respond {
         code: String,
@@ -237,16 +245,37 @@ pub enum ForcedOutcome {
         #[serde(default)]
         message: Option<String>,
     },
-    /// 409 `C026`; the transaction stays `charging` and settles as given.
+    /// 409 `C026`; a charge stays `charging` and settles as given (a refund or an order
+    /// query answered so changes nothing; `settles` is then unused).
     Unknown { settles: Settle },
-    /// Commit the charge (the card's own approve/decline, else `charged`), then answer 504.
+    /// Commit the charge (the card's own approve/decline, else `charged`) or the refund, then
+    /// answer 504.
     GatewayTimeoutAfterCommit,
-    /// Answer 504 without charging anything.
+    /// Answer 504 without charging or refunding anything.
     GatewayTimeoutBeforeCommit,
-    /// Commit the charge, then close the connection without a response.
+    /// Commit the charge or the refund, then close the connection without a response.
     DropConnectionAfterCommit,
-    /// Close the connection without charging anything.
+    /// Close the connection without charging or refunding anything.
     DropConnectionBeforeCommit,
+    /// Commit the charge (the card's own approve/decline, else `charged`) or the refund, then
+    /// answer 500 `F0001`: the money moved although the answer says system error.
+    #[serde(rename_all = "camelCase")]
+    SystemErrorAfterCommit {
+        #[serde(default)]
+        message: Option<String>,
+    },
+}
+
+impl ForcedOutcome {
+    /// True for the "after commit" outcomes: the call is carried out, then answered wrongly.
+    pub(crate) fn commits_first(&self) -> bool {
+        matches!(
+            self,
+            ForcedOutcome::GatewayTimeoutAfterCommit
+                | ForcedOutcome::DropConnectionAfterCommit
+                | ForcedOutcome::SystemErrorAfterCommit { .. }
+        )
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -254,6 +283,41 @@ pub(crate) struct ForceRule {
     pub target: ForceTarget,
     pub outcome: ForcedOutcome,
     pub remaining: u32,
+}
+
+/// Whether an approved charge carries an `authCode`; Oen's answer "may" lack it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AuthCodeMode {
+    /// Every approved charge has one.
+    #[default]
+    Present,
+    /// No approved charge has one.
+    Absent,
+    /// About half have none, chosen by `seed` and the transaction's place in the ledger: the
+    /// same seed and the same calls give the same answers.
+    Random { seed: u64 },
+}
+
+impl AuthCodeMode {
+    /// The `authCode` of the transaction at `ledger_index` once approved, if it gets one.
+    pub(crate) fn issue(self, ledger_index: usize) -> Option<String> {
+        let absent = match self {
+            AuthCodeMode::Present => false,
+            AuthCodeMode::Absent => true,
+            AuthCodeMode::Random { seed } => seeded_coin(seed, ledger_index),
+        };
+        (!absent).then(crate::ids::auth_code)
+    }
+}
+
+/// A fair coin for draw number `n` of a seed: SplitMix64's output at that step.
+fn seeded_coin(seed: u64, n: usize) -> bool {
+    let step = u64::try_from(n).unwrap_or(u64::MAX);
+    let mut z = seed.wrapping_add(step.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) >> 63 == 1
 }
 
 /// Behaviour switches; every field can be changed at run time (`POST /_sim/knobs` merges a
@@ -264,8 +328,13 @@ pub struct Knobs {
     /// Fixed latency added to every API call (not the admin API or hosted pages).
     pub latency_ms: u64,
     /// For this long (simulator clock) after a transaction changes, queries still show its
-    /// previous state.
+    /// previous state. A new transaction is never hidden by this lag: its first state
+    /// (`charging`) shows at once, and its result `consistency_lag_ms` later.
     pub consistency_lag_ms: u64,
+    /// A transaction younger than this (simulator clock, from `createdAt`) is missing from
+    /// `GET /order/{orderId}/transactions` and `GET /transactions`; `GET /transactions/{id}`
+    /// still finds it.
+    pub listing_delay_ms: u64,
     /// How long (simulator clock) a `C026` transaction stays `charging`.
     pub settle_delay_ms: u64,
     /// How long a "504 after commit" waits before answering (real time; Oen waits 29 s).
@@ -277,16 +346,21 @@ pub struct Knobs {
     /// Hold back the next N webhooks until a later webhook has been delivered (or given up
     /// on), or until `POST /_sim/webhooks/release`: this reorders deliveries.
     pub webhook_hold_next: u32,
-    /// Wait this long before the first attempt of every webhook.
+    /// Wait this long (simulator clock) before the first attempt of every webhook.
     pub webhook_delay_ms: u64,
     /// Put a `transactionId` different from `id` in token webhooks.
     pub webhook_transaction_id_differs: bool,
     /// Send `"message": null` in token webhooks.
     pub webhook_null_message: bool,
-    /// Timeout of one delivery attempt.
+    /// Timeout of one delivery attempt (simulator clock).
     pub webhook_timeout_ms: u64,
-    /// Delays before the 2nd, 3rd, ... attempt; attempts = 1 + its length.
+    /// Gaps between attempt starts (simulator clock): attempt k starts this list's first k-1
+    /// delays after the first attempt started, whether or not earlier attempts have answered.
+    /// Attempts = 1 + its length.
     pub webhook_retry_delays_ms: Vec<u64>,
+    /// Whether approved charges carry an `authCode` (in the answer, in queries and in the
+    /// ledger): `"present"`, `"absent"` or `{"random":{"seed":N}}`.
+    pub auth_code: AuthCodeMode,
 }
 
 impl Default for Knobs {
@@ -294,6 +368,7 @@ impl Default for Knobs {
         Self {
             latency_ms: 0,
             consistency_lag_ms: 0,
+            listing_delay_ms: 0,
             settle_delay_ms: 60_000,
             gateway_timeout_delay_ms: 200,
             webhook_drop_next: 0,
@@ -304,6 +379,7 @@ impl Default for Knobs {
             webhook_null_message: false,
             webhook_timeout_ms: 10_000,
             webhook_retry_delays_ms: vec![2_000, 2_000],
+            auth_code: AuthCodeMode::Present,
         }
     }
 }

@@ -1,13 +1,19 @@
 //! Token webhook delivery: unsigned JSON POSTs to the configured URL, at most three attempts
-//! (0 s, +2 s, +4 s by default), any 2xx is success, redirects are failures and never
-//! followed. Every attempt is recorded so tests can inspect it.
+//! started about 0 s, +2 s and +4 s after the first one started (by default), any 2xx is
+//! success, redirects are failures and never followed. Every attempt is recorded so tests can
+//! inspect it.
 
+use crate::clock::after;
 use crate::delivery::{AttemptOutcome, DeliveryAttempt, DeliveryRecord, DeliveryState};
 use crate::ids;
 use crate::model::{as_ms, ms, Checkout};
 use crate::state::SharedRef;
+use axum::body::Bytes;
+use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
 
 /// Builds the token webhook body exactly as Oen sends it, applying the payload knobs.
 pub(crate) fn token_payload(
@@ -180,6 +186,10 @@ fn update(shared: &SharedRef, delivery_id: u64, f: impl FnOnce(&mut DeliveryReco
     }
 }
 
+/// Sends one webhook: attempt k starts at the first attempt's start plus the first k retry
+/// delays (Oen: about 0 s, +2 s, +4 s), however long earlier attempts take to answer, so a
+/// receiver that hangs sees its retries on time. Attempts that overlap run side by side; none
+/// starts once one got a 2xx. All timing is on the simulator clock.
 async fn deliver(shared: SharedRef, delivery_id: u64) {
     let (url, body, knobs) = {
         let st = shared.lock();
@@ -188,7 +198,7 @@ async fn deliver(shared: SharedRef, delivery_id: u64) {
         };
         (
             st.webhook_url.clone(),
-            serde_json::to_vec(&d.payload).unwrap_or_default(),
+            Bytes::from(serde_json::to_vec(&d.payload).unwrap_or_default()),
             st.knobs.clone(),
         )
     };
@@ -199,49 +209,51 @@ async fn deliver(shared: SharedRef, delivery_id: u64) {
         return;
     };
     update(&shared, delivery_id, |d| d.url = Some(url.clone()));
-    if knobs.webhook_delay_ms > 0 {
-        tokio::time::sleep(ms(knobs.webhook_delay_ms)).await;
-    }
-    let attempts = 1 + knobs.webhook_retry_delays_ms.len();
+    let queued = shared.now();
+    // How long after the first attempt's start each attempt starts: 0, then the running sum
+    // of the retry delays.
+    let offsets = std::iter::once(Duration::ZERO).chain(knobs.webhook_retry_delays_ms.iter().scan(
+        Duration::ZERO,
+        |sum, delay| {
+            *sum = sum.saturating_add(ms(*delay));
+            Some(*sum)
+        },
+    ));
+    let timeout = ms(knobs.webhook_timeout_ms);
+    let mut first_start = None;
+    let mut in_flight = JoinSet::new();
     let mut delivered = false;
-    for attempt in 0..attempts {
-        if attempt > 0 {
-            let delay = knobs.webhook_retry_delays_ms[attempt - 1];
-            tokio::time::sleep(ms(delay)).await;
-        }
-        let outcome = match shared
-            .http
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .timeout(ms(knobs.webhook_timeout_ms))
-            .send()
-            .await
-        {
-            Ok(resp) => AttemptOutcome::Status {
-                code: resp.status().as_u16(),
-            },
-            Err(e) => AttemptOutcome::Error {
-                message: describe(&e),
-            },
+    'attempts: for (number, offset) in (1u32..).zip(offsets) {
+        let due = match first_start {
+            None => after(queued, ms(knobs.webhook_delay_ms)),
+            Some(first) => after(first, offset),
         };
-        let number = u32::try_from(attempt + 1).unwrap_or(u32::MAX);
-        tracing::info!(delivery_id, attempt = number, outcome = ?outcome, "webhook attempt");
-        delivered =
-            matches!(outcome, AttemptOutcome::Status { code } if (200..300).contains(&code));
-        let at = shared.lock().now();
-        let elapsed_ms = as_ms(shared.started.elapsed());
-        update(&shared, delivery_id, |d| {
-            d.attempts.push(DeliveryAttempt {
-                number,
-                at,
-                elapsed_ms,
-                outcome,
-            });
-        });
-        if delivered {
-            break;
+        loop {
+            tokio::select! {
+                () = shared.sleep_until(due) => break,
+                Some(ended) = in_flight.join_next() => {
+                    delivered |= record_attempt(&shared, delivery_id, ended);
+                    if delivered {
+                        break 'attempts;
+                    }
+                }
+            }
         }
+        let at = shared.now();
+        first_start.get_or_insert(at);
+        let attempt = Attempt {
+            shared: Arc::clone(&shared),
+            url: url.clone(),
+            body: body.clone(),
+            number,
+            at,
+            elapsed_ms: as_ms(shared.started.elapsed()),
+            timeout,
+        };
+        in_flight.spawn(attempt.send(delivery_id));
+    }
+    while let Some(ended) = in_flight.join_next().await {
+        delivered |= record_attempt(&shared, delivery_id, ended);
     }
     update(&shared, delivery_id, |d| {
         d.state = if delivered {
@@ -252,6 +264,71 @@ async fn deliver(shared: SharedRef, delivery_id: u64) {
     });
     // A held (reordered) webhook goes out once a later one has been dealt with.
     release_held(&shared);
+}
+
+/// One POST of a webhook body.
+struct Attempt {
+    shared: SharedRef,
+    url: String,
+    body: Bytes,
+    number: u32,
+    /// When it started (simulator clock) and the real milliseconds since the simulator started.
+    at: DateTime<Utc>,
+    elapsed_ms: u64,
+    timeout: Duration,
+}
+
+impl Attempt {
+    /// Posts the body and waits for an answer until the timeout (simulator clock).
+    async fn send(self, delivery_id: u64) -> DeliveryAttempt {
+        let request = self
+            .shared
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .body(self.body)
+            .send();
+        let outcome = tokio::select! {
+            result = request => match result {
+                Ok(resp) => AttemptOutcome::Status {
+                    code: resp.status().as_u16(),
+                },
+                Err(e) => AttemptOutcome::Error {
+                    message: describe(&e),
+                },
+            },
+            () = self.shared.sleep_until(after(self.at, self.timeout)) => AttemptOutcome::Error {
+                message: format!("timeout: no answer within {} ms", as_ms(self.timeout)),
+            },
+        };
+        tracing::info!(delivery_id, attempt = self.number, outcome = ?outcome, "webhook attempt");
+        DeliveryAttempt {
+            number: self.number,
+            at: self.at,
+            elapsed_ms: self.elapsed_ms,
+            ended_at: self.shared.now(),
+            outcome,
+        }
+    }
+}
+
+/// Records an ended attempt in number order; returns whether it got a 2xx.
+fn record_attempt(
+    shared: &SharedRef,
+    delivery_id: u64,
+    ended: Result<DeliveryAttempt, tokio::task::JoinError>,
+) -> bool {
+    // An attempt only fails to end when the simulator is shutting down.
+    let Ok(attempt) = ended else {
+        return false;
+    };
+    let delivered =
+        matches!(attempt.outcome, AttemptOutcome::Status { code } if (200..300).contains(&code));
+    update(shared, delivery_id, |d| {
+        d.attempts.push(attempt);
+        d.attempts.sort_by_key(|a| a.number);
+    });
+    delivered
 }
 
 fn describe(e: &reqwest::Error) -> String {

@@ -8,6 +8,11 @@ use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 
+/// `POST /_sim/force` with this body.
+async fn force(sim: &oen_sim::Simulator, body: Value) -> Reply {
+    admin(sim, "POST", "/force", Some(body)).await
+}
+
 async fn admin(sim: &oen_sim::Simulator, method: &str, path: &str, body: Option<Value>) -> Reply {
     let url = format!("{}/_sim{path}", sim.base_url());
     let req = match method {
@@ -97,8 +102,8 @@ async fn admin_knobs_merge_partial_objects_and_reject_unknown_ones() {
     assert_eq!(merged.json["latencyMs"], 5);
     assert_eq!(read.json["webhookNullMessage"], true);
     assert_eq!(
-        read.json["webhookRetryDelaysMs"],
-        json!([20, 40]),
+        read.json["webhookTimeoutMs"],
+        json!(2000),
         "other knobs untouched"
     );
     assert_eq!(unknown.status, 400);
@@ -108,25 +113,114 @@ async fn admin_knobs_merge_partial_objects_and_reject_unknown_ones() {
 }
 
 #[tokio::test]
+async fn admin_listing_delay_knob_hides_young_transactions() {
+    let sim = start_frozen_sim().await;
+    let token = sim.create_token(cards::SUCCESS);
+
+    let set = admin(
+        &sim,
+        "POST",
+        "/knobs",
+        Some(json!({"listingDelayMs": 30000})),
+    )
+    .await;
+    charge(&sim, &token, "o", 100).await;
+    let hidden = get(&sim, "/order/o/transactions").await;
+    admin(&sim, "POST", "/clock", Some(json!({"advanceMs": 30000}))).await;
+    let shown = get(&sim, "/order/o/transactions").await;
+
+    assert_eq!(set.json["listingDelayMs"], 30000);
+    assert_eq!(hidden.data()["transactions"], json!([]));
+    assert_eq!(shown.data()["transactions"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn admin_sets_the_auth_code_knob() {
+    let sim = start_sim(None).await;
+    let token = sim.create_token(cards::SUCCESS);
+
+    let absent = admin(&sim, "POST", "/knobs", Some(json!({"authCode": "absent"}))).await;
+    let bare = charge(&sim, &token, "o", 100).await;
+    let random = admin(
+        &sim,
+        "POST",
+        "/knobs",
+        Some(json!({"authCode": {"random": {"seed": 7}}})),
+    )
+    .await;
+    let nonsense = admin(
+        &sim,
+        "POST",
+        "/knobs",
+        Some(json!({"authCode": "sometimes"})),
+    )
+    .await;
+
+    assert_eq!(absent.json["authCode"], "absent");
+    assert!(bare.data().get("authCode").is_none(), "{}", bare.text);
+    assert_eq!(random.json["authCode"], json!({"random": {"seed": 7}}));
+    assert_eq!(nonsense.status, 400);
+    assert_eq!(
+        sim.knobs().auth_code,
+        oen_sim::AuthCodeMode::Random { seed: 7 }
+    );
+}
+
+#[tokio::test]
 async fn admin_forces_responses() {
     let sim = start_sim(None).await;
     let token = sim.create_token(cards::SUCCESS);
 
-    let f = admin(
+    let f = force(
         &sim,
-        "POST",
-        "/force",
-        Some(json!({"target": {"token": token}, "outcome": {"kind": "respond", "code": "A0001", "httpStatus": 401}})),
+        json!({"target": {"token": token}, "outcome": {"kind": "respond", "code": "A0001", "httpStatus": 401}}),
     )
     .await;
     let forced = charge(&sim, &token, "o", 100).await;
-    admin(&sim, "POST", "/force", Some(json!({"target": "anyCharge", "outcome": {"kind": "unknown", "settles": "charged"}, "times": 3}))).await;
+    force(
+        &sim,
+        json!({"target": {"orderId": "moved"}, "outcome": {"kind": "systemErrorAfterCommit"}}),
+    )
+    .await;
+    let moved = charge(&sim, &token, "moved", 100).await;
+    force(&sim, json!({"target": "anyCharge", "outcome": {"kind": "unknown", "settles": "charged"}, "times": 3})).await;
     admin(&sim, "DELETE", "/force", None).await;
     let normal = charge(&sim, &token, "o", 100).await;
 
     assert_eq!(f.status, 200);
     assert_eq!((forced.status, forced.code()), (401, "A0001"));
+    assert_eq!((moved.status, moved.code()), (500, "F0001"));
+    assert_eq!(
+        sim.ledger_for_order("moved")[0].status,
+        oen_sim::Status::Charged
+    );
     assert_eq!(normal.code(), "S0000", "cleared forces no longer apply");
+}
+
+#[tokio::test]
+async fn admin_forces_refund_outcomes_by_transaction_or_for_any_refund() {
+    let (sim, numbers) = start_sim_with_paid(&[100, 100]).await;
+    let (first, second) = (&numbers[0], &numbers[1]);
+
+    let by_number = force(
+        &sim,
+        json!({"target": {"refund": first}, "outcome": {"kind": "respond", "code": "R0001", "httpStatus": 400}}),
+    )
+    .await;
+    let any = force(
+        &sim,
+        json!({"target": "anyRefund", "outcome": {"kind": "gatewayTimeoutAfterCommit"}}),
+    )
+    .await;
+    let refused = refund(&sim, first, None).await;
+    let timed_out = refund(&sim, second, None).await;
+
+    assert_eq!((by_number.status, any.status), (200, 200));
+    assert_eq!((refused.status, refused.code()), (400, "R0001"));
+    assert_eq!(timed_out.status, 504);
+    let ledger = admin(&sim, "GET", "/ledger", None).await;
+    assert_eq!(ledger.json["transactions"][0]["status"], "charged");
+    assert_eq!(ledger.json["transactions"][1]["status"], "refunded");
 }
 
 #[tokio::test]

@@ -8,7 +8,17 @@ use serde_json::json;
 use std::time::Duration;
 
 async fn order_statuses(sim: &oen_sim::Simulator, order: &str) -> Vec<String> {
-    let r = get(sim, &format!("/order/{order}/transactions")).await;
+    statuses_at(sim, &format!("/order/{order}/transactions")).await
+}
+
+/// The statuses `GET /transactions` lists (no window, first page).
+async fn listed_statuses(sim: &oen_sim::Simulator) -> Vec<String> {
+    statuses_at(sim, "/transactions").await
+}
+
+/// The statuses of the transactions a listing answers.
+async fn statuses_at(sim: &oen_sim::Simulator, path: &str) -> Vec<String> {
+    let r = get(sim, path).await;
     assert_eq!(r.code(), "S0000", "{}", r.text);
     r.data()["transactions"]
         .as_array()
@@ -221,6 +231,39 @@ async fn forced_504_and_drop_after_commit_charge_while_before_commit_does_not() 
 }
 
 #[tokio::test]
+async fn forced_system_error_after_commit_answers_500_f0001_while_the_card_decided() {
+    let sim = start_sim(None).await;
+    // The card's own answer is committed; only the reply says system error.
+    let cases = [
+        (cards::SUCCESS, None, "charged"),
+        (
+            cards::DECLINE_T0005_ISSUER_REFUSED,
+            Some("upstream hiccup"),
+            "failed",
+        ),
+    ];
+    for (card, message, committed) in cases {
+        let token = sim.create_token(card);
+        sim.force_next(
+            ForceTarget::Token(token.clone()),
+            ForcedOutcome::SystemErrorAfterCommit {
+                message: message.map(str::to_string),
+            },
+        );
+
+        let r = charge(&sim, &token, committed, 990).await;
+
+        assert_eq!((r.status, r.code()), (500, "F0001"), "{card}");
+        assert_eq!(r.data(), &json!({}));
+        if let Some(message) = message {
+            assert_eq!(r.json["message"], message);
+        }
+        assert_eq!(sim.ledger_for_order(committed).len(), 1, "{card}");
+        assert_eq!(order_statuses(&sim, committed).await, [committed]);
+    }
+}
+
+#[tokio::test]
 async fn forced_unknown_for_any_charge_and_forced_order_query_failure() {
     let sim = start_sim(None).await;
     let token = sim.create_token(cards::SUCCESS);
@@ -292,6 +335,90 @@ async fn eventual_consistency_shows_the_previous_status_for_the_lag() {
     );
     sim.advance_clock(Duration::from_secs(3));
     assert_eq!(order_statuses(&sim, "lagging").await, ["refunded"]);
+}
+
+#[tokio::test]
+async fn consistency_lag_shows_a_new_charge_as_charging_in_the_transaction_list_too() {
+    let sim = start_frozen_sim().await;
+    sim.set_consistency_lag(Duration::from_secs(3));
+    let token = sim.create_token(cards::SUCCESS);
+
+    charge(&sim, &token, "lagging", 100).await;
+
+    assert_eq!(
+        listed_statuses(&sim).await,
+        ["charging"],
+        "listed, not hidden"
+    );
+    sim.advance_clock(Duration::from_secs(3));
+    assert_eq!(listed_statuses(&sim).await, ["charged"]);
+}
+
+#[tokio::test]
+async fn listing_delay_hides_young_transactions_from_both_listings() {
+    let sim = start_frozen_sim().await;
+    sim.set_listing_delay(Duration::from_secs(30));
+    let token = sim.create_token(cards::SUCCESS);
+    let declined = sim.create_token(cards::DECLINE_T0004_INSUFFICIENT_FUNDS);
+
+    let r = charge(&sim, &token, "young", 100).await;
+    charge(&sim, &declined, "young", 100).await;
+    let id = r.data()["id"].as_str().unwrap().to_string();
+
+    assert_eq!(r.code(), "S0000");
+    assert!(order_statuses(&sim, "young").await.is_empty());
+    assert!(listed_statuses(&sim).await.is_empty());
+    let single = get(&sim, &format!("/transactions/{id}")).await;
+    assert_eq!(
+        single.data()["status"],
+        "charged",
+        "a lookup by id still finds it"
+    );
+    assert_eq!(
+        sim.ledger_for_order("young").len(),
+        2,
+        "the ledger shows the truth"
+    );
+
+    sim.advance_clock(Duration::from_millis(29_999));
+    assert!(order_statuses(&sim, "young").await.is_empty());
+    sim.advance_clock(Duration::from_millis(1));
+    let mut statuses = order_statuses(&sim, "young").await;
+    statuses.sort();
+    assert_eq!(statuses, ["charged", "failed"]);
+    assert_eq!(listed_statuses(&sim).await.len(), 2);
+}
+
+#[tokio::test]
+async fn listing_delay_hides_only_the_young_ones() {
+    let sim = start_frozen_sim().await;
+    let token = sim.create_token(cards::SUCCESS);
+    charge(&sim, &token, "A1", 100).await;
+    sim.advance_clock(Duration::from_secs(20));
+    sim.set_listing_delay(Duration::from_secs(15));
+
+    charge(&sim, &token, "A1", 100).await;
+
+    assert_eq!(order_statuses(&sim, "A1").await.len(), 1);
+    assert_eq!(sim.ledger_for_order("A1").len(), 2);
+    sim.set_listing_delay(Duration::ZERO);
+    assert_eq!(order_statuses(&sim, "A1").await.len(), 2);
+}
+
+#[tokio::test]
+async fn time_knobs_beyond_the_calendar_hide_or_lag_everything_without_failing() {
+    let sim = start_sim(None).await;
+    let token = sim.create_token(cards::SUCCESS);
+    let id = charged(&sim, &token, "far", 100).await;
+
+    sim.update_knobs(|k| {
+        k.listing_delay_ms = u64::MAX;
+        k.consistency_lag_ms = u64::MAX;
+    });
+
+    assert!(order_statuses(&sim, "far").await.is_empty());
+    let single = get(&sim, &format!("/transactions/{id}")).await;
+    assert_eq!(single.data()["status"], "charging");
 }
 
 #[tokio::test]

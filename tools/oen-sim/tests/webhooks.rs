@@ -24,32 +24,57 @@ fn count_for(bodies: &[serde_json::Value], checkout_id: &str) -> usize {
     bodies.iter().filter(|b| b["id"] == checkout_id).count()
 }
 
-async fn exactly_three_attempts_at_the_configured_delays(receiver_status: u16) {
+const SECOND: Duration = Duration::from_secs(1);
+
+/// Waits until the first delivery has recorded `n` ended attempts.
+async fn ended_attempts(sim: &Simulator, n: usize) {
+    eventually(&format!("{n} ended attempt(s)"), || {
+        let ended = sim
+            .webhook_deliveries()
+            .first()
+            .map_or(0, |d| d.attempts.len());
+        async move { (ended >= n).then_some(()) }
+    })
+    .await;
+}
+
+/// Moves a frozen clock through a webhook's three attempts: waits for the first to reach the
+/// receiver, then advances 2 s twice, each time until the next one has arrived.
+async fn through_three_attempts(sim: &Simulator, receiver: &Receiver) {
+    for arrived in 1..=2 {
+        receiver.wait_for(arrived).await;
+        sim.advance_clock(2 * SECOND);
+    }
+    receiver.wait_for(3).await;
+}
+
+async fn exactly_three_attempts_about_0_2_and_4_s_after_the_first(receiver_status: u16) {
     let receiver = Receiver::start().await;
     receiver.answer_with(receiver_status);
-    let sim = start_sim_with(
-        |c| c.knobs.webhook_retry_delays_ms = vec![150, 300],
-        Some(receiver.url.clone()),
-    )
-    .await;
+    let sim = start_sim(Some(receiver.url.clone())).await;
+    sim.freeze_clock(true);
+    let t0 = sim.now();
 
     let failing = bind(&sim, cards::SUCCESS, "first").await;
+    through_three_attempts(&sim, &receiver).await;
     let deliveries = sim.wait_for_webhooks(1, DEADLINE).await.unwrap();
 
     let d = &deliveries[0];
     assert_eq!(d.state, DeliveryState::Failed);
-    assert_eq!(d.attempts.len(), 3);
     assert!(d
         .attempts
         .iter()
         .all(|a| a.status() == Some(receiver_status)));
-    let gap1 = d.attempts[1].elapsed_ms - d.attempts[0].elapsed_ms;
-    let gap2 = d.attempts[2].elapsed_ms - d.attempts[1].elapsed_ms;
-    assert!((150..2_000).contains(&gap1), "first retry after {gap1} ms");
-    assert!((300..2_000).contains(&gap2), "second retry after {gap2} ms");
+    let starts: Vec<_> = d.attempts.iter().map(|a| a.at - t0).collect();
+    assert_eq!(
+        starts,
+        [0, 2, 4].map(chrono::Duration::seconds),
+        "attempts at 0, +2 s and +4 s (simulator clock)"
+    );
 
-    // Barrier instead of sleeping: a later webhook goes through; the failed one was never
-    // attempted again.
+    // Barrier instead of sleeping: time passes, a later webhook goes through, and the failed
+    // one was never attempted again.
+    sim.advance_clock(60 * SECOND);
     receiver.answer_with(200);
     let later = bind(&sim, cards::SUCCESS, "second").await;
     sim.wait_for_webhooks(2, DEADLINE).await.unwrap();
@@ -60,12 +85,99 @@ async fn exactly_three_attempts_at_the_configured_delays(receiver_status: u16) {
 
 #[tokio::test]
 async fn receiver_answering_500_gets_exactly_three_attempts() {
-    exactly_three_attempts_at_the_configured_delays(500).await;
+    exactly_three_attempts_about_0_2_and_4_s_after_the_first(500).await;
 }
 
 #[tokio::test]
 async fn redirects_count_as_failures_and_are_not_followed() {
-    exactly_three_attempts_at_the_configured_delays(302).await;
+    exactly_three_attempts_about_0_2_and_4_s_after_the_first(302).await;
+}
+
+#[tokio::test]
+async fn a_hanging_receiver_gets_its_retries_2_and_4_s_after_the_first_attempt_started() {
+    let receiver = Receiver::start().await;
+    receiver.hang(true);
+    // Oen's timing: 10 s per attempt, retries 2 s apart.
+    let sim = start_sim_with(
+        |c| {
+            c.knobs.webhook_timeout_ms = 10_000;
+            c.knobs.webhook_retry_delays_ms = vec![2_000, 2_000];
+        },
+        Some(receiver.url.clone()),
+    )
+    .await;
+    sim.freeze_clock(true);
+    let t0 = sim.now();
+
+    let id = bind(&sim, cards::SUCCESS, "c").await;
+    through_three_attempts(&sim, &receiver).await;
+    let while_hanging = sim.webhook_deliveries().remove(0);
+    // Each attempt gives up 10 s after it started.
+    sim.advance_clock(6 * SECOND);
+    ended_attempts(&sim, 1).await;
+    sim.advance_clock(2 * SECOND);
+    ended_attempts(&sim, 2).await;
+    sim.advance_clock(2 * SECOND);
+    let deliveries = sim.wait_for_webhooks(1, DEADLINE).await.unwrap();
+
+    assert_eq!(while_hanging.state, DeliveryState::Pending);
+    assert!(
+        while_hanging.attempts.is_empty(),
+        "all three started while the first still hung"
+    );
+    let d = &deliveries[0];
+    assert_eq!(d.state, DeliveryState::Failed);
+    let starts: Vec<_> = d.attempts.iter().map(|a| a.at - t0).collect();
+    let ends: Vec<_> = d.attempts.iter().map(|a| a.ended_at - t0).collect();
+    assert_eq!(starts, [0, 2, 4].map(chrono::Duration::seconds));
+    assert_eq!(ends, [10, 12, 14].map(chrono::Duration::seconds));
+    for a in &d.attempts {
+        match &a.outcome {
+            AttemptOutcome::Error { message } => {
+                assert!(message.starts_with("timeout"), "{message}")
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    }
+    assert_eq!(count_for(&receiver.bodies(), &id), 3);
+}
+
+#[tokio::test]
+async fn a_2xx_to_a_retry_while_the_first_attempt_hangs_ends_the_retries() {
+    let receiver = Receiver::start().await;
+    receiver.hang(true);
+    let sim = start_sim_with(
+        |c| c.knobs.webhook_timeout_ms = 10_000,
+        Some(receiver.url.clone()),
+    )
+    .await;
+    sim.freeze_clock(true);
+
+    let id = bind(&sim, cards::SUCCESS, "c").await;
+    receiver.wait_for(1).await;
+    receiver.hang(false);
+    sim.advance_clock(2 * SECOND);
+    ended_attempts(&sim, 1).await;
+    let answered = sim.webhook_deliveries().remove(0);
+    // The third attempt's time passes, then the first attempt's timeout.
+    sim.advance_clock(8 * SECOND);
+    let deliveries = sim.wait_for_webhooks(1, DEADLINE).await.unwrap();
+
+    assert_eq!(
+        answered.state,
+        DeliveryState::Pending,
+        "finished only when the hanging attempt ends"
+    );
+    let d = &deliveries[0];
+    assert_eq!(d.state, DeliveryState::Delivered);
+    assert_eq!(d.attempts.len(), 2, "no third attempt after a 2xx");
+    assert!(d.attempts[0].status().is_none(), "{:?}", d.attempts[0]);
+    assert_eq!(d.attempts[1].status(), Some(200));
+    assert_eq!(
+        count_for(&receiver.bodies(), &id),
+        2,
+        "the receiver saw it twice"
+    );
 }
 
 #[tokio::test]
@@ -86,15 +198,13 @@ async fn any_2xx_stops_the_retries() {
 async fn a_receiver_that_recovers_gets_the_retry() {
     let receiver = Receiver::start().await;
     receiver.answer_with(503);
-    let sim = start_sim_with(
-        |c| c.knobs.webhook_retry_delays_ms = vec![300, 300],
-        Some(receiver.url.clone()),
-    )
-    .await;
+    let sim = start_sim(Some(receiver.url.clone())).await;
+    sim.freeze_clock(true);
 
     bind(&sim, cards::SUCCESS, "c").await;
-    receiver.wait_for(1).await;
+    ended_attempts(&sim, 1).await;
     receiver.answer_with(200);
+    sim.advance_clock(2 * SECOND);
     let deliveries = sim.wait_for_webhooks(1, DEADLINE).await.unwrap();
 
     let d = &deliveries[0];

@@ -10,7 +10,7 @@ use oen_sim::{SimConfig, Simulator};
 use serde_json::{json, Value};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +23,13 @@ pub async fn start_sim(webhook_url: Option<String>) -> Simulator {
     start_sim_with(|_| {}, webhook_url).await
 }
 
+/// A simulator whose clock only moves when a test moves it.
+pub async fn start_frozen_sim() -> Simulator {
+    let sim = start_sim(None).await;
+    sim.freeze_clock(true);
+    sim
+}
+
 pub async fn start_sim_with(
     tweak: impl FnOnce(&mut SimConfig),
     webhook_url: Option<String>,
@@ -33,8 +40,9 @@ pub async fn start_sim_with(
         webhook_url,
         ..Default::default()
     };
-    // Keep webhook retries fast in tests; individual tests set what they measure.
-    config.knobs.webhook_retry_delays_ms = vec![20, 40];
+    // Retries keep Oen's spacing (about 0, +2, +4 s): a receiver answers long before the first
+    // retry is due, so a test sees one attempt unless it asks for more. Tests of the retries
+    // drive the simulator clock.
     config.knobs.webhook_timeout_ms = 2_000;
     config.knobs.gateway_timeout_delay_ms = 10;
     tweak(&mut config);
@@ -111,6 +119,22 @@ pub async fn post_json(sim: &Simulator, path: &str, body: &Value) -> Reply {
     post_raw(sim, path, TOKEN, serde_json::to_vec(body).unwrap()).await
 }
 
+/// Like [`post_json`], but a connection closed without an answer is an `Err`, not a panic.
+pub async fn try_post_json(
+    sim: &Simulator,
+    path: &str,
+    body: &Value,
+) -> Result<Reply, reqwest::Error> {
+    let resp = client()
+        .post(format!("{}{path}", sim.base_url()))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(body).unwrap())
+        .send()
+        .await?;
+    Ok(reply(resp).await)
+}
+
 pub async fn get(sim: &Simulator, path: &str) -> Reply {
     let resp = client()
         .get(format!("{}{path}", sim.base_url()))
@@ -144,6 +168,37 @@ pub async fn charge(sim: &Simulator, token: &str, order_id: &str, amount: i64) -
         &charge_body(token, order_id, amount),
     )
     .await
+}
+
+/// Charges successfully; returns the `P…` transaction number.
+pub async fn charged(sim: &Simulator, token: &str, order_id: &str, amount: i64) -> String {
+    let r = charge(sim, token, order_id, amount).await;
+    assert_eq!(r.code(), "S0000", "{}", r.text);
+    r.data()["id"].as_str().unwrap().to_string()
+}
+
+/// A simulator with one paid transaction per amount (orders `o1`, `o2`, ...); returns it and
+/// the transaction numbers.
+pub async fn start_sim_with_paid(amounts: &[i64]) -> (Simulator, Vec<String>) {
+    let sim = start_sim(None).await;
+    let token = sim.create_token(oen_sim::cards::SUCCESS);
+    let mut numbers = Vec::new();
+    for (i, amount) in amounts.iter().enumerate() {
+        numbers.push(charged(&sim, &token, &format!("o{}", i + 1), *amount).await);
+    }
+    (sim, numbers)
+}
+
+/// The body of `POST /refunds/{id}`: a full refund without `amount`.
+pub fn refund_body(amount: Option<i64>) -> Value {
+    match amount {
+        Some(amount) => json!({"merchantId": MERCHANT, "amount": amount}),
+        None => json!({"merchantId": MERCHANT}),
+    }
+}
+
+pub async fn refund(sim: &Simulator, number: &str, amount: Option<i64>) -> Reply {
+    post_json(sim, &format!("/refunds/{number}"), &refund_body(amount)).await
 }
 
 pub async fn checkout_token(
@@ -216,26 +271,39 @@ where
     }
 }
 
-/// A webhook receiver: records every body it gets and answers with a settable status.
+/// A webhook receiver: records every body it gets and answers with a settable status, or
+/// never answers while told to hang.
 #[derive(Clone)]
 pub struct Receiver {
     pub url: String,
     pub received: Arc<Mutex<Vec<Value>>>,
     status: Arc<AtomicU16>,
+    hang: Arc<AtomicBool>,
 }
 
 impl Receiver {
     pub async fn start() -> Self {
         let received = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(AtomicU16::new(200));
-        let (rec, st) = (Arc::clone(&received), Arc::clone(&status));
+        let hang = Arc::new(AtomicBool::new(false));
+        let (rec, st, hg) = (
+            Arc::clone(&received),
+            Arc::clone(&status),
+            Arc::clone(&hang),
+        );
         let app = Router::new().route(
             "/webhook",
             post(move |body: axum::body::Bytes| {
-                let (rec, st) = (Arc::clone(&rec), Arc::clone(&st));
+                let (rec, st, hg) = (Arc::clone(&rec), Arc::clone(&st), Arc::clone(&hg));
                 async move {
+                    // Read before the body is recorded: a test that sees the body and stops the
+                    // hanging must not release this request.
+                    let hang = hg.load(Ordering::SeqCst);
                     let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                     rec.lock().unwrap().push(value);
+                    if hang {
+                        std::future::pending::<()>().await;
+                    }
                     let code = StatusCode::from_u16(st.load(Ordering::SeqCst)).unwrap();
                     (code, [("location", "http://127.0.0.1:9/elsewhere")], "").into_response()
                 }
@@ -250,11 +318,17 @@ impl Receiver {
             url: format!("http://{addr}/webhook"),
             received,
             status,
+            hang,
         }
     }
 
     pub fn answer_with(&self, status: u16) {
         self.status.store(status, Ordering::SeqCst);
+    }
+
+    /// While on, every request that arrives is recorded and never answered.
+    pub fn hang(&self, on: bool) {
+        self.hang.store(on, Ordering::SeqCst);
     }
 
     pub fn bodies(&self) -> Vec<Value> {

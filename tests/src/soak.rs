@@ -31,7 +31,7 @@ use oen_pay::oen::{BindingResult, Notification, OenGateway, TokenNotification};
 use oen_pay::queue::{MemoryQueue, WorkMessage};
 use oen_pay::store::{Expect, MemoryStore, Put, Record, Store, StoreExt};
 use oen_pay::vault::LocalVault;
-use oen_sim::{cards, ForceTarget, ForcedOutcome, Settle, SimConfig, Simulator};
+use oen_sim::{cards, AuthCodeMode, ForceTarget, ForcedOutcome, Settle, SimConfig, Simulator};
 
 /// What a run does.
 #[derive(Debug, Clone)]
@@ -105,7 +105,8 @@ fn catalog(premium: u32) -> Catalog {
 
 /// A forced outcome for the next charge, drawn at random.
 fn random_fault(rng: &mut Rng) -> ForcedOutcome {
-    match rng.below(8) {
+    match rng.below(9) {
+        8 => ForcedOutcome::SystemErrorAfterCommit { message: None },
         0 => ForcedOutcome::Unknown {
             settles: Settle::Charged,
         },
@@ -174,6 +175,8 @@ impl Soak {
         .await
         .unwrap_or_else(|e| panic!("the simulator did not start: {e}"));
         sim.set_gateway_timeout_delay(StdDuration::from_millis(5));
+        // About half the approvals come without an auth code, as Oen may answer.
+        sim.set_auth_code(AuthCodeMode::Random { seed: config.seed });
         let start = taipei_time(2027, 1, 31, 10, 0);
         sim.freeze_clock(true);
         sim.set_clock(start);
@@ -310,8 +313,15 @@ impl Soak {
                     self.bind(&customer, &plan, card).await;
                 }
                 4 => self.change_price(),
+                5 => self.refund(&customer, &plan).await,
                 _ => {}
             }
+        }
+        if self.rng.percent(20) {
+            // Oen's listing lags fresh transactions (less than the charger's trust horizon).
+            let lag = self.rng.below(240);
+            self.sim.set_listing_delay(StdDuration::from_secs(lag));
+            self.note(format!("Oen's listing lags {lag} s"));
         }
         if self.rng.percent(30) {
             let fault = random_fault(&mut self.rng);
@@ -337,6 +347,33 @@ impl Soak {
                     .or_insert(self.clock.now());
             }
         }
+    }
+
+    /// The merchant refunds the customer's latest paid period, whole or in part, sometimes while
+    /// Oen answers badly (the refund happens but the answer is lost, or it fails).
+    async fn refund(&mut self, customer: &CustomerId, plan: &PlanId) {
+        let Some(sub) = self.sub(customer, plan).await else {
+            return;
+        };
+        let Some(period) = sub.period.checked_sub(1) else {
+            return;
+        };
+        if self.rng.percent(50) {
+            let fault = random_fault(&mut self.rng);
+            self.note(format!("the next refund: {fault:?}"));
+            self.sim.force_next(ForceTarget::AnyRefund, fault);
+        }
+        let amount = if self.rng.percent(50) {
+            None
+        } else {
+            oen_pay::domain::Amount::new(100).ok()
+        };
+        let r = charging::refund(&self.deps, customer, plan, period, amount, None).await;
+        self.sim.clear_forced();
+        self.note(format!(
+            "{customer} refunds period {period} of {plan} ({amount:?}): {r:?}"
+        ));
+        self.count("refunds asked");
     }
 
     fn change_price(&mut self) {
@@ -570,6 +607,19 @@ impl Soak {
             }
         }
         for (order, p) in &periods {
+            if let PeriodState::Paid { transaction, .. } = &p.state {
+                let at_oen = self
+                    .sim
+                    .ledger_for_order(order)
+                    .into_iter()
+                    .find(|e| e.id == transaction.as_str())
+                    .map_or(0, |e| e.refund_amount);
+                let ours = p.refunded.map_or(0, |a| i64::from(a.ntd()));
+                if at_oen != ours {
+                    let what = format!("{order}: Oen refunded NT${at_oen}, we recorded NT${ours}");
+                    return Err(self.failure(&what, &[order]));
+                }
+            }
             if matches!(p.state, PeriodState::Paid { .. }) && !taken.contains_key(order) {
                 return Err(self.failure(
                     &format!("we hold {order} as paid; Oen has no payment"),

@@ -548,8 +548,9 @@ async fn refunds_send_amount_and_classify_a_second_refund() {
     assert_eq!(body["merchantId"], "ming");
 }
 
-#[tokio::test]
-async fn a_rotated_key_is_reread_once_and_the_call_succeeds() {
+/// A client whose cached key has just been rotated in the secret store: its next call is
+/// refused with A0001, and a re-read finds the new key (which the fake Oen accepts).
+async fn client_after_rotation() -> (FakeOen, HttpOenGateway) {
     let key = Arc::new(Mutex::new(API_KEY));
     let oen = FakeOen::start(
         vec![json(
@@ -560,13 +561,18 @@ async fn a_rotated_key_is_reread_once_and_the_call_succeeds() {
     )
     .await;
     let c = client_with(&oen.base_url, key.clone());
-    // Warm the cache with the old key, then rotate it in the secret store.
     let err = c
         .transaction(&TransactionId::parse("P1").unwrap())
         .await
         .unwrap_err();
     assert!(err.is_auth_failure());
     *key.lock().unwrap() = ROTATED_KEY;
+    (oen, c)
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_reread_once_and_the_call_succeeds() {
+    let (oen, c) = client_after_rotation().await;
     let receipt = c.charge(&charge_request()).await.unwrap();
     assert_eq!(receipt.transaction_number.as_str(), "P20260928IJ90KL12");
     let seen = oen.seen();
@@ -584,24 +590,8 @@ async fn a_rotated_key_is_reread_once_and_the_call_succeeds() {
 
 #[tokio::test]
 async fn no_resend_after_a_rotated_key_leaves_past_the_send_deadline() {
-    let key = Arc::new(Mutex::new(API_KEY));
-    let oen = FakeOen::start(
-        vec![json(
-            200,
-            r#"{"code":"S0000","data":{"id":"P20260928IJ90KL12"},"message":""}"#,
-        )],
-        ROTATED_KEY,
-    )
-    .await;
-    let c = client_with(&oen.base_url, key.clone());
-    // Warm the cache with the old key, then rotate it: the charge is refused with A0001, and by
-    // then its send window is spent.
-    let err = c
-        .transaction(&TransactionId::parse("P1").unwrap())
-        .await
-        .unwrap_err();
-    assert!(err.is_auth_failure());
-    *key.lock().unwrap() = ROTATED_KEY;
+    // The charge is refused with A0001, and by then its send window is spent.
+    let (oen, c) = client_after_rotation().await;
     let mut late = charge_request();
     late.send_within = Some(Duration::ZERO);
     let r = c.charge(&late).await;

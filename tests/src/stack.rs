@@ -126,6 +126,27 @@ impl Stack {
         reference
     }
 
+    /// A worker process (the `charge_worker` binary at `exe`) that charges `customer`'s
+    /// subscription to `plan` now, against this stack's table, key and simulator.
+    pub fn charge_worker(&self, exe: &str, customer: &str, plan: &str) -> std::process::Command {
+        let mut command = std::process::Command::new(exe);
+        command
+            .args([
+                self.table.as_str(),
+                self.key.as_str(),
+                &self.sim.base_url(),
+                customer,
+                plan,
+            ])
+            .env("AWS_ENDPOINT_URL", crate::aws_endpoint())
+            .env("AWS_REGION", crate::REGION)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        command
+    }
+
     /// One scheduled run: plan as of now, then work the queue dry.
     pub async fn run(&self) -> Vec<WorkOutcome> {
         charging::schedule(&self.deps, self.clock.now())

@@ -1,7 +1,7 @@
 //! A worker process killed with SIGKILL after Oen committed the charge and before we wrote it
 //! down: the next run reconciles the period to paid, without a second charge.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{Duration, Utc};
@@ -9,7 +9,6 @@ use oen_pay::charging::{self, WorkOutcome};
 use oen_pay::domain::{CustomerId, OrderId, PlanId};
 use oen_pay::store::{PeriodState, StoreExt};
 use oen_pay_integration::stack::{stack, worker};
-use oen_pay_integration::{aws_endpoint, REGION};
 use oen_sim::{cards, ForceTarget, ForcedOutcome};
 
 /// Kills the child when the test ends, however it ends.
@@ -36,20 +35,12 @@ async fn a_killed_worker_is_reconciled_to_paid_without_a_second_charge() {
         ForceTarget::AnyCharge,
         ForcedOutcome::GatewayTimeoutAfterCommit,
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_charge_worker"))
-        .args([
-            s.table.as_str(),
-            s.key.as_str(),
-            &s.sim.base_url(),
+    let child = s
+        .charge_worker(
+            env!("CARGO_BIN_EXE_charge_worker"),
             "cust-killed",
             "premium",
-        ])
-        .env("AWS_ENDPOINT_URL", aws_endpoint())
-        .env("AWS_REGION", REGION)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        )
         .spawn()
         .expect("the worker binary starts");
     let mut child = KillOnDrop(child);

@@ -35,14 +35,13 @@ mod killed {
     //! Worker *processes* killed with SIGKILL at random points, on DynamoDB (moto) and KMS: the
     //! in-process soak above drops tasks; here nothing but the table and Oen survive a kill.
 
-    use std::process::{Child, Command, Stdio};
+    use std::process::Child;
     use std::time::Duration as StdDuration;
 
     use chrono::{Duration, Utc};
     use oen_pay::store::{PeriodState, StoreExt};
     use oen_pay_integration::soak::{fresh_seed, Rng};
     use oen_pay_integration::stack::stack;
-    use oen_pay_integration::{aws_endpoint, REGION};
     use oen_sim::cards;
 
     /// Kills the child when dropped, however the test ends.
@@ -84,20 +83,8 @@ mod killed {
             let mut racing = Vec::new();
             for _ in 0..6 {
                 let customer = rng.pick(&customers).clone();
-                let child = Command::new(env!("CARGO_BIN_EXE_charge_worker"))
-                    .args([
-                        s.table.as_str(),
-                        s.key.as_str(),
-                        &s.sim.base_url(),
-                        &customer,
-                        "premium",
-                    ])
-                    .env("AWS_ENDPOINT_URL", aws_endpoint())
-                    .env("AWS_REGION", REGION)
-                    .env("AWS_ACCESS_KEY_ID", "testing")
-                    .env("AWS_SECRET_ACCESS_KEY", "testing")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
+                let child = s
+                    .charge_worker(env!("CARGO_BIN_EXE_charge_worker"), &customer, "premium")
                     .spawn()
                     .expect("the worker binary starts");
                 let kill_after = rng.percent(70).then(|| rng.below(600));

@@ -263,15 +263,7 @@ async fn an_unknown_charge_outlives_a_cancel_and_a_new_binding() {
             .with_order(Ok(listing))
             .charging(paid_receipt(6));
         let w = World::new(oen).await;
-        w.leave_period(
-            PeriodState::Unknown {
-                since: t0() - Duration::minutes(10),
-                reconcile_at: t0(),
-                checks: 0,
-            },
-            1,
-        )
-        .await;
+        w.leave_period(due_unknown(), 1).await;
         let old = w.sub().await.value;
         crate::charging::cancel(&w.deps, &w.customer, &w.plan, false)
             .await
@@ -322,15 +314,7 @@ fn paid_tx(n: u32, amount: i64) -> Transaction {
 async fn reconciled_with(listing: Vec<Transaction>, auto_refund: bool) -> World {
     let mut w = World::new(ScriptedOen::default().with_order(Ok(listing))).await;
     w.deps.policy.auto_refund_duplicates = auto_refund;
-    w.leave_period(
-        PeriodState::Unknown {
-            since: t0() - Duration::minutes(10),
-            reconcile_at: t0(),
-            checks: 0,
-        },
-        2,
-    )
-    .await;
+    w.leave_period(due_unknown(), 2).await;
     let outcome = w.work().await.unwrap();
     assert!(
         matches!(outcome, WorkOutcome::Paid { charged: false, .. }),

@@ -27,6 +27,16 @@ fn t0() -> DateTime<Utc> {
     crate::domain::taipei_time(2026, 1, 31, 9, 0)
 }
 
+/// An unknown outcome from ten minutes ago, due for reconciliation now (Oen's listing is old
+/// enough to trust).
+fn due_unknown() -> PeriodState {
+    PeriodState::Unknown {
+        since: t0() - chrono::Duration::minutes(10),
+        reconcile_at: t0(),
+        checks: 0,
+    }
+}
+
 fn tx_id(n: u32) -> TransactionId {
     TransactionId::parse(&format!("P20260131AB{n:06}")).unwrap()
 }

@@ -237,15 +237,7 @@ async fn soft_declines_follow_the_dunning_schedule_then_cancel() {
 async fn a_canceled_subscription_with_an_unknown_charge_is_reconciled_never_charged() {
     // GIVEN an unknown attempt, then a cancel now
     let w = World::new(ScriptedOen::default().with_order(Ok(vec![]))).await;
-    w.leave_period(
-        PeriodState::Unknown {
-            since: t0() - Duration::minutes(10),
-            reconcile_at: t0(),
-            checks: 0,
-        },
-        1,
-    )
-    .await;
+    w.leave_period(due_unknown(), 1).await;
     cancel(&w.deps, &w.customer, &w.plan, false).await.unwrap();
     let sub = w.sub().await.value;
     assert_eq!(sub.status, SubscriptionStatus::Canceled);

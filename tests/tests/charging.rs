@@ -370,14 +370,59 @@ async fn racing_workers_charge_once() {
 
 #[tokio::test]
 async fn a_worker_that_vanished_holding_the_lease_is_reconciled_not_recharged() {
-    // The crash is simulated by a claim whose holder never wrote back: Oen charged, we did not
-    // record it. (tests/tests/killed_worker.rs does the same with a real SIGKILL.)
     let s = stack().await;
-    s.bind("cust-k", "premium", cards::SUCCESS).await;
-    let sub = s.sub("cust-k", "premium").await;
+    let order = vanished_after_oen_charged(&s, "cust-k").await;
+    assert!(
+        s.run()
+            .await
+            .iter()
+            .all(|o| matches!(o, WorkOutcome::Skipped(_))),
+        "the lease is still held"
+    );
+    s.advance(Duration::seconds(61));
+    assert!(matches!(
+        s.run().await.as_slice(),
+        [WorkOutcome::Paid { charged: false, .. }]
+    ));
+    assert_eq!(s.ledger_for(&order), ["charged"]);
+    s.assert_ledger_agrees(&[("cust-k", "premium")]).await;
+}
+
+#[tokio::test]
+async fn a_listing_that_lags_the_vanished_workers_charge_is_not_taken_for_no_attempt() {
+    let s = stack().await;
+    // Oen's order listing shows a transaction only two minutes after it was made.
+    s.sim.freeze_clock(true);
+    s.sim.set_clock(s.clock.now());
+    s.sim.set_listing_delay(StdDuration::from_secs(120));
+    let order = vanished_after_oen_charged(&s, "cust-lag").await;
+    // The lease has run out, but the listing is too young to trust: unknown, never a charge.
+    s.advance(Duration::seconds(61));
+    s.sim.set_clock(s.clock.now());
+    assert!(matches!(
+        s.run().await.as_slice(),
+        [WorkOutcome::Unknown { .. }]
+    ));
+    assert_eq!(s.ledger_for(&order), ["charged"], "not charged twice");
+    // Once the listing shows it, the period is reconciled to paid.
+    s.advance(Duration::minutes(6));
+    s.sim.set_clock(s.clock.now());
+    assert!(matches!(
+        s.run().await.as_slice(),
+        [WorkOutcome::Paid { charged: false, .. }]
+    ));
+    assert_eq!(s.ledger_for(&order), ["charged"]);
+    s.assert_ledger_agrees(&[("cust-lag", "premium")]).await;
+}
+
+/// A worker claimed the customer's first period, Oen charged it, and the worker died before it
+/// wrote anything down (a crash simulated by a claim whose holder never writes back;
+/// tests/tests/killed_worker.rs does the same with a real SIGKILL). Its lease ends in 60 s.
+async fn vanished_after_oen_charged(s: &Stack, customer: &str) -> OrderId {
+    s.bind(customer, "premium", cards::SUCCESS).await;
+    let sub = s.sub(customer, "premium").await;
     let order = OrderId::for_period(&sub.id, 0);
     assert!(s.sim.ledger().is_empty());
-    // Claim as a worker that will die, and let Oen charge the order.
     let claim = oen_pay::store::ChargePeriod {
         subscription: sub.id.clone(),
         period: 0,
@@ -415,20 +460,7 @@ async fn a_worker_that_vanished_holding_the_lease_is_reconciled_not_recharged() 
         })
         .await
         .unwrap();
-    assert!(
-        s.run()
-            .await
-            .iter()
-            .all(|o| matches!(o, WorkOutcome::Skipped(_))),
-        "the lease is still held"
-    );
-    s.advance(Duration::seconds(61));
-    assert!(matches!(
-        s.run().await.as_slice(),
-        [WorkOutcome::Paid { charged: false, .. }]
-    ));
-    assert_eq!(s.ledger_for(&order), ["charged"]);
-    s.assert_ledger_agrees(&[("cust-k", "premium")]).await;
+    order
 }
 
 /// Serves the secret JSON; the first reads return a key Oen has since regenerated.

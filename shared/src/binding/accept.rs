@@ -203,14 +203,7 @@ async fn bind(
         bound_at: now,
     };
     let existing = deps.store.subscription(&s.customer, &s.plan).await?;
-    let carried = match &existing {
-        // What the old subscription still carries itself goes on to the new one.
-        Some(old) if old.value.status == SubscriptionStatus::Canceled => match &old.value.carried {
-            Some(c) => Some((c.clone(), old.value.next_action_at.unwrap_or(now))),
-            None => uncertain_period_of(deps, &old.value, plan).await?,
-        },
-        _ => None,
-    };
+    let carried = carried_over(deps, existing.as_ref(), plan, now).await?;
     let (mut subscription, expect) = subscription_for(s, existing, plan, now);
     if let Some((carried, look_again_at)) = carried {
         // Money may have moved for the old subscription: settle that first.
@@ -248,6 +241,23 @@ async fn bind(
         reference: s.reference.clone(),
         subscription: subscription_id,
     })
+}
+
+/// What a canceled subscription leaves uncertain for the one that replaces it: what it carries
+/// itself, or its own current period if that charge's outcome is unknown.
+async fn carried_over(
+    deps: &BindingDeps,
+    existing: Option<&Versioned<Subscription>>,
+    plan: &Plan,
+    now: DateTime<Utc>,
+) -> Result<Option<(CarriedPeriod, DateTime<Utc>)>, StoreError> {
+    match existing {
+        Some(old) if old.value.status == SubscriptionStatus::Canceled => match &old.value.carried {
+            Some(c) => Ok(Some((c.clone(), old.value.next_action_at.unwrap_or(now)))),
+            None => uncertain_period_of(deps, &old.value, plan).await,
+        },
+        _ => Ok(None),
+    }
 }
 
 /// The current period of a canceled subscription, if its charge outcome is still unknown, and

@@ -47,7 +47,7 @@ use oen_pay::oen::{
 use oen_pay::queue::{MemoryQueue, QueueError, WorkMessage, WorkQueue};
 use oen_pay::secrets::{CachedSecrets, FetchSecret, SecretError, SecretSource, StaticSecret};
 use oen_pay::store::{
-    Card, DueCursor, DuePage, Expect, Key, MemoryStore, Put, Record, Store, StoreError,
+    Card, DueCursor, DuePage, Expect, Key, MemoryStore, OutboxPage, Put, Record, Store, StoreError,
     Subscription, SubscriptionStatus, Versioned,
 };
 use oen_pay::vault::{Ciphertext, LocalVault, TokenVault, VaultContext, VaultError};
@@ -178,7 +178,8 @@ fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-/// DynamoDB: `get` = GetItem, `commit` = PutItem / TransactWriteItems, `due` = Query.
+/// DynamoDB: `get` = GetItem, `commit` = PutItem / TransactWriteItems, `due` and
+/// `outbox_pending` = Query.
 struct CountingStore {
     inner: Arc<MemoryStore>,
     calls: Arc<Calls>,
@@ -205,6 +206,17 @@ impl Store for CountingStore {
     ) -> Result<DuePage, StoreError> {
         bump(&self.calls.due);
         self.inner.due(shard, now, limit, after).await
+    }
+
+    async fn outbox_pending(
+        &self,
+        shard: u16,
+        until: DateTime<Utc>,
+        limit: usize,
+        after: Option<DueCursor>,
+    ) -> Result<OutboxPage, StoreError> {
+        bump(&self.calls.due);
+        self.inner.outbox_pending(shard, until, limit, after).await
     }
 }
 

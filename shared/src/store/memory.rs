@@ -8,16 +8,40 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    shard_of, DueCursor, DueEntry, DuePage, Expect, Key, Put, Record, Store, StoreError, Versioned,
+    outbox_shard_of, shard_of, DueCursor, DueEntry, DuePage, Expect, Key, OutboxPage, PendingEvent,
+    Put, Record, Store, StoreError, Versioned,
 };
 use crate::domain::{CustomerId, PlanId};
 
 type DueKey = (u16, i64, CustomerId, PlanId);
+/// Shard, created at (µs), event id: the outbox index.
+type OutboxKey = (u16, i64, String);
 
 #[derive(Default)]
 struct Inner {
     records: BTreeMap<Key, Versioned<Record>>,
     due: BTreeSet<DueKey>,
+    outbox: BTreeSet<OutboxKey>,
+}
+
+impl Inner {
+    /// Puts the record's index entries in, or takes them out.
+    fn index(&mut self, record: &Record, insert: bool) {
+        if let Some(k) = due_key(record) {
+            if insert {
+                self.due.insert(k);
+            } else {
+                self.due.remove(&k);
+            }
+        }
+        if let Some(k) = outbox_key(record) {
+            if insert {
+                self.outbox.insert(k);
+            } else {
+                self.outbox.remove(&k);
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -50,6 +74,18 @@ fn due_key(record: &Record) -> Option<DueKey> {
                 s.plan.clone(),
             )
         }),
+        _ => None,
+    }
+}
+
+/// Only entries still waiting to be delivered are listed.
+fn outbox_key(record: &Record) -> Option<OutboxKey> {
+    match record {
+        Record::Outbox(o) if o.delivered_at.is_none() => Some((
+            outbox_shard_of(&o.event.id),
+            o.created_at.timestamp_micros(),
+            o.event.id.clone(),
+        )),
         _ => None,
     }
 }
@@ -100,12 +136,10 @@ impl Store for MemoryStore {
                 Expect::Absent => 1,
                 Expect::Version(v) => v + 1,
             };
-            if let Some(old) = inner.records.get(&key).and_then(|v| due_key(&v.value)) {
-                inner.due.remove(&old);
+            if let Some(old) = inner.records.get(&key).map(|v| v.value.clone()) {
+                inner.index(&old, false);
             }
-            if let Some(new) = due_key(&put.record) {
-                inner.due.insert(new);
-            }
+            inner.index(&put.record, true);
             inner.records.insert(
                 key,
                 Versioned {
@@ -154,6 +188,46 @@ impl Store for MemoryStore {
             None
         };
         Ok(DuePage { entries, next })
+    }
+
+    async fn outbox_pending(
+        &self,
+        shard: u16,
+        until: DateTime<Utc>,
+        limit: usize,
+        after: Option<DueCursor>,
+    ) -> Result<OutboxPage, StoreError> {
+        let inner = self.lock();
+        let start = match &after {
+            Some(c) => {
+                let bad = || StoreError::Invalid("malformed outbox-index cursor".into());
+                let k: OutboxKey = serde_json::from_str(&c.0).map_err(|_| bad())?;
+                if k.0 != shard {
+                    return Err(bad());
+                }
+                std::ops::Bound::Excluded(k)
+            }
+            None => std::ops::Bound::Included((shard, i64::MIN, String::new())),
+        };
+        let until = until.timestamp_micros();
+        let mut listed = inner
+            .outbox
+            .range((start, std::ops::Bound::Unbounded))
+            .take_while(|k| k.0 == shard && k.1 <= until);
+        let entries: Vec<OutboxKey> = listed.by_ref().take(limit.max(1)).cloned().collect();
+        let more = listed.next().is_some();
+        let next = match entries.last() {
+            Some(last) if more => Some(DueCursor(serde_json::json!(last).to_string())),
+            _ => None,
+        };
+        let entries = entries
+            .into_iter()
+            .map(|(_, at, id)| PendingEvent {
+                id,
+                created_at: DateTime::from_timestamp_micros(at).unwrap_or(DateTime::<Utc>::MIN_UTC),
+            })
+            .collect();
+        Ok(OutboxPage { entries, next })
     }
 }
 

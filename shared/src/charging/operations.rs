@@ -5,7 +5,6 @@
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
-use super::attempt::publish;
 use super::worker::{self, Trigger};
 use super::{ChargeDeps, WorkContext, WorkError, WorkOutcome};
 use crate::domain::{
@@ -13,6 +12,7 @@ use crate::domain::{
     SubscriptionStatus, TransactionId,
 };
 use crate::oen::{OenError, RefundRequest};
+use crate::outbox;
 use crate::store::{Expect, Put, StoreError, StoreExt, Versioned};
 
 #[derive(Debug, Error)]
@@ -81,8 +81,8 @@ pub async fn cancel(
     }
     let period = deps.store.period(&sub.value.id, sub.value.period).await?;
     let (puts, event) = cancellation(&sub, period, "operator", "operator", now);
-    deps.store.commit(puts).await?;
-    publish(deps, vec![event]).await;
+    let recorded = outbox::commit(deps, puts, vec![event]).await?;
+    outbox::ship(deps, recorded, "charger").await;
     Ok(())
 }
 
@@ -94,18 +94,18 @@ pub(super) async fn end_at_period_end(
     now: DateTime<Utc>,
 ) -> Result<WorkOutcome, WorkError> {
     let (puts, event) = cancellation(sub, period, "charger", "ended at period end", now);
-    match deps.store.commit(puts).await {
-        Ok(()) => {}
+    let recorded = match outbox::commit(deps, puts, vec![event]).await {
+        Ok(recorded) => recorded,
         Err(StoreError::Conflict(_)) => {
             return Ok(WorkOutcome::Skipped("subscription changed concurrently"))
         }
         Err(e) => return Err(e.into()),
-    }
-    publish(deps, vec![event]).await;
+    };
+    outbox::ship(deps, recorded, "charger").await;
     Ok(WorkOutcome::Canceled)
 }
 
-/// The writes that cancel `sub` now, and the event to publish once they landed. A period with
+/// The writes that cancel `sub` now, and the event they record. A period with
 /// no attempt running is closed; one whose outcome is unknown stays due for reconciliation,
 /// because money may have moved.
 fn cancellation(
@@ -177,14 +177,13 @@ pub async fn refund(
         None,
         format!("order {}, {refunded}", p.value.order_id),
     );
-    deps.store
-        .commit(vec![
-            Put::new(updated, Expect::Version(p.version)),
-            Put::new(audit, Expect::Absent),
-        ])
-        .await?;
     let event = DomainEvent::payment_refunded(customer, &p.value, &transaction, refunded, now);
-    publish(deps, vec![event]).await;
+    let puts = vec![
+        Put::new(updated, Expect::Version(p.version)),
+        Put::new(audit, Expect::Absent),
+    ];
+    let recorded = outbox::commit(deps, puts, vec![event]).await?;
+    outbox::ship(deps, recorded, "charger").await;
     Ok(refunded)
 }
 

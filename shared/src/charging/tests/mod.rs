@@ -266,6 +266,7 @@ impl World {
     }
 }
 
+mod events;
 mod lifecycle;
 mod transition;
 mod worker;

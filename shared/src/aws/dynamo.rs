@@ -481,16 +481,19 @@ impl IndexPosition {
         }
         Ok(position)
     }
+
+    /// Why the entry at this position cannot be read as `what`.
+    fn not_a(&self, what: &str) -> StoreError {
+        StoreError::Corrupt(format!(
+            "due-index entry ({}, {}) is not {what}",
+            self.pk, self.sk
+        ))
+    }
 }
 
 /// A due-index entry: customer and plan parsed back from the subscription's keys.
 fn due_entry(position: IndexPosition) -> Result<DueEntry, StoreError> {
-    let corrupt = || {
-        StoreError::Corrupt(format!(
-            "due-index entry ({}, {}) is not a subscription key",
-            position.pk, position.sk
-        ))
-    };
+    let corrupt = || position.not_a("a subscription key");
     let customer = position
         .pk
         .strip_prefix("CUST#")
@@ -511,12 +514,7 @@ fn due_entry(position: IndexPosition) -> Result<DueEntry, StoreError> {
 
 /// An outbox-index entry: the event id parsed back from the entry's key.
 fn pending_event(position: IndexPosition) -> Result<PendingEvent, StoreError> {
-    let corrupt = || {
-        StoreError::Corrupt(format!(
-            "outbox-index entry ({}, {}) is not an outbox key",
-            position.pk, position.sk
-        ))
-    };
+    let corrupt = || position.not_a("an outbox key");
     let id = position
         .pk
         .strip_prefix(OUTBOX_PREFIX)
@@ -573,17 +571,9 @@ impl Store for DynamoStore {
         limit: usize,
         after: Option<DueCursor>,
     ) -> Result<DuePage, StoreError> {
-        let page = self
-            .index_page(due_shard_name(shard), now, limit, after)
-            .await?;
-        Ok(DuePage {
-            entries: page
-                .entries
-                .into_iter()
-                .map(due_entry)
-                .collect::<Result<_, _>>()?,
-            next: page.next,
-        })
+        self.index_page(due_shard_name(shard), now, limit, after)
+            .await?
+            .try_map(due_entry)
     }
 
     async fn outbox_pending(
@@ -593,16 +583,8 @@ impl Store for DynamoStore {
         limit: usize,
         after: Option<DueCursor>,
     ) -> Result<OutboxPage, StoreError> {
-        let page = self
-            .index_page(outbox_shard_name(shard), until, limit, after)
-            .await?;
-        Ok(OutboxPage {
-            entries: page
-                .entries
-                .into_iter()
-                .map(pending_event)
-                .collect::<Result<_, _>>()?,
-            next: page.next,
-        })
+        self.index_page(outbox_shard_name(shard), until, limit, after)
+            .await?
+            .try_map(pending_event)
     }
 }

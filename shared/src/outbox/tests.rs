@@ -11,8 +11,8 @@ use super::*;
 use crate::clock::{Clock, TestClock};
 use crate::events::{EventError, EventSink, MemoryEvents};
 use crate::oen::OenGateway;
-use crate::store::contract::{event_ids_in_shard, outbox_entry, subscription, t0};
-use crate::store::{MemoryStore, SubscriptionStatus, OUTBOX_SHARDS};
+use crate::store::contract::{event_ids_in_shard, list_outbox, outbox_entry, subscription, t0};
+use crate::store::{MemoryStore, SubscriptionStatus};
 use crate::vault::LocalVault;
 
 /// A bus that refuses the events named in `refused`, and any batch holding one.
@@ -67,13 +67,9 @@ fn world(bus: Arc<dyn EventSink>) -> World {
 impl World {
     /// Every entry still pending, oldest first per shard.
     async fn pending(&self) -> Vec<String> {
-        let mut ids = Vec::new();
         let until = self.clock.now() + Duration::days(1);
-        for shard in 0..OUTBOX_SHARDS {
-            let page = self.deps.store.outbox_pending(shard, until, 1000, None);
-            ids.extend(page.await.unwrap().entries.into_iter().map(|e| e.id));
-        }
-        ids
+        let listed = list_outbox(&*self.deps.store, until, 100).await;
+        listed.into_iter().map(|e| e.id).collect()
     }
 
     /// Records `ids` in the outbox at `created`, without shipping them (a writer that died).

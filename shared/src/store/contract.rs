@@ -107,6 +107,48 @@ pub fn event_ids_in_shard(shard: u16, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// Every entry of an index listing (`list` from a cursor), page by page, each page at most
+/// `limit` long; and how many pages it took.
+pub async fn all_pages<T, F, Fut>(limit: usize, mut list: F) -> (Vec<T>, usize)
+where
+    F: FnMut(Option<DueCursor>) -> Fut,
+    Fut: Future<Output = Result<Page<T>, StoreError>>,
+{
+    let mut all = Vec::new();
+    let mut cursor = None;
+    for pages in 1..=100 {
+        let page = list(cursor).await.unwrap();
+        assert!(page.entries.len() <= limit.max(1));
+        all.extend(page.entries);
+        cursor = page.next;
+        if cursor.is_none() {
+            return (all, pages);
+        }
+    }
+    panic!("paging does not end");
+}
+
+/// Every pending outbox entry created by `until`, shard by shard, listed in pages of `limit`;
+/// each shard's entries oldest first.
+pub async fn list_outbox(
+    store: &(impl Store + ?Sized),
+    until: DateTime<Utc>,
+    limit: usize,
+) -> Vec<PendingEvent> {
+    let mut all = Vec::new();
+    for shard in 0..OUTBOX_SHARDS {
+        let list = |after| store.outbox_pending(shard, until, limit, after);
+        let (entries, _) = all_pages(limit, list).await;
+        for e in &entries {
+            assert_eq!(outbox_shard_of(&e.id), shard, "{} in shard {shard}", e.id);
+        }
+        let times: Vec<_> = entries.iter().map(|e| e.created_at).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "shard {shard}");
+        all.extend(entries);
+    }
+    all
+}
+
 /// Runs every contract test, each on a fresh store from `make`.
 pub async fn run_all<S, F, Fut>(make: F)
 where
@@ -429,20 +471,9 @@ pub async fn due_index_pages_with_a_cursor(store: impl Store) {
     for chunk in puts.chunks(10) {
         store.commit(chunk.to_vec()).await.unwrap();
     }
-    let mut seen = Vec::new();
-    let mut cursor = None;
-    let mut pages = 0;
-    loop {
-        let page = store.due(shard, t0(), 10, cursor).await.unwrap();
-        pages += 1;
-        assert!(page.entries.len() <= 10);
-        seen.extend(page.entries.into_iter().map(|e| e.customer));
-        cursor = page.next;
-        if cursor.is_none() {
-            break;
-        }
-        assert!(pages < 10, "paging does not end");
-    }
+    let (seen, pages) = all_pages(10, |after| store.due(shard, t0(), 10, after)).await;
+    assert_eq!(pages, 3);
+    let seen: Vec<_> = seen.into_iter().map(|e| e.customer).collect();
     let unique: BTreeSet<_> = seen.iter().cloned().collect();
     assert_eq!(seen.len(), 25, "{seen:?}");
     assert_eq!(unique.len(), 25);
@@ -582,33 +613,6 @@ pub async fn an_event_is_recorded_in_the_outbox_once(store: impl Store) {
     assert_eq!(read.unwrap().value, sub);
 }
 
-/// Every pending entry of every shard, listed shard by shard in pages of `limit`.
-async fn list_outbox(store: &impl Store, until: DateTime<Utc>, limit: usize) -> Vec<PendingEvent> {
-    let mut all = Vec::new();
-    for shard in 0..OUTBOX_SHARDS {
-        let mut cursor = None;
-        for _ in 0..100 {
-            let page = store
-                .outbox_pending(shard, until, limit, cursor)
-                .await
-                .unwrap();
-            assert!(page.entries.len() <= limit.max(1));
-            for e in &page.entries {
-                assert_eq!(outbox_shard_of(&e.id), shard, "{} in shard {shard}", e.id);
-            }
-            let times: Vec<_> = page.entries.iter().map(|e| e.created_at).collect();
-            assert!(times.windows(2).all(|w| w[0] <= w[1]), "shard {shard}");
-            all.extend(page.entries);
-            cursor = page.next;
-            if cursor.is_none() {
-                break;
-            }
-        }
-        assert!(cursor.is_none(), "paging shard {shard} does not end");
-    }
-    all
-}
-
 pub async fn outbox_index_lists_pending_entries_of_the_shard_oldest_first(store: impl Store) {
     let mut expected = BTreeSet::new();
     let mut puts = Vec::new();
@@ -669,20 +673,9 @@ pub async fn outbox_index_pages_with_a_cursor(store: impl Store) {
     for chunk in puts.chunks(10) {
         store.commit(chunk.to_vec()).await.unwrap();
     }
-    let mut seen = Vec::new();
-    let mut cursor = None;
-    let mut pages = 0;
-    loop {
-        let page = store.outbox_pending(shard, t0(), 5, cursor).await.unwrap();
-        pages += 1;
-        assert!(page.entries.len() <= 5);
-        seen.extend(page.entries);
-        cursor = page.next;
-        if cursor.is_none() {
-            break;
-        }
-        assert!(pages < 10, "paging does not end");
-    }
+    let list = |after| store.outbox_pending(shard, t0(), 5, after);
+    let (seen, pages) = all_pages(5, list).await;
+    assert_eq!(pages, 5);
     assert_eq!(seen.len(), 23);
     let unique: BTreeSet<_> = seen.iter().map(|e| e.id.clone()).collect();
     assert_eq!(unique, ids.into_iter().collect());

@@ -172,6 +172,20 @@ pub struct Page<T> {
     pub next: Option<DueCursor>,
 }
 
+impl<T> Page<T> {
+    /// The same page with each entry read by `read`, or its first error.
+    pub fn try_map<U, E>(self, read: impl FnMut(T) -> Result<U, E>) -> Result<Page<U>, E> {
+        Ok(Page {
+            entries: self
+                .entries
+                .into_iter()
+                .map(read)
+                .collect::<Result<_, _>>()?,
+            next: self.next,
+        })
+    }
+}
+
 pub type DuePage = Page<DueEntry>;
 pub type OutboxPage = Page<PendingEvent>;
 

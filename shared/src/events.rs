@@ -1,6 +1,7 @@
 //! The event sink port: where domain events go (EventBridge on AWS, memory in tests and the dev
 //! stack). The events themselves are built in [`crate::domain::DomainEvent`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -22,18 +23,32 @@ pub trait EventSink: Send + Sync {
 
 /// Keeps events in memory (tests, the dev stack).
 #[derive(Default)]
-pub struct MemoryEvents(Mutex<Vec<DomainEvent>>);
+pub struct MemoryEvents {
+    published: Mutex<Vec<DomainEvent>>,
+    failing: AtomicBool,
+}
 
 impl MemoryEvents {
     pub fn all(&self) -> Vec<DomainEvent> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// While `failing`, every publish fails and keeps nothing: a bus that is down.
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
     }
 }
 
 #[async_trait]
 impl EventSink for MemoryEvents {
     async fn publish(&self, events: &[DomainEvent]) -> Result<(), EventError> {
-        self.0
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(EventError("the event bus is down".into()));
+        }
+        self.published
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .extend_from_slice(events);

@@ -17,6 +17,7 @@ pub mod events;
 pub mod links;
 pub mod metrics;
 pub mod oen;
+pub mod outbox;
 pub mod queue;
 pub mod secrets;
 pub mod store;

@@ -3,23 +3,63 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use serde_json::Number;
+
 /// The CloudWatch namespace of every metric.
 pub const NAMESPACE: &str = "oen-pay";
 
 /// The one dimension of every metric: the function that counted it.
 const DIMENSION: &str = "Function";
 
+/// The unit of a metric's values (CloudWatch's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Count,
+    Seconds,
+}
+
+impl Unit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Count => "Count",
+            Unit::Seconds => "Seconds",
+        }
+    }
+}
+
 /// Counts one occurrence of `metric` for `function`.
 pub fn count(function: &str, metric: &str) {
-    match emf_line(function, metric, 1) {
+    emit(function, metric, Number::from(1u8), Unit::Count);
+}
+
+/// Records the current level of `metric` for `function` (an age, a backlog): CloudWatch keeps
+/// each value, so alarms can take the maximum over a period.
+pub fn gauge(function: &str, metric: &str, value: f64, unit: Unit) {
+    match Number::from_f64(value) {
+        Some(value) => emit(function, metric, value, unit),
+        None => tracing::warn!(
+            function,
+            metric,
+            value,
+            "metric not recorded: not a finite number"
+        ),
+    }
+}
+
+fn emit(function: &str, metric: &str, value: Number, unit: Unit) {
+    match emf_line(function, metric, value, unit) {
         Some(line) => println!("{line}"),
-        None => tracing::warn!(function, metric, "metric not counted: not a valid EMF name"),
+        None => tracing::warn!(
+            function,
+            metric,
+            "metric not recorded: not a valid EMF name"
+        ),
     }
 }
 
 /// One EMF document, or `None` where the names would make it invalid: a metric is a member of
 /// the document's root beside `_aws` and the dimension, so it may not take either name.
-fn emf_line(function: &str, metric: &str, value: u64) -> Option<String> {
+fn emf_line(function: &str, metric: &str, value: impl Into<Number>, unit: Unit) -> Option<String> {
     let valid_metric =
         (1..=255).contains(&metric.chars().count()) && metric != "_aws" && metric != DIMENSION;
     let valid_function = (1..=1024).contains(&function.chars().count());
@@ -36,11 +76,11 @@ fn emf_line(function: &str, metric: &str, value: u64) -> Option<String> {
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
                 "Dimensions": [[DIMENSION]],
-                "Metrics": [{"Name": metric, "Unit": "Count"}],
+                "Metrics": [{"Name": metric, "Unit": unit.as_str()}],
             }],
         },
         DIMENSION: function,
-        metric: value,
+        metric: value.into(),
     });
     Some(line.to_string())
 }
@@ -51,6 +91,8 @@ mod tests {
     use std::time::{SystemTime, UNIX_EPOCH};
 
     use serde_json::{json, Map, Value};
+
+    use super::Unit::{Count, Seconds};
 
     /// Metric units CloudWatch accepts (`MetricDatum.Unit`).
     const UNITS: [&str; 27] = [
@@ -242,7 +284,7 @@ mod tests {
     #[test]
     fn emf_lines_name_the_metric_and_its_value() {
         let line: serde_json::Value =
-            serde_json::from_str(&super::emf_line("webhook", "WebhookRefused", 1).unwrap())
+            serde_json::from_str(&super::emf_line("webhook", "WebhookRefused", 1, Count).unwrap())
                 .unwrap();
         assert_eq!(line["WebhookRefused"], 1);
         assert_eq!(
@@ -255,11 +297,13 @@ mod tests {
     fn every_metric_we_count_is_a_valid_emf_document() {
         for (function, metric) in [
             ("webhook", "WebhookRefused"),
+            ("webhook", "EventsNotPublished"),
             ("charger", "ConfigError"),
             ("charger", "UnknownTooOld"),
             ("charger", "EventsNotPublished"),
+            ("charger", "OutboxRelayFailed"),
         ] {
-            let line = super::emf_line(function, metric, 1).unwrap();
+            let line = super::emf_line(function, metric, 1, Count).unwrap();
             assert_eq!(emf_violations(&line), Vec::<String>::new(), "{line}");
             let doc: Value = serde_json::from_str(&line).unwrap();
             let directive = &doc["_aws"]["CloudWatchMetrics"][0];
@@ -272,13 +316,35 @@ mod tests {
     }
 
     #[test]
+    fn every_gauge_we_record_is_a_valid_emf_document_in_its_unit() {
+        for (function, metric, value) in [
+            ("charger", "OutboxLagSeconds", 0.0),
+            ("charger", "OutboxLagSeconds", 1234.567),
+        ] {
+            let number = serde_json::Number::from_f64(value).unwrap();
+            let line = super::emf_line(function, metric, number, Seconds).unwrap();
+            assert_eq!(emf_violations(&line), Vec::<String>::new(), "{line}");
+            let doc: Value = serde_json::from_str(&line).unwrap();
+            let directive = &doc["_aws"]["CloudWatchMetrics"][0];
+            assert_eq!(directive["Metrics"][0]["Name"], metric);
+            assert_eq!(directive["Metrics"][0]["Unit"], "Seconds");
+            assert_eq!(doc[metric].as_f64(), Some(value));
+            assert_eq!(doc["Function"], function);
+        }
+    }
+
+    #[test]
     fn names_that_would_break_the_document_are_not_counted() {
         for metric in ["", "_aws", "Function", &"M".repeat(256)] {
-            assert_eq!(super::emf_line("webhook", metric, 1), None, "{metric:?}");
+            assert_eq!(
+                super::emf_line("webhook", metric, 1, Count),
+                None,
+                "{metric:?}"
+            );
         }
-        assert_eq!(super::emf_line("", "WebhookRefused", 1), None);
+        assert_eq!(super::emf_line("", "WebhookRefused", 1, Count), None);
         let long = "é".repeat(255);
-        let line = super::emf_line(&"f".repeat(1024), &long, 1).unwrap();
+        let line = super::emf_line(&"f".repeat(1024), &long, 1, Count).unwrap();
         assert_eq!(emf_violations(&line), Vec::<String>::new());
     }
 

@@ -9,6 +9,7 @@
 //! Tables are created from the `Table` resource of `template.yaml` itself ([`create_table`]), so
 //! the schema the tests prove is the schema that is deployed.
 
+pub mod bus;
 pub mod logs;
 pub mod soak;
 pub mod stack;

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration as StdDuration;
@@ -26,8 +27,9 @@ use oen_pay::domain::{
     taipei_time, AnomalyRefund, BindingRef, BindingSession, CardToken, Catalog, ChargePeriod,
     CheckoutId, CustomerId, PeriodState, PlanId, SessionState, Subscription, SubscriptionStatus,
 };
-use oen_pay::events::MemoryEvents;
+use oen_pay::events::{DomainEvent, EventError, EventSink, MemoryEvents};
 use oen_pay::oen::{BindingResult, Notification, OenGateway, TokenNotification};
+use oen_pay::outbox::{self, RelayLimits};
 use oen_pay::queue::{MemoryQueue, WorkMessage};
 use oen_pay::store::{Expect, MemoryStore, Put, Record, Store, StoreExt};
 use oen_pay::vault::LocalVault;
@@ -148,6 +150,25 @@ impl<F: Future> Future for DiesAfter<F> {
     }
 }
 
+/// An event bus that refuses every seventh publish while the run is chaotic: the outbox must
+/// deliver those events later, under the same ids.
+struct FlakyBus {
+    inner: Arc<MemoryEvents>,
+    calls: AtomicU64,
+    down: Arc<AtomicBool>,
+}
+
+#[oen_pay::async_trait::async_trait]
+impl EventSink for FlakyBus {
+    async fn publish(&self, events: &[DomainEvent]) -> Result<(), EventError> {
+        let n = self.calls.fetch_add(1, Ordering::Relaxed);
+        if self.down.load(Ordering::Relaxed) && n % 7 == 6 {
+            return Err(EventError("the bus refused the batch".into()));
+        }
+        self.inner.publish(events).await
+    }
+}
+
 /// The run's moving parts.
 pub struct Soak {
     pub config: SoakConfig,
@@ -155,6 +176,8 @@ pub struct Soak {
     sim: Simulator,
     store: Arc<MemoryStore>,
     events: Arc<MemoryEvents>,
+    /// While set, the event bus refuses some publishes.
+    bus_down: Arc<AtomicBool>,
     queue: Arc<MemoryQueue>,
     clock: TestClock,
     deps: Arc<ChargeDeps>,
@@ -183,6 +206,7 @@ impl Soak {
         let clock = TestClock::at(start);
         let store = Arc::new(MemoryStore::new());
         let events = Arc::new(MemoryEvents::default());
+        let bus_down = Arc::new(AtomicBool::new(true));
         let queue = Arc::new(MemoryQueue::default());
         let secrets = dev::dev_secrets(dev::DEV_API_TOKEN);
         let oen: Arc<dyn OenGateway> = Arc::new(
@@ -193,7 +217,11 @@ impl Soak {
             store.clone(),
             Arc::new(LocalVault::random()),
             oen,
-            events.clone(),
+            Arc::new(FlakyBus {
+                inner: events.clone(),
+                calls: AtomicU64::new(0),
+                down: bus_down.clone(),
+            }),
             Arc::new(clock.clone()),
         );
         adapters.plans = catalog(500);
@@ -209,6 +237,7 @@ impl Soak {
             sim,
             store,
             events,
+            bus_down,
             queue,
             clock,
             deps,
@@ -396,7 +425,20 @@ impl Soak {
         if let Err(e) = charging::schedule(&self.deps, self.clock.now()).await {
             self.note(format!("schedule failed: {e}"));
         }
+        self.relay().await;
         self.drain(chaos).await;
+    }
+
+    /// What the scheduled run does after planning: ship the events writers left pending.
+    async fn relay(&mut self) {
+        let limits = RelayLimits {
+            max_events: usize::MAX,
+            ..RelayLimits::default()
+        };
+        match outbox::relay(&self.deps, &limits).await {
+            Ok(r) => *self.stats.entry("events relayed").or_default() += r.delivered as u64,
+            Err(e) => self.note(format!("relay failed: {e}")),
+        }
     }
 
     /// Racing workers work the queue dry (what they drop comes back on the next drain).
@@ -485,11 +527,14 @@ impl Soak {
     /// No more faults or meddling: run until nothing is uncertain (or give up, loudly).
     async fn quiesce(&mut self) -> Result<(), String> {
         self.sim.clear_forced();
+        self.bus_down.store(false, Ordering::Relaxed);
         for round in 0..40 {
             self.sim.settle_pending();
             self.step(false).await;
             if self.uncertain_periods().await.is_empty() && self.queue.is_empty() {
                 self.stats.insert("rounds to settle", round);
+                self.advance(Duration::hours(6));
+                self.relay().await;
                 return Ok(());
             }
             self.advance(Duration::hours(6));
@@ -500,6 +545,8 @@ impl Soak {
             let owners = self.owners_of_uncertain_periods().await;
             if owners.is_empty() {
                 self.stats.insert("rounds to settle", 40 + round);
+                self.advance(Duration::minutes(30));
+                self.relay().await;
                 return Ok(());
             }
             self.advance(Duration::minutes(30));
@@ -693,6 +740,25 @@ impl Soak {
     /// Every paid period published its `payment.succeeded` (under its one stable id), and no
     /// unpaid one did.
     fn check_events(&self, periods: &BTreeMap<String, ChargePeriod>) -> Result<(), String> {
+        // Every event committed with a state change was delivered, under its one id.
+        let published: BTreeMap<String, DomainEvent> = self
+            .events
+            .all()
+            .into_iter()
+            .map(|e| (e.id.clone(), e))
+            .collect();
+        for r in self.store.snapshot() {
+            if let Record::Outbox(o) = r.value {
+                let delivered = published.get(&o.event.id) == Some(&o.event);
+                if o.delivered_at.is_none() || !delivered {
+                    let what = format!(
+                        "event {} was committed but not delivered as stored",
+                        o.event.id
+                    );
+                    return Err(self.failure(&what, &[]));
+                }
+            }
+        }
         let mut ids_per_order: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for e in self.events.all() {
             if e.kind == "payment.succeeded" {

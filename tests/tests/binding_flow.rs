@@ -790,6 +790,15 @@ impl Store for FlakyStore {
     ) -> Result<oen_pay::store::DuePage, oen_pay::store::StoreError> {
         self.inner.due(shard, now, limit, after).await
     }
+    async fn outbox_pending(
+        &self,
+        shard: u16,
+        until: chrono::DateTime<Utc>,
+        limit: usize,
+        after: Option<oen_pay::store::DueCursor>,
+    ) -> Result<oen_pay::store::OutboxPage, oen_pay::store::StoreError> {
+        self.inner.outbox_pending(shard, until, limit, after).await
+    }
 }
 
 #[tokio::test]

@@ -146,6 +146,43 @@ async fn a_scheduled_run_fans_out_through_sqs_and_charges_each_due_subscription_
 }
 
 #[tokio::test]
+async fn a_scheduled_run_publishes_the_events_the_bus_did_not_take() {
+    // GIVEN a card bound and charged while the bus was down
+    let s = stack().await;
+    s.events.set_failing(true);
+    let binding = s.bind("cust-late", "premium", cards::SUCCESS).await;
+    s.run().await;
+    assert!(s.events.all().is_empty());
+    // WHEN the bus is back and the next scheduled invocation comes
+    s.events.set_failing(false);
+    s.advance(Duration::minutes(15));
+    let sqs = Sqs::new().await;
+    let deps = sqs_deps(&s, &sqs);
+    let schedule = json!({"time": s.clock.now().to_rfc3339()});
+    let out = handle(deps.clone(), 4, lambda_event(&s, schedule.clone()))
+        .await
+        .unwrap();
+    // THEN it plans as always and publishes both events under their recorded ids
+    assert_eq!(out["plannedShards"], 16);
+    assert_eq!(out["eventsRelayed"], 2);
+    let sub = s.sub("cust-late", "premium").await;
+    let ids: Vec<String> = s.events.all().into_iter().map(|e| e.id).collect();
+    assert_eq!(
+        ids,
+        [
+            format!("card.bound:{binding}"),
+            format!(
+                "payment.succeeded:{}",
+                oen_pay::domain::OrderId::for_period(&sub.id, 0)
+            ),
+        ]
+    );
+    let out = handle(deps, 4, lambda_event(&s, schedule)).await.unwrap();
+    assert_eq!(out["eventsRelayed"], 0);
+    assert_eq!(s.events.all().len(), 2);
+}
+
+#[tokio::test]
 async fn messages_to_retry_are_reported_and_unreadable_ones_dropped() {
     let s = stack().await;
     s.bind("cust-1001", "premium", cards::SUCCESS).await;

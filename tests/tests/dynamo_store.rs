@@ -12,7 +12,8 @@ use oen_pay::store::contract::{
     self, ids_in_shard, session, subscription, subscription_with_id, t0,
 };
 use oen_pay::store::{
-    shard_of, Card, DueCursor, Expect, Key, MemoryStore, Put, Store, StoreError, StoreExt, MAX_PUTS,
+    outbox_shard_of, shard_of, Card, DueCursor, Expect, Key, MemoryStore, Put, Store, StoreError,
+    StoreExt, MAX_PUTS,
 };
 use oen_pay::vault::{LocalVault, TokenVault, VaultContext};
 use oen_pay_integration::{create_table, dynamo_client, scan_all};
@@ -278,6 +279,58 @@ async fn only_subscriptions_with_a_next_action_are_in_the_due_index() {
         assert!(!item.contains_key("due_shard"), "{item:?}");
         assert!(!item.contains_key("due_at"), "{item:?}");
     }
+}
+
+#[tokio::test]
+async fn outbox_items_are_indexed_while_pending_and_expire_a_week_after_delivery() {
+    let store = fresh_store().await;
+    let id = "payment.succeeded:Sub0000000000007P000000";
+    let created = t0() + Duration::microseconds(2_500_003);
+    let mut entry = contract::outbox_entry(id, created);
+    store
+        .commit(vec![Put::new(entry.clone(), Expect::Absent)])
+        .await
+        .unwrap();
+    let key = Key::Outbox(id.to_owned());
+    assert_eq!(pk_sk(&key), (format!("OUTBOX#{id}"), "EVENT".to_owned()));
+    let item = raw_item(&store, &key).await;
+    assert_eq!(item.get("kind"), Some(&AttributeValue::S("outbox".into())));
+    assert_eq!(
+        item.get("due_shard"),
+        Some(&AttributeValue::S(format!(
+            "OUTBOX#{:02}",
+            outbox_shard_of(id)
+        )))
+    );
+    assert_eq!(
+        item.get("due_at"),
+        Some(&AttributeValue::N(created.timestamp_micros().to_string()))
+    );
+    assert!(!item.contains_key("ttl"), "a pending entry never expires");
+    // The event's data is a DynamoDB map, not a string.
+    let event = item
+        .get("event")
+        .and_then(|e| e.as_m().ok())
+        .expect("a map");
+    assert!(
+        matches!(event.get("data"), Some(AttributeValue::M(_))),
+        "{event:?}"
+    );
+
+    let delivered_at = t0() + Duration::minutes(1);
+    entry.delivered_at = Some(delivered_at);
+    store
+        .commit(vec![Put::new(entry, Expect::Version(1))])
+        .await
+        .unwrap();
+    let item = raw_item(&store, &key).await;
+    assert!(!item.contains_key("due_shard"), "{item:?}");
+    assert!(!item.contains_key("due_at"), "{item:?}");
+    let expires = (delivered_at + Duration::days(7)).timestamp();
+    assert_eq!(
+        item.get("ttl"),
+        Some(&AttributeValue::N(expires.to_string()))
+    );
 }
 
 /// Both stores end a page that empties the shard with no cursor, even when the page is full.

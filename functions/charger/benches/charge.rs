@@ -15,7 +15,8 @@
 //! to that limit shows.
 //!
 //! Counting wrappers around the ports count the AWS calls each charge would make (DynamoDB
-//! `get` / `commit` / `due`, KMS decrypt / encrypt, Secrets Manager fetches). At the end the
+//! `get` / `commit` / `due`, KMS decrypt / encrypt, Secrets Manager fetches); the commits that
+//! only mark published events delivered in the outbox are shown apart as well. At the end the
 //! simulator's ledger must hold exactly one `charged` transaction per seeded subscription and
 //! every subscription must have moved on to period 1, or the run exits non-zero.
 //!
@@ -47,7 +48,7 @@ use oen_pay::oen::{
 use oen_pay::queue::{MemoryQueue, QueueError, WorkMessage, WorkQueue};
 use oen_pay::secrets::{CachedSecrets, FetchSecret, SecretError, SecretSource, StaticSecret};
 use oen_pay::store::{
-    Card, DueCursor, DuePage, Expect, Key, MemoryStore, Put, Record, Store, StoreError,
+    Card, DueCursor, DuePage, Expect, Key, MemoryStore, OutboxPage, Put, Record, Store, StoreError,
     Subscription, SubscriptionStatus, Versioned,
 };
 use oen_pay::vault::{Ciphertext, LocalVault, TokenVault, VaultContext, VaultError};
@@ -124,6 +125,8 @@ fn parse_number(name: &str, raw: &str) -> Result<usize, String> {
 struct Calls {
     get: AtomicU64,
     commit: AtomicU64,
+    /// Commits that only mark outbox entries delivered (also in `commit`).
+    outbox_marks: AtomicU64,
     due: AtomicU64,
     encrypt: AtomicU64,
     decrypt: AtomicU64,
@@ -136,6 +139,7 @@ struct Calls {
 struct CallCounts {
     get: u64,
     commit: u64,
+    outbox_marks: u64,
     due: u64,
     encrypt: u64,
     decrypt: u64,
@@ -149,6 +153,7 @@ impl Calls {
         CallCounts {
             get: self.get.load(Ordering::Relaxed),
             commit: self.commit.load(Ordering::Relaxed),
+            outbox_marks: self.outbox_marks.load(Ordering::Relaxed),
             due: self.due.load(Ordering::Relaxed),
             encrypt: self.encrypt.load(Ordering::Relaxed),
             decrypt: self.decrypt.load(Ordering::Relaxed),
@@ -164,6 +169,7 @@ impl CallCounts {
         CallCounts {
             get: self.get - before.get,
             commit: self.commit - before.commit,
+            outbox_marks: self.outbox_marks - before.outbox_marks,
             due: self.due - before.due,
             encrypt: self.encrypt - before.encrypt,
             decrypt: self.decrypt - before.decrypt,
@@ -178,7 +184,8 @@ fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-/// DynamoDB: `get` = GetItem, `commit` = PutItem / TransactWriteItems, `due` = Query.
+/// DynamoDB: `get` = GetItem, `commit` = PutItem / TransactWriteItems, `due` and
+/// `outbox_pending` = Query.
 struct CountingStore {
     inner: Arc<MemoryStore>,
     calls: Arc<Calls>,
@@ -193,6 +200,9 @@ impl Store for CountingStore {
 
     async fn commit(&self, puts: Vec<Put>) -> Result<(), StoreError> {
         bump(&self.calls.commit);
+        if puts.iter().all(|p| matches!(p.record, Record::Outbox(_))) {
+            bump(&self.calls.outbox_marks);
+        }
         self.inner.commit(puts).await
     }
 
@@ -205,6 +215,17 @@ impl Store for CountingStore {
     ) -> Result<DuePage, StoreError> {
         bump(&self.calls.due);
         self.inner.due(shard, now, limit, after).await
+    }
+
+    async fn outbox_pending(
+        &self,
+        shard: u16,
+        until: DateTime<Utc>,
+        limit: usize,
+        after: Option<DueCursor>,
+    ) -> Result<OutboxPage, StoreError> {
+        bump(&self.calls.due);
+        self.inner.outbox_pending(shard, until, limit, after).await
     }
 }
 
@@ -531,6 +552,11 @@ async fn run(options: Options) -> Result<(), String> {
         "{:<34}{:>12.3}",
         "DynamoDB writes (commit)",
         per(charging.commit)
+    );
+    println!(
+        "{:<34}{:>12.3}  of the writes: events marked delivered after publishing",
+        "  outbox marks",
+        per(charging.outbox_marks)
     );
     println!(
         "{:<34}{:>12.3}  <= 4",

@@ -1,6 +1,8 @@
 //! `charger`: one function, two triggers.
 //! - An EventBridge schedule: its event's `time` is "now"; the planner puts one planning
-//!   message per due-index shard on the queue.
+//!   message per due-index shard on the queue, then the outbox relay publishes the domain
+//!   events still pending (those whose writer could not ship them) until shortly before the
+//!   invocation's deadline.
 //! - SQS batches (`ReportBatchItemFailures`): planning messages page through the due index and
 //!   enqueue charge messages; charge messages run the exactly-once protocol of
 //!   `oen_pay::charging`. A message that should be retried is reported as a batch item failure,
@@ -12,7 +14,8 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
 use oen_pay::charging::{self, ChargeDeps, WorkContext, WorkError, WorkOutcome};
-use oen_pay::chrono::{DateTime, Utc};
+use oen_pay::chrono::{DateTime, Duration, Utc};
+use oen_pay::outbox::{self, RelayLimits};
 use oen_pay::queue::WorkMessage;
 use serde_json::Value;
 use tokio::sync::Semaphore;
@@ -20,6 +23,9 @@ use tokio::sync::Semaphore;
 /// Messages of one SQS batch processed at once (Oen's load is bounded further by the event
 /// source mapping's `MaximumConcurrency`).
 pub const DEFAULT_CONCURRENCY: usize = oen_pay::config::DEFAULT_CHARGER_CONCURRENCY;
+
+/// The relay starts no batch of events later than this before the invocation's deadline.
+const RELAY_MARGIN: Duration = Duration::seconds(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChargerError {
@@ -66,11 +72,29 @@ pub async fn handle(
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         .ok_or(ChargerError::Unrecognised)?
         .with_timezone(&Utc);
-    let planned = charging::schedule(&deps, time)
-        .await
-        .map_err(|e| ChargerError::Schedule(e.to_string()))?;
+    // Planning first: it is quick, and charging must not wait behind a backlog of events.
+    let planned = charging::schedule(&deps, time).await;
+    let relayed = relay(&deps, deadline).await;
+    let planned = planned.map_err(|e| ChargerError::Schedule(e.to_string()))?;
     tracing::info!(shards = planned, now = %time, "planning enqueued");
-    Ok(serde_json::json!({"plannedShards": planned}))
+    Ok(serde_json::json!({"plannedShards": planned, "eventsRelayed": relayed}))
+}
+
+/// Publishes the outbox's pending events; how many were. A failure is logged and counted, and
+/// does not fail the invocation: the entries wait for the next scheduled run.
+async fn relay(deps: &ChargeDeps, deadline: Option<DateTime<Utc>>) -> usize {
+    let limits = RelayLimits {
+        until: deadline.map(|d| d - RELAY_MARGIN),
+        ..RelayLimits::default()
+    };
+    match outbox::relay(deps, &limits).await {
+        Ok(relayed) => relayed.delivered,
+        Err(e) => {
+            tracing::error!(error = %e, "outbox relay failed; pending events wait for the next scheduled run");
+            oen_pay::metrics::count("charger", "OutboxRelayFailed");
+            0
+        }
+    }
 }
 
 /// Runs every message of a batch with bounded concurrency and reports the ones to retry.

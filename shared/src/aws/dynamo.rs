@@ -13,6 +13,7 @@
 //! | subscription    | `CUST#{customer}`    | `SUB#{plan}`         | `due_shard`, `due_at`  |
 //! | charge period   | `SUB#{subscription}` | `PERIOD#{period:06}` |                        |
 //! | audit entry     | `AUDIT#{customer}`   | `{at}#{id}`          |                        |
+//! | outbox entry    | `OUTBOX#{event id}`  | `EVENT`              | pending: `due_shard`, `due_at`; delivered: `ttl` |
 //!
 //! A customer's cards and subscriptions share a partition, so one query lists them; periods
 //! live under their subscription and sort by number; audit entries sort by time (`at` as
@@ -20,11 +21,16 @@
 //!
 //! Beside the record's own fields (serialised with `serde_dynamo`; the card ciphertext is a
 //! DynamoDB binary `B`, never a string) every item carries:
-//! - `kind` (S): `session`, `card`, `subscription`, `period` or `audit`, which decides how the
-//!   item is read back;
+//! - `kind` (S): `session`, `card`, `subscription`, `period`, `audit` or `outbox`, which decides
+//!   how the item is read back;
 //! - `ver` (N): the record's version, 1 on creation and incremented by every put;
-//! - `ttl` (N, epoch seconds), from [`Record::expires_at`]: only binding sessions have it, a day
-//!   after their hosted page expired, so abandoned bindings disappear without a sweeper.
+//! - `ttl` (N, epoch seconds), from [`Record::expires_at`]: binding sessions have it a day after
+//!   their hosted page expired, so abandoned bindings disappear without a sweeper; delivered
+//!   outbox entries a week after delivery.
+//!
+//! An outbox entry holds a domain event (its `data` as a DynamoDB map) and is written in the
+//! same transaction as the state change the event reports; it is keyed by the event's stable
+//! id, so `attribute_not_exists(pk)` refuses a second entry for one happening.
 //!
 //! # The due-date index
 //!
@@ -42,6 +48,13 @@
 //! opaque [`DueCursor`]. A GSI is eventually consistent: a subscription may show up (or linger)
 //! briefly after a write, which the charger tolerates because it re-reads the subscription and
 //! claims periods with conditional writes.
+//!
+//! The same index lists the outbox entries still waiting to be delivered: a pending entry
+//! carries `due_shard` = `OUTBOX#00`…`OUTBOX#15` (from [`outbox_shard_of`], a hash of the event
+//! id, so that the insert and delete of every event's index entry spread over sixteen
+//! partitions) and `due_at` = its creation time in epoch microseconds. Marking it delivered
+//! rewrites the item without them, which takes it off the index; `pk` names the event. A
+//! subscription's `DUE#` partitions and the outbox's `OUTBOX#` partitions never share a key.
 //!
 //! # Conditional writes
 //!
@@ -71,8 +84,8 @@ use serde_dynamo::aws_sdk_dynamodb_1 as codec;
 
 use crate::domain::{CustomerId, PlanId};
 use crate::store::{
-    check_commit, shard_of, DueCursor, DueEntry, DuePage, Expect, Key, Put, Record, Store,
-    StoreError, Versioned,
+    check_commit, outbox_shard_of, shard_of, DueCursor, DueEntry, DuePage, Expect, Key, OutboxPage,
+    Page, PendingEvent, Put, Record, Store, StoreError, Versioned,
 };
 
 /// The name of the sparse due-date index (`due_shard` HASH, `due_at` RANGE, keys only).
@@ -89,8 +102,11 @@ pub fn pk_sk(key: &Key) -> (String, String) {
             period,
         } => (format!("SUB#{subscription}"), format!("PERIOD#{period:06}")),
         Key::Audit { customer, sort } => (format!("AUDIT#{customer}"), sort.clone()),
+        Key::Outbox(id) => (format!("{OUTBOX_PREFIX}{id}"), "EVENT".into()),
     }
 }
+
+const OUTBOX_PREFIX: &str = "OUTBOX#";
 
 const PK: &str = "pk";
 const SK: &str = "sk";
@@ -202,6 +218,58 @@ impl DynamoStore {
             Err(e) => Err(unavailable("TransactWriteItems", &e)),
         }
     }
+
+    /// One page of the index partition `partition` (a due-index shard or an outbox shard), up
+    /// to `until`, oldest first, and where the next page starts.
+    async fn index_page(
+        &self,
+        partition: String,
+        until: DateTime<Utc>,
+        limit: usize,
+        after: Option<DueCursor>,
+    ) -> Result<Page<IndexPosition>, StoreError> {
+        let limit = limit.clamp(1, i32::MAX as usize - 1);
+        let start = after
+            .as_ref()
+            .map(|c| IndexPosition::decode(c, &partition))
+            .transpose()?;
+        // One more than a page: if it comes back, there is a next page and the cursor is the
+        // page's last entry; otherwise this is the last page, exactly as in the memory store.
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(DUE_INDEX)
+            .key_condition_expression("#shard = :shard AND #at <= :now")
+            .expression_attribute_names("#shard", DUE_SHARD)
+            .expression_attribute_names("#at", DUE_AT)
+            .expression_attribute_values(":shard", AttributeValue::S(partition))
+            .expression_attribute_values(":now", number(until.timestamp_micros()))
+            .scan_index_forward(true)
+            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start.map(|p| p.to_key()))
+            .send()
+            .await
+            .map_err(|e| unavailable("Query", &e))?;
+        let keys = out.items();
+        let page = &keys[..keys.len().min(limit)];
+        let entries = page
+            .iter()
+            .map(IndexPosition::read)
+            .collect::<Result<Vec<_>, _>>()?;
+        let resume_at = if keys.len() > limit {
+            // The page's last entry is where the next page starts.
+            page.last()
+        } else {
+            // A short page with a LastEvaluatedKey: DynamoDB stopped at its 1 MB page size.
+            out.last_evaluated_key()
+        };
+        let next = match resume_at {
+            None => None,
+            Some(key) => Some(IndexPosition::read(key)?.encode()?),
+        };
+        Ok(Page { entries, next })
+    }
 }
 
 impl std::fmt::Debug for DynamoStore {
@@ -273,6 +341,10 @@ fn due_shard_name(shard: u16) -> String {
     format!("DUE#{shard:02}")
 }
 
+fn outbox_shard_name(shard: u16) -> String {
+    format!("{OUTBOX_PREFIX}{shard:02}")
+}
+
 /// The item of `record` stored at `version`.
 fn to_item(record: &Record, version: u64) -> Result<Item, StoreError> {
     let kind = record.kind();
@@ -282,6 +354,7 @@ fn to_item(record: &Record, version: u64) -> Result<Item, StoreError> {
         Record::Subscription(s) => codec::to_item(s),
         Record::Period(p) => codec::to_item(p),
         Record::Audit(a) => codec::to_item(a),
+        Record::Outbox(o) => codec::to_item(o),
     };
     let mut item: Item =
         body.map_err(|e| StoreError::Invalid(format!("a {kind} cannot be stored: {e}")))?;
@@ -298,14 +371,19 @@ fn to_item(record: &Record, version: u64) -> Result<Item, StoreError> {
     if let Some(at) = record.expires_at() {
         item.insert(TTL.into(), number(at.timestamp()));
     }
-    if let Record::Subscription(s) = record {
-        if let Some(at) = s.next_action_at {
-            item.insert(
-                DUE_SHARD.into(),
-                AttributeValue::S(due_shard_name(shard_of(&s.id))),
-            );
-            item.insert(DUE_AT.into(), number(at.timestamp_micros()));
-        }
+    let indexed = match record {
+        Record::Subscription(s) => s
+            .next_action_at
+            .map(|at| (due_shard_name(shard_of(&s.id)), at)),
+        Record::Outbox(o) if o.delivered_at.is_none() => Some((
+            outbox_shard_name(outbox_shard_of(&o.event.id)),
+            o.created_at,
+        )),
+        _ => None,
+    };
+    if let Some((partition, at)) = indexed {
+        item.insert(DUE_SHARD.into(), AttributeValue::S(partition));
+        item.insert(DUE_AT.into(), number(at.timestamp_micros()));
     }
     Ok(item)
 }
@@ -334,6 +412,7 @@ fn from_item(mut item: Item) -> Result<Versioned<Record>, StoreError> {
         "subscription" => Record::Subscription(codec::from_item(item).map_err(unreadable)?),
         "period" => Record::Period(codec::from_item(item).map_err(unreadable)?),
         "audit" => Record::Audit(codec::from_item(item).map_err(unreadable)?),
+        "outbox" => Record::Outbox(codec::from_item(item).map_err(unreadable)?),
         other => return Err(corrupt(format!("unknown kind {other:?}"))),
     };
     if pk_sk(&record.key()) != (pk.clone(), sk.clone()) {
@@ -360,13 +439,17 @@ struct IndexPosition {
 }
 
 impl IndexPosition {
-    fn from_key(key: &Item) -> Option<Self> {
+    /// The position of an index key; anything else is [`StoreError::Corrupt`].
+    fn read(key: &Item) -> Result<Self, StoreError> {
         let s = |name: &str| key.get(name).and_then(|v| v.as_s().ok()).cloned();
-        Some(Self {
-            pk: s(PK)?,
-            sk: s(SK)?,
-            due_shard: s(DUE_SHARD)?,
-            due_at: key.get(DUE_AT)?.as_n().ok()?.parse().ok()?,
+        let n = |name: &str| key.get(name)?.as_n().ok()?.parse().ok();
+        let missing =
+            || StoreError::Corrupt("a due-index key lacks pk, sk, due_shard or due_at".into());
+        Ok(Self {
+            pk: s(PK).ok_or_else(missing)?,
+            sk: s(SK).ok_or_else(missing)?,
+            due_shard: s(DUE_SHARD).ok_or_else(missing)?,
+            due_at: n(DUE_AT).ok_or_else(missing)?,
         })
     }
 
@@ -388,29 +471,29 @@ impl IndexPosition {
             .map_err(|e| StoreError::Corrupt(format!("due-index position: {e}")))
     }
 
-    fn decode(cursor: &DueCursor, shard: u16) -> Result<Self, StoreError> {
+    fn decode(cursor: &DueCursor, partition: &str) -> Result<Self, StoreError> {
         let position: Self = serde_json::from_str(&cursor.0)
             .map_err(|_| StoreError::Invalid("malformed due-index cursor".into()))?;
-        if position.due_shard != due_shard_name(shard) {
+        if position.due_shard != partition {
             return Err(StoreError::Invalid(format!(
-                "the due-index cursor belongs to another shard than {shard}"
+                "the due-index cursor belongs to another partition than {partition}"
             )));
         }
         Ok(position)
     }
+
+    /// Why the entry at this position cannot be read as `what`.
+    fn not_a(&self, what: &str) -> StoreError {
+        StoreError::Corrupt(format!(
+            "due-index entry ({}, {}) is not {what}",
+            self.pk, self.sk
+        ))
+    }
 }
 
 /// A due-index entry: customer and plan parsed back from the subscription's keys.
-fn due_entry(key: &Item) -> Result<DueEntry, StoreError> {
-    let position = IndexPosition::from_key(key).ok_or_else(|| {
-        StoreError::Corrupt("a due-index entry lacks pk, sk, due_shard or due_at".into())
-    })?;
-    let corrupt = || {
-        StoreError::Corrupt(format!(
-            "due-index entry ({}, {}) is not a subscription key",
-            position.pk, position.sk
-        ))
-    };
+fn due_entry(position: IndexPosition) -> Result<DueEntry, StoreError> {
+    let corrupt = || position.not_a("a subscription key");
     let customer = position
         .pk
         .strip_prefix("CUST#")
@@ -426,6 +509,21 @@ fn due_entry(key: &Item) -> Result<DueEntry, StoreError> {
         customer,
         plan,
         due_at,
+    })
+}
+
+/// An outbox-index entry: the event id parsed back from the entry's key.
+fn pending_event(position: IndexPosition) -> Result<PendingEvent, StoreError> {
+    let corrupt = || position.not_a("an outbox key");
+    let id = position
+        .pk
+        .strip_prefix(OUTBOX_PREFIX)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(corrupt)?;
+    let created_at = DateTime::from_timestamp_micros(position.due_at).ok_or_else(corrupt)?;
+    Ok(PendingEvent {
+        id: id.to_owned(),
+        created_at,
     })
 }
 
@@ -473,52 +571,20 @@ impl Store for DynamoStore {
         limit: usize,
         after: Option<DueCursor>,
     ) -> Result<DuePage, StoreError> {
-        let limit = limit.clamp(1, i32::MAX as usize - 1);
-        let start = after
-            .as_ref()
-            .map(|c| IndexPosition::decode(c, shard))
-            .transpose()?;
-        // One more than a page: if it comes back, there is a next page and the cursor is the
-        // page's last entry; otherwise this is the last page, exactly as in the memory store.
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(DUE_INDEX)
-            .key_condition_expression("#shard = :shard AND #at <= :now")
-            .expression_attribute_names("#shard", DUE_SHARD)
-            .expression_attribute_names("#at", DUE_AT)
-            .expression_attribute_values(":shard", AttributeValue::S(due_shard_name(shard)))
-            .expression_attribute_values(":now", number(now.timestamp_micros()))
-            .scan_index_forward(true)
-            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
-            .set_exclusive_start_key(start.map(|p| p.to_key()))
-            .send()
-            .await
-            .map_err(|e| unavailable("Query", &e))?;
-        let keys = out.items();
-        let page = &keys[..keys.len().min(limit)];
-        let entries = page.iter().map(due_entry).collect::<Result<Vec<_>, _>>()?;
-        let resume_at = if keys.len() > limit {
-            // The page's last entry is where the next page starts.
-            page.last()
-        } else {
-            // A short page with a LastEvaluatedKey: DynamoDB stopped at its 1 MB page size.
-            out.last_evaluated_key()
-        };
-        let next = match resume_at {
-            None => None,
-            Some(key) => Some(
-                IndexPosition::from_key(key)
-                    .ok_or_else(|| {
-                        StoreError::Corrupt(
-                            "a due-index page ended on a key without pk, sk, due_shard or due_at"
-                                .into(),
-                        )
-                    })?
-                    .encode()?,
-            ),
-        };
-        Ok(DuePage { entries, next })
+        self.index_page(due_shard_name(shard), now, limit, after)
+            .await?
+            .try_map(due_entry)
+    }
+
+    async fn outbox_pending(
+        &self,
+        shard: u16,
+        until: DateTime<Utc>,
+        limit: usize,
+        after: Option<DueCursor>,
+    ) -> Result<OutboxPage, StoreError> {
+        self.index_page(outbox_shard_name(shard), until, limit, after)
+            .await?
+            .try_map(pending_event)
     }
 }

@@ -11,6 +11,7 @@ use crate::domain::{
     PeriodState, Plan, PlanId, SessionState, Subscription, SubscriptionId, SubscriptionStatus,
 };
 use crate::oen::{BindingResult, Notification, TokenNotification};
+use crate::outbox;
 use crate::store::{Expect, Put, StoreError, StoreExt, Versioned};
 use crate::vault::{VaultContext, VaultError};
 
@@ -124,14 +125,14 @@ async fn decide(
     let now = deps.clock.now();
     let s = &session.value;
     match (&s.state, result) {
+        // The first delivery recorded card.bound in the outbox with the card: nothing to write
+        // or publish again.
         (
             SessionState::Bound {
                 token_fingerprint, ..
             },
             BindingResult::Bound { token, .. },
-        ) if *token_fingerprint == token.fingerprint() => Ok(publish_bound(deps, s)
-            .await
-            .map(|()| WebhookOutcome::Duplicate)),
+        ) if *token_fingerprint == token.fingerprint() => Ok(Ok(WebhookOutcome::Duplicate)),
         (SessionState::Bound { .. }, BindingResult::Bound { .. }) => {
             Ok(Err(refused("session already bound to another token")))
         }
@@ -224,19 +225,16 @@ async fn bind(
             last4.as_deref().unwrap_or("?")
         ),
     );
-    deps.store
-        .commit(vec![
-            Put::new(card, Expect::Absent),
-            Put::new(bound.clone(), Expect::Version(session.version)),
-            Put::new(subscription, expect),
-            Put::new(audit, Expect::Absent),
-        ])
-        .await?;
+    let events = DomainEvent::card_bound(&bound).into_iter().collect();
+    let puts = vec![
+        Put::new(card, Expect::Absent),
+        Put::new(bound, Expect::Version(session.version)),
+        Put::new(subscription, expect),
+        Put::new(audit, Expect::Absent),
+    ];
+    let recorded = outbox::commit(deps, puts, events).await?;
     tracing::info!(binding = %s.reference, customer = %s.customer, subscription = %subscription_id, "card bound");
-    if let Err(e) = publish_bound(deps, &bound).await {
-        // The card is stored; a redelivery of this webhook publishes the event again.
-        tracing::error!(error = %e, "card.bound event not published");
-    }
+    outbox::ship(deps, recorded, "webhook").await;
     Ok(WebhookOutcome::Bound {
         reference: s.reference.clone(),
         subscription: subscription_id,
@@ -336,14 +334,4 @@ fn new_subscription(s: &BindingSession, plan: &Plan, now: DateTime<Utc>) -> Subs
         terms: Some(plan.clone()),
         carried: None,
     }
-}
-
-async fn publish_bound(deps: &BindingDeps, s: &BindingSession) -> Result<(), WebhookError> {
-    let Some(event) = DomainEvent::card_bound(s) else {
-        return Ok(());
-    };
-    deps.events
-        .publish(&[event])
-        .await
-        .map_err(|e| WebhookError::Internal(e.to_string()))
 }

@@ -1,12 +1,14 @@
-//! Writing an attempt down: the period's outcome and the subscription's next state in one
-//! transaction, then the events. A concurrent change to the subscription (a new card, say) is
-//! re-read and the transition applied again; the period's lease must still be ours.
+//! Writing an attempt down: the period's outcome, the subscription's next state and the
+//! events (in the outbox) in one transaction, then the events shipped. A concurrent change to
+//! the subscription (a new card, say) is re-read and the transition applied again; the
+//! period's lease must still be ours.
 
 use chrono::{DateTime, Utc};
 
 use super::transition::{transition, Attempted, Settled};
 use super::{ChargeDeps, WorkContext, WorkError, WorkOutcome};
-use crate::domain::{ChargePeriod, CustomerId, DomainEvent, PeriodState, Plan, Subscription};
+use crate::domain::{ChargePeriod, CustomerId, PeriodState, Plan, Subscription};
+use crate::outbox;
 use crate::store::{Expect, Put, StoreError, StoreExt, Versioned};
 
 /// A claimed period and what is needed to write its outcome.
@@ -79,10 +81,10 @@ impl Attempt<'_> {
             if let Some(a) = next.audit {
                 puts.push(Put::new(a, Expect::Absent));
             }
-            match self.deps.store.commit(puts).await {
-                Ok(()) => {
+            match outbox::commit(self.deps, puts, next.events).await {
+                Ok(recorded) => {
                     self.log(&next.outcome, &settled);
-                    publish(self.deps, next.events).await;
+                    outbox::ship(self.deps, recorded, "charger").await;
                     return Ok(next.outcome);
                 }
                 Err(StoreError::Conflict(_)) => self.check_lease_held().await?,
@@ -129,16 +131,5 @@ impl Attempt<'_> {
                 tracing::info!(order = %order, owner = %owner, outcome = ?outcome, "period settled")
             }
         }
-    }
-}
-
-/// Publishes after the commit; a failure is logged and counted (the state change stands).
-pub(super) async fn publish(deps: &ChargeDeps, events: Vec<DomainEvent>) {
-    if events.is_empty() {
-        return;
-    }
-    if let Err(e) = deps.events.publish(&events).await {
-        tracing::error!(error = %e, count = events.len(), "domain events not published");
-        crate::metrics::count("charger", "EventsNotPublished");
     }
 }

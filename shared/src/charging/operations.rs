@@ -5,7 +5,6 @@
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
-use super::attempt::publish;
 use super::worker::{self, Trigger};
 use super::{ChargeDeps, WorkContext, WorkError, WorkOutcome};
 use crate::domain::{
@@ -13,6 +12,7 @@ use crate::domain::{
     SubscriptionStatus, TransactionId,
 };
 use crate::oen::{OenError, RefundRequest};
+use crate::outbox;
 use crate::store::{Expect, Put, StoreError, StoreExt, Versioned};
 
 #[derive(Debug, Error)]
@@ -35,7 +35,37 @@ pub async fn charge_now(
     plan: &PlanId,
     ctx: &WorkContext,
 ) -> Result<WorkOutcome, WorkError> {
+    make_due_now(deps, customer, plan).await?;
     worker::charge(deps, customer, plan, ctx, Trigger::Operator).await
+}
+
+/// A charge ahead of schedule first makes the subscription due now, so that if the worker dies
+/// while Oen may be charging, the next scheduled run reconciles the period at once instead of
+/// on its due date (the charge itself moves the schedule on).
+async fn make_due_now(
+    deps: &ChargeDeps,
+    customer: &CustomerId,
+    plan: &PlanId,
+) -> Result<(), WorkError> {
+    let now = deps.clock.now();
+    let Some(sub) = deps.store.subscription(customer, plan).await? else {
+        return Ok(());
+    };
+    let early = sub.value.next_action_at.is_none_or(|t| t > now);
+    if !early || !worker::may_be_charged(&sub.value) {
+        return Ok(());
+    }
+    let mut due = sub.value;
+    due.next_action_at = Some(now);
+    due.updated_at = now;
+    let put = Put::new(due, Expect::Version(sub.version));
+    match deps.store.commit(vec![put]).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::Conflict(_)) => Err(WorkError::Retry(
+            "the subscription changed; charge again".into(),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn subscription(
@@ -81,8 +111,8 @@ pub async fn cancel(
     }
     let period = deps.store.period(&sub.value.id, sub.value.period).await?;
     let (puts, event) = cancellation(&sub, period, "operator", "operator", now);
-    deps.store.commit(puts).await?;
-    publish(deps, vec![event]).await;
+    let recorded = outbox::commit(deps, puts, vec![event]).await?;
+    outbox::ship(deps, recorded, "charger").await;
     Ok(())
 }
 
@@ -94,18 +124,18 @@ pub(super) async fn end_at_period_end(
     now: DateTime<Utc>,
 ) -> Result<WorkOutcome, WorkError> {
     let (puts, event) = cancellation(sub, period, "charger", "ended at period end", now);
-    match deps.store.commit(puts).await {
-        Ok(()) => {}
+    let recorded = match outbox::commit(deps, puts, vec![event]).await {
+        Ok(recorded) => recorded,
         Err(StoreError::Conflict(_)) => {
             return Ok(WorkOutcome::Skipped("subscription changed concurrently"))
         }
         Err(e) => return Err(e.into()),
-    }
-    publish(deps, vec![event]).await;
+    };
+    outbox::ship(deps, recorded, "charger").await;
     Ok(WorkOutcome::Canceled)
 }
 
-/// The writes that cancel `sub` now, and the event to publish once they landed. A period with
+/// The writes that cancel `sub` now, and the event they record. A period with
 /// no attempt running is closed; one whose outcome is unknown stays due for reconciliation,
 /// because money may have moved.
 fn cancellation(
@@ -178,14 +208,13 @@ pub async fn refund(
         None,
         format!("order {}, {refunded}", p.value.order_id),
     );
-    deps.store
-        .commit(vec![
-            Put::new(updated, Expect::Version(p.version)),
-            Put::new(audit, Expect::Absent),
-        ])
-        .await?;
     let event = DomainEvent::payment_refunded(customer, &p.value, &transaction, refunded, now);
-    publish(deps, vec![event]).await;
+    let puts = vec![
+        Put::new(updated, Expect::Version(p.version)),
+        Put::new(audit, Expect::Absent),
+    ];
+    let recorded = outbox::commit(deps, puts, vec![event]).await?;
+    outbox::ship(deps, recorded, "charger").await;
     Ok(refunded)
 }
 

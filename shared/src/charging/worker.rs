@@ -92,7 +92,7 @@ pub(super) async fn charge(
 }
 
 /// Whether the subscription may be charged a new attempt (not only reconciled).
-fn may_be_charged(sub: &Subscription) -> bool {
+pub(super) fn may_be_charged(sub: &Subscription) -> bool {
     matches!(
         sub.status,
         SubscriptionStatus::Active | SubscriptionStatus::PastDue

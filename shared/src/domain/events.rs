@@ -3,7 +3,7 @@
 //! builder here, so an event's id and shape are decided in one place.
 
 use chrono::{DateTime, Utc};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{
     Amount, AnomalyRefund, BindingSession, ChargePeriod, CustomerId, OrderId, PaymentAnomaly,
@@ -25,6 +25,17 @@ pub enum EventType {
 }
 
 impl EventType {
+    pub const ALL: [EventType; 8] = [
+        EventType::CardBound,
+        EventType::PaymentSucceeded,
+        EventType::PaymentFailed,
+        EventType::PaymentUnknown,
+        EventType::PaymentRefunded,
+        EventType::SubscriptionPastDue,
+        EventType::SubscriptionRequiresPaymentMethod,
+        EventType::SubscriptionCanceled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::CardBound => "card.bound",
@@ -58,7 +69,18 @@ impl Serialize for EventType {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Read back from the outbox: only the names [`EventType::as_str`] writes.
+impl<'de> Deserialize<'de> for EventType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        EventType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown event type {name:?}")))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DomainEvent {
     /// Stable: the same happening always gets the same id (`{type}:{what it is about}`).
     pub id: String,
@@ -281,4 +303,34 @@ impl DomainEvent {
 /// One attempt of an order: the order id and how many attempts have reached Oen.
 fn attempt_key(period: &ChargePeriod) -> String {
     format!("{}:{}", period.order_id, period.attempts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_type_reads_back_from_its_name_and_no_other_name_reads() {
+        for kind in EventType::ALL {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+            assert_eq!(serde_json::from_str::<EventType>(&json).unwrap(), kind);
+        }
+        for name in ["\"payment\"", "\"Payment.Succeeded\"", "\"\"", "1"] {
+            assert!(serde_json::from_str::<EventType>(name).is_err(), "{name}");
+        }
+    }
+
+    #[test]
+    fn an_event_reads_back_as_it_was_published() {
+        let at = DateTime::from_timestamp(1_800_000_000, 123_456_000).unwrap();
+        let event = DomainEvent::subscription_canceled(
+            &crate::store::contract::subscription("c-json", Some(at)),
+            "operator",
+            at,
+        );
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["type"], "subscription.canceled");
+        assert_eq!(serde_json::from_value::<DomainEvent>(json).unwrap(), event);
+    }
 }

@@ -16,7 +16,7 @@ pub use money::Amount;
 pub use plan::{taipei, taipei_date, taipei_time, Catalog, Interval, Plan, ProductDetail};
 pub use records::{
     AnomalyKind, AnomalyRefund, AuditEntry, BindingSession, BindingState, Card, CarriedPeriod,
-    ChargePeriod, PaymentAnomaly, PeriodState, Record, SessionState, Subscription,
+    ChargePeriod, OutboxEntry, PaymentAnomaly, PeriodState, Record, SessionState, Subscription,
     SubscriptionStatus,
 };
 pub use token::{CardToken, Ciphertext};

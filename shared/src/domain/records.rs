@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Amount, BindingRef, CheckoutId, Ciphertext, CustomerId, OrderId, Plan, PlanId, ProductDetail,
-    SubscriptionId, TransactionId,
+    Amount, BindingRef, CheckoutId, Ciphertext, CustomerId, DomainEvent, OrderId, Plan, PlanId,
+    ProductDetail, SubscriptionId, TransactionId,
 };
 
 /// A card binding started by `checkout-start`: our reference, whom it is for, and Oen's page id.
@@ -282,6 +282,31 @@ impl AuditEntry {
     }
 }
 
+/// A domain event in the outbox: written in the same commit as the state change it reports,
+/// then shipped to the event bus at least once (`crate::outbox`). Keyed by the event's stable
+/// id, so one happening is recorded once however often it is rebuilt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub event: DomainEvent,
+    pub created_at: DateTime<Utc>,
+    /// When the event bus took the event; `None` while it waits to be shipped.
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+impl OutboxEntry {
+    /// How long a delivered entry is kept: a rebuilt event with the same id is recognised (and
+    /// not shipped again) meanwhile; afterwards the store forgets it.
+    pub const KEPT_AFTER_DELIVERY: chrono::Duration = chrono::Duration::days(7);
+
+    pub fn pending(event: DomainEvent, now: DateTime<Utc>) -> Self {
+        Self {
+            event,
+            created_at: now,
+            delivered_at: None,
+        }
+    }
+}
+
 /// Any record, as the store holds it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
@@ -290,6 +315,7 @@ pub enum Record {
     Subscription(Subscription),
     Period(ChargePeriod),
     Audit(AuditEntry),
+    Outbox(OutboxEntry),
 }
 
 impl Record {
@@ -301,14 +327,19 @@ impl Record {
             Record::Subscription(_) => "subscription",
             Record::Period(_) => "period",
             Record::Audit(_) => "audit",
+            Record::Outbox(_) => "outbox",
         }
     }
 
     /// When the store may forget the record (DynamoDB TTL). Sessions outlive their page by a day
-    /// so the return page can still read their state.
+    /// so the return page can still read their state; a delivered outbox entry is kept
+    /// [`OutboxEntry::KEPT_AFTER_DELIVERY`]; a pending one never expires.
     pub fn expires_at(&self) -> Option<DateTime<Utc>> {
         match self {
             Record::Session(s) => Some(s.expires_at + chrono::Duration::days(1)),
+            Record::Outbox(o) => o
+                .delivered_at
+                .map(|at| at + OutboxEntry::KEPT_AFTER_DELIVERY),
             _ => None,
         }
     }
@@ -335,4 +366,4 @@ macro_rules! into_record {
         }
     )*};
 }
-into_record!(BindingSession => Session, Card => Card, Subscription => Subscription, ChargePeriod => Period, AuditEntry => Audit);
+into_record!(BindingSession => Session, Card => Card, Subscription => Subscription, ChargePeriod => Period, AuditEntry => Audit, OutboxEntry => Outbox);

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 use super::*;
-use crate::domain::{Amount, Catalog, CheckoutId, Ciphertext, OrderId, Plan, TransactionId};
+use crate::domain::{
+    Amount, Catalog, CheckoutId, Ciphertext, DomainEvent, EventType, OrderId, Plan, TransactionId,
+};
 
 pub fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
@@ -78,6 +80,77 @@ pub fn period(sub: &Subscription, n: u32, state: PeriodState) -> ChargePeriod {
     }
 }
 
+/// A pending outbox entry for an event with id `id`, created at `created`, whose data has every
+/// JSON shape an event carries.
+pub fn outbox_entry(id: &str, created: DateTime<Utc>) -> OutboxEntry {
+    let event = DomainEvent {
+        id: id.to_owned(),
+        kind: EventType::PaymentSucceeded,
+        at: created,
+        customer: CustomerId::parse("c-outbox").unwrap(),
+        data: serde_json::json!({
+            "subscription": "Sub0000000000001",
+            "amount": 500,
+            "reconciled": false,
+            "note": null,
+            "empty": "",
+            "lines": [{"unit": "month", "quantity": 1}],
+        }),
+    };
+    OutboxEntry::pending(event, created)
+}
+
+/// Event ids that fall into outbox shard `shard`.
+pub fn event_ids_in_shard(shard: u16, n: usize) -> Vec<String> {
+    (0u32..)
+        .map(|i| format!("payment.succeeded:Sub{i:013}P000000"))
+        .filter(|id| outbox_shard_of(id) == shard)
+        .take(n)
+        .collect()
+}
+
+/// Every entry of an index listing (`list` from a cursor), page by page, each page at most
+/// `limit` long; and how many pages it took.
+pub async fn all_pages<T, F, Fut>(limit: usize, mut list: F) -> (Vec<T>, usize)
+where
+    F: FnMut(Option<DueCursor>) -> Fut,
+    Fut: Future<Output = Result<Page<T>, StoreError>>,
+{
+    let mut all = Vec::new();
+    let mut cursor = None;
+    for pages in 1..=100 {
+        let page = list(cursor).await.unwrap();
+        assert!(page.entries.len() <= limit.max(1));
+        all.extend(page.entries);
+        cursor = page.next;
+        if cursor.is_none() {
+            return (all, pages);
+        }
+    }
+    panic!("paging does not end");
+}
+
+/// Every pending outbox entry created by `until`, shard by shard, listed in pages of `limit`;
+/// each shard's entries oldest first.
+pub async fn list_outbox(
+    store: &(impl Store + ?Sized),
+    until: DateTime<Utc>,
+    limit: usize,
+) -> Vec<PendingEvent> {
+    let mut all = Vec::new();
+    for shard in 0..OUTBOX_SHARDS {
+        let list = |after| store.outbox_pending(shard, until, limit, after);
+        let (entries, _) = all_pages(limit, list).await;
+        for e in &entries {
+            assert_eq!(outbox_shard_of(&e.id), shard, "{} in shard {shard}", e.id);
+        }
+        let times: Vec<_> = entries.iter().map(|e| e.created_at).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "shard {shard}");
+        all.extend(entries);
+    }
+    all
+}
+
 /// Runs every contract test, each on a fresh store from `make`.
 pub async fn run_all<S, F, Fut>(make: F)
 where
@@ -94,6 +167,10 @@ where
     due_index_follows_updates(make().await).await;
     racing_claims_have_one_winner(Arc::new(make().await)).await;
     missing_records_read_as_none(make().await).await;
+    an_event_is_recorded_in_the_outbox_once(make().await).await;
+    outbox_index_lists_pending_entries_of_the_shard_oldest_first(make().await).await;
+    outbox_index_pages_with_a_cursor(make().await).await;
+    delivering_an_entry_takes_it_off_the_outbox_index(make().await).await;
 }
 
 pub async fn put_if_absent_refuses_a_second_put(store: impl Store) {
@@ -302,6 +379,12 @@ pub async fn every_record_round_trips(store: impl Store) {
         )
         .into(),
     );
+    records.push(outbox_entry("payment.succeeded:SubRoundTrip00P000000", t0()).into());
+    let mut delivered = outbox_entry("card.bound:rt", t0() + Duration::microseconds(7));
+    delivered.event.kind = EventType::CardBound;
+    delivered.event.data = serde_json::Value::Null;
+    delivered.delivered_at = Some(t0() + Duration::seconds(1));
+    records.push(delivered.into());
     for r in &records {
         store
             .commit(vec![Put::new(r.clone(), Expect::Absent)])
@@ -390,20 +473,9 @@ pub async fn due_index_pages_with_a_cursor(store: impl Store) {
     for chunk in puts.chunks(10) {
         store.commit(chunk.to_vec()).await.unwrap();
     }
-    let mut seen = Vec::new();
-    let mut cursor = None;
-    let mut pages = 0;
-    loop {
-        let page = store.due(shard, t0(), 10, cursor).await.unwrap();
-        pages += 1;
-        assert!(page.entries.len() <= 10);
-        seen.extend(page.entries.into_iter().map(|e| e.customer));
-        cursor = page.next;
-        if cursor.is_none() {
-            break;
-        }
-        assert!(pages < 10, "paging does not end");
-    }
+    let (seen, pages) = all_pages(10, |after| store.due(shard, t0(), 10, after)).await;
+    assert_eq!(pages, 3);
+    let seen: Vec<_> = seen.into_iter().map(|e| e.customer).collect();
     let unique: BTreeSet<_> = seen.iter().cloned().collect();
     assert_eq!(seen.len(), 25, "{seen:?}");
     assert_eq!(unique.len(), 25);
@@ -513,4 +585,138 @@ pub async fn missing_records_read_as_none(store: impl Store) {
         .await
         .unwrap()
         .is_none());
+}
+
+pub async fn an_event_is_recorded_in_the_outbox_once(store: impl Store) {
+    let id = "subscription.canceled:SubOnce";
+    let sub = subscription("c-once", None);
+    store
+        .commit(vec![
+            Put::new(sub.clone(), Expect::Absent),
+            Put::new(outbox_entry(id, t0()), Expect::Absent),
+        ])
+        .await
+        .unwrap();
+    // The same happening again, with a state change: neither lands.
+    let mut canceled = sub.clone();
+    canceled.status = SubscriptionStatus::Canceled;
+    let again = outbox_entry(id, t0() + Duration::minutes(1));
+    let err = store
+        .commit(vec![
+            Put::new(canceled, Expect::Version(1)),
+            Put::new(again, Expect::Absent),
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let stored = store.outbox_entry(id).await.unwrap().unwrap();
+    assert_eq!((stored.value, stored.version), (outbox_entry(id, t0()), 1));
+    let read = store.subscription(&sub.customer, &sub.plan).await.unwrap();
+    assert_eq!(read.unwrap().value, sub);
+}
+
+pub async fn outbox_index_lists_pending_entries_of_the_shard_oldest_first(store: impl Store) {
+    let mut expected = BTreeSet::new();
+    let mut puts = Vec::new();
+    for i in 0..40 {
+        let id = format!("payment.failed:Sub{i:013}P000000:1");
+        let created =
+            t0() - Duration::minutes(i64::from(i % 7)) + Duration::seconds(i64::from(i % 4));
+        let mut entry = outbox_entry(&id, created);
+        match i % 5 {
+            // Delivered: never listed.
+            0 => entry.delivered_at = Some(t0()),
+            // Created after `until`: not yet listed.
+            1 => entry.created_at = t0() + Duration::seconds(10),
+            _ => {
+                expected.insert((id, entry.created_at));
+            }
+        }
+        puts.push(Put::new(entry, Expect::Absent));
+    }
+    for chunk in puts.chunks(10) {
+        store.commit(chunk.to_vec()).await.unwrap();
+    }
+    let listed = list_outbox(&store, t0() + Duration::seconds(5), 100).await;
+    let seen: BTreeSet<_> = listed
+        .iter()
+        .map(|e| (e.id.clone(), e.created_at))
+        .collect();
+    assert_eq!(seen.len(), listed.len(), "an entry listed twice");
+    assert_eq!(seen, expected);
+    // Subscriptions due at the same instants are not outbox entries, and the reverse.
+    let sub = subscription("c-outbox-due", Some(t0()));
+    store
+        .commit(vec![Put::new(sub.clone(), Expect::Absent)])
+        .await
+        .unwrap();
+    let due = store.due(shard_of(&sub.id), t0(), 100, None).await.unwrap();
+    assert_eq!(due.entries.len(), 1);
+    assert_eq!(
+        list_outbox(&store, t0() + Duration::seconds(5), 100)
+            .await
+            .len(),
+        expected.len()
+    );
+}
+
+pub async fn outbox_index_pages_with_a_cursor(store: impl Store) {
+    let shard = 6;
+    let ids = event_ids_in_shard(shard, 23);
+    let puts: Vec<_> = ids
+        .iter()
+        .enumerate()
+        // Several share a creation time: the cursor must still neither skip nor repeat.
+        .map(|(i, id)| {
+            let created = t0() - Duration::seconds((i / 3) as i64);
+            Put::new(outbox_entry(id, created), Expect::Absent)
+        })
+        .collect();
+    for chunk in puts.chunks(10) {
+        store.commit(chunk.to_vec()).await.unwrap();
+    }
+    let list = |after| store.outbox_pending(shard, t0(), 5, after);
+    let (seen, pages) = all_pages(5, list).await;
+    assert_eq!(pages, 5);
+    assert_eq!(seen.len(), 23);
+    let unique: BTreeSet<_> = seen.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(unique, ids.into_iter().collect());
+    assert!(seen.windows(2).all(|w| w[0].created_at <= w[1].created_at));
+    // A full last page ends without a cursor, as the due index does.
+    let all = store.outbox_pending(shard, t0(), 23, None).await.unwrap();
+    assert_eq!((all.entries.len(), all.next), (23, None));
+}
+
+pub async fn delivering_an_entry_takes_it_off_the_outbox_index(store: impl Store) {
+    let id = "payment.refunded:Sub0000000000042P000000";
+    let shard = outbox_shard_of(id);
+    let entry = outbox_entry(id, t0());
+    store
+        .commit(vec![Put::new(entry.clone(), Expect::Absent)])
+        .await
+        .unwrap();
+    let page = store.outbox_pending(shard, t0(), 10, None).await.unwrap();
+    let listed: Vec<_> = page
+        .entries
+        .iter()
+        .map(|e| (e.id.as_str(), e.created_at))
+        .collect();
+    assert_eq!(listed, [(id, t0())]);
+    let mut delivered = entry.clone();
+    delivered.delivered_at = Some(t0() + Duration::seconds(2));
+    store
+        .commit(vec![Put::new(delivered.clone(), Expect::Version(1))])
+        .await
+        .unwrap();
+    let page = store
+        .outbox_pending(shard, t0() + Duration::days(365), 10, None)
+        .await
+        .unwrap();
+    assert!(page.entries.is_empty(), "{page:?}");
+    let stored = store.outbox_entry(id).await.unwrap().unwrap();
+    assert_eq!((stored.value, stored.version), (delivered.clone(), 2));
+    assert_eq!(
+        Record::from(delivered).expires_at(),
+        Some(t0() + Duration::seconds(2) + OutboxEntry::KEPT_AFTER_DELIVERY)
+    );
 }

@@ -2,22 +2,49 @@
 //! dev stack and benchmarks.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use super::{
-    shard_of, DueCursor, DueEntry, DuePage, Expect, Key, Put, Record, Store, StoreError, Versioned,
+    outbox_shard_of, shard_of, DueCursor, DueEntry, DuePage, Expect, Key, OutboxPage, PendingEvent,
+    Put, Record, Store, StoreError, Versioned,
 };
 use crate::domain::{CustomerId, PlanId};
 
 type DueKey = (u16, i64, CustomerId, PlanId);
+/// Shard, created at (µs), event id: the outbox index.
+type OutboxKey = (u16, i64, String);
 
 #[derive(Default)]
 struct Inner {
     records: BTreeMap<Key, Versioned<Record>>,
     due: BTreeSet<DueKey>,
+    outbox: BTreeSet<OutboxKey>,
+}
+
+impl Inner {
+    /// Puts the record's index entries in, or takes them out.
+    fn index(&mut self, record: &Record, insert: bool) {
+        if let Some(k) = due_key(record) {
+            if insert {
+                self.due.insert(k);
+            } else {
+                self.due.remove(&k);
+            }
+        }
+        if let Some(k) = outbox_key(record) {
+            if insert {
+                self.outbox.insert(k);
+            } else {
+                self.outbox.remove(&k);
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -54,20 +81,53 @@ fn due_key(record: &Record) -> Option<DueKey> {
     }
 }
 
-fn encode_cursor(k: &DueKey) -> DueCursor {
-    DueCursor(serde_json::json!([k.0, k.1, k.2.as_str(), k.3.as_str()]).to_string())
+/// Only entries still waiting to be delivered are listed.
+fn outbox_key(record: &Record) -> Option<OutboxKey> {
+    match record {
+        Record::Outbox(o) if o.delivered_at.is_none() => Some((
+            outbox_shard_of(&o.event.id),
+            o.created_at.timestamp_micros(),
+            o.event.id.clone(),
+        )),
+        _ => None,
+    }
 }
 
-fn decode_cursor(c: &DueCursor) -> Result<DueKey, StoreError> {
-    let bad = || StoreError::Invalid("malformed due-index cursor".into());
-    let (shard, at, customer, plan): (u16, i64, String, String) =
-        serde_json::from_str(&c.0).map_err(|_| bad())?;
-    Ok((
-        shard,
-        at,
-        CustomerId::parse(&customer).map_err(|_| bad())?,
-        PlanId::parse(&plan).map_err(|_| bad())?,
-    ))
+/// One page of `index`: the keys from `first` (or after the cursor `after`) that `within`
+/// allows, `limit` at most, and where the next page starts when more follow. A cursor is the
+/// page's last key, as JSON.
+fn index_page<K>(
+    index: &BTreeSet<K>,
+    first: K,
+    after: Option<&DueCursor>,
+    within: impl Fn(&K) -> bool,
+    limit: usize,
+) -> Result<(Vec<K>, Option<DueCursor>), StoreError>
+where
+    K: Ord + Clone + Serialize + DeserializeOwned,
+{
+    let start = match after {
+        Some(c) => Bound::Excluded(
+            serde_json::from_str(&c.0)
+                .map_err(|_| StoreError::Invalid("malformed index cursor".into()))?,
+        ),
+        None => Bound::Included(first),
+    };
+    let mut listed = index
+        .range((start, Bound::Unbounded))
+        .take_while(|k| within(k));
+    let keys: Vec<K> = listed.by_ref().take(limit.max(1)).cloned().collect();
+    let next = match keys.last() {
+        Some(last) if listed.next().is_some() => serde_json::to_string(last)
+            .map(|c| Some(DueCursor(c)))
+            .map_err(|e| StoreError::Corrupt(format!("index cursor: {e}")))?,
+        _ => None,
+    };
+    Ok((keys, next))
+}
+
+fn from_micros(at: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(at).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 #[async_trait]
@@ -100,12 +160,10 @@ impl Store for MemoryStore {
                 Expect::Absent => 1,
                 Expect::Version(v) => v + 1,
             };
-            if let Some(old) = inner.records.get(&key).and_then(|v| due_key(&v.value)) {
-                inner.due.remove(&old);
+            if let Some(old) = inner.records.get(&key).map(|v| v.value.clone()) {
+                inner.index(&old, false);
             }
-            if let Some(new) = due_key(&put.record) {
-                inner.due.insert(new);
-            }
+            inner.index(&put.record, true);
             inner.records.insert(
                 key,
                 Versioned {
@@ -124,36 +182,40 @@ impl Store for MemoryStore {
         limit: usize,
         after: Option<DueCursor>,
     ) -> Result<DuePage, StoreError> {
-        let inner = self.lock();
-        let start = match &after {
-            Some(c) => std::ops::Bound::Excluded(decode_cursor(c)?),
-            None => std::ops::Bound::Included((shard, i64::MIN, min_customer(), min_plan())),
-        };
-        let now_micros = now.timestamp_micros();
-        let mut entries = Vec::new();
-        let mut last = None;
-        let mut more = false;
-        for k in inner.due.range((start, std::ops::Bound::Unbounded)) {
-            if k.0 != shard || k.1 > now_micros {
-                break;
-            }
-            if entries.len() == limit.max(1) {
-                more = true;
-                break;
-            }
-            entries.push(DueEntry {
-                customer: k.2.clone(),
-                plan: k.3.clone(),
-                due_at: DateTime::from_timestamp_micros(k.1).unwrap_or(DateTime::<Utc>::MIN_UTC),
-            });
-            last = Some(k.clone());
-        }
-        let next = if more {
-            last.as_ref().map(encode_cursor)
-        } else {
-            None
-        };
+        let now = now.timestamp_micros();
+        let first = (shard, i64::MIN, min_customer(), min_plan());
+        let within = |k: &DueKey| k.0 == shard && k.1 <= now;
+        let (keys, next) = index_page(&self.lock().due, first, after.as_ref(), within, limit)?;
+        let entries = keys
+            .into_iter()
+            .map(|(_, at, customer, plan)| DueEntry {
+                customer,
+                plan,
+                due_at: from_micros(at),
+            })
+            .collect();
         Ok(DuePage { entries, next })
+    }
+
+    async fn outbox_pending(
+        &self,
+        shard: u16,
+        until: DateTime<Utc>,
+        limit: usize,
+        after: Option<DueCursor>,
+    ) -> Result<OutboxPage, StoreError> {
+        let until = until.timestamp_micros();
+        let first = (shard, i64::MIN, String::new());
+        let within = |k: &OutboxKey| k.0 == shard && k.1 <= until;
+        let (keys, next) = index_page(&self.lock().outbox, first, after.as_ref(), within, limit)?;
+        let entries = keys
+            .into_iter()
+            .map(|(_, at, id)| PendingEvent {
+                id,
+                created_at: from_micros(at),
+            })
+            .collect();
+        Ok(OutboxPage { entries, next })
     }
 }
 

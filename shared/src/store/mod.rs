@@ -6,6 +6,10 @@
 //! record's version, which every successful put increments). A lease on a charge period is a
 //! compare-and-set like any other. If any condition fails, nothing is written and the caller gets
 //! [`StoreError::Conflict`].
+//!
+//! Two sharded indexes list work without a scan: [`Store::due`] the subscriptions whose next
+//! action has come, [`Store::outbox_pending`] the outbox entries (domain events committed with
+//! their state change) that have not reached the event bus yet.
 
 mod memory;
 
@@ -19,7 +23,7 @@ use thiserror::Error;
 use crate::domain::{BindingRef, CustomerId, PlanId, SubscriptionId};
 
 pub use crate::domain::{
-    AuditEntry, BindingSession, Card, ChargePeriod, PeriodState, Record, SessionState,
+    AuditEntry, BindingSession, Card, ChargePeriod, OutboxEntry, PeriodState, Record, SessionState,
     Subscription, SubscriptionStatus,
 };
 pub use memory::MemoryStore;
@@ -27,6 +31,10 @@ pub use memory::MemoryStore;
 /// Due-date index shards. Subscriptions spread over them by a hash of their id, so that one busy
 /// day never lands on a single partition.
 pub const DUE_SHARDS: u16 = 16;
+
+/// Outbox index shards. Every commit that emits an event adds a pending entry and its delivery
+/// removes it; spread by a hash of the event id, that traffic never lands on one partition.
+pub const OUTBOX_SHARDS: u16 = 16;
 
 /// Where a record lives.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -48,6 +56,8 @@ pub enum Key {
         customer: CustomerId,
         sort: String,
     },
+    /// An outbox entry, by its event's stable id.
+    Outbox(String),
 }
 
 impl Record {
@@ -65,6 +75,7 @@ impl Record {
                 customer: a.customer.clone(),
                 sort: format!("{}#{}", a.at.format("%Y-%m-%dT%H:%M:%S%.6fZ"), a.id),
             },
+            Record::Outbox(o) => Key::Outbox(o.event.id.clone()),
         }
     }
 }
@@ -142,15 +153,41 @@ pub struct DueEntry {
     pub due_at: DateTime<Utc>,
 }
 
-/// Where a page of the due index ended, opaque to callers.
+/// One outbox entry not yet delivered, as its index lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEvent {
+    /// The event's stable id: [`Key::Outbox`] reads the entry.
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Where a page of the due index (or the outbox index) ended, opaque to callers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueCursor(pub String);
 
+/// One page of an index, and where the next one starts (`None` on the last page).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DuePage {
-    pub entries: Vec<DueEntry>,
+pub struct Page<T> {
+    pub entries: Vec<T>,
     pub next: Option<DueCursor>,
 }
+
+impl<T> Page<T> {
+    /// The same page with each entry read by `read`, or its first error.
+    pub fn try_map<U, E>(self, read: impl FnMut(T) -> Result<U, E>) -> Result<Page<U>, E> {
+        Ok(Page {
+            entries: self
+                .entries
+                .into_iter()
+                .map(read)
+                .collect::<Result<_, _>>()?,
+            next: self.next,
+        })
+    }
+}
+
+pub type DuePage = Page<DueEntry>;
+pub type OutboxPage = Page<PendingEvent>;
 
 /// The most puts one [`Store::commit`] takes (DynamoDB's TransactWriteItems limit is 100;
 /// the domain needs a handful).
@@ -188,6 +225,17 @@ pub trait Store: Send + Sync {
         limit: usize,
         after: Option<DueCursor>,
     ) -> Result<DuePage, StoreError>;
+
+    /// Outbox entries of `shard` not yet delivered and created at or before `until`, oldest
+    /// first, `limit` at most a page. Delivering an entry (a put with `delivered_at`) takes it
+    /// off this list.
+    async fn outbox_pending(
+        &self,
+        shard: u16,
+        until: DateTime<Utc>,
+        limit: usize,
+        after: Option<DueCursor>,
+    ) -> Result<OutboxPage, StoreError>;
 }
 
 /// Typed reads on top of [`Store::get`].
@@ -233,6 +281,10 @@ pub trait StoreExt: Store {
         )
         .await
     }
+
+    async fn outbox_entry(&self, id: &str) -> Result<Option<Versioned<OutboxEntry>>, StoreError> {
+        read(self, Key::Outbox(id.to_owned())).await
+    }
 }
 
 impl<S: Store + ?Sized> StoreExt for S {}
@@ -257,10 +309,19 @@ where
 
 /// The due-index shard of a subscription (FNV-1a of its id).
 pub fn shard_of(subscription: &SubscriptionId) -> u16 {
+    fnv_shard(subscription.as_str(), DUE_SHARDS)
+}
+
+/// The outbox-index shard of an event (FNV-1a of its id).
+pub fn outbox_shard_of(event_id: &str) -> u16 {
+    fnv_shard(event_id, OUTBOX_SHARDS)
+}
+
+fn fnv_shard(id: &str, shards: u16) -> u16 {
     let mut h: u32 = 0x811c_9dc5;
-    for b in subscription.as_str().bytes() {
+    for b in id.bytes() {
         h ^= u32::from(b);
         h = h.wrapping_mul(0x0100_0193);
     }
-    (h % u32::from(DUE_SHARDS)) as u16
+    (h % u32::from(shards)) as u16
 }

@@ -9,6 +9,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use oen_pay::charging::{self, WorkContext, WorkOutcome};
 use oen_pay::chrono::Duration;
+use oen_pay::outbox::{self, RelayLimits};
 use oen_pay::queue::WorkMessage;
 use serde::Deserialize;
 
@@ -22,7 +23,8 @@ fn to_state_page() -> Response {
     r
 }
 
-/// `POST /demo/charge`: one scheduled run, worked to the end.
+/// `POST /demo/charge`: one scheduled run, worked to the end, with the outbox relay the
+/// scheduled Lambda runs too.
 pub(crate) async fn run(State(demo): State<Arc<Demo>>) -> Response {
     let deps = demo.adapters.charge_deps();
     let now = deps.clock.now();
@@ -56,6 +58,14 @@ pub(crate) async fn run(State(demo): State<Arc<Demo>>) -> Response {
     }
     if lines.len() == 1 {
         lines.push("Nothing was due.".into());
+    }
+    match outbox::relay(&deps, &RelayLimits::default()).await {
+        Ok(relayed) if relayed.delivered + relayed.failed > 0 => lines.push(format!(
+            "Outbox relay: {} pending events published, {} left for the next run.",
+            relayed.delivered, relayed.failed
+        )),
+        Ok(_) => {}
+        Err(e) => lines.push(format!("Outbox relay failed: {e}")),
     }
     demo.last_run.set(lines);
     to_state_page()

@@ -12,7 +12,7 @@ use oen_pay::chrono::{DateTime, Utc};
 use oen_pay::events::DomainEvent;
 use oen_pay::serde_json::Value;
 use oen_pay::store::{
-    AuditEntry, BindingSession, Card, ChargePeriod, PeriodState, Record, SessionState,
+    AuditEntry, BindingSession, Card, ChargePeriod, OutboxEntry, PeriodState, Record, SessionState,
     Subscription, SubscriptionStatus,
 };
 use oen_sim::{AttemptOutcome, DeliveryAttempt, DeliveryRecord, DeliveryState};
@@ -41,6 +41,7 @@ fn body(demo: &Demo) -> String {
         charger::section(demo),
         audits_section(&records.audits),
         events_section(&demo.adapters.events.all()),
+        outbox_section(&records.outbox),
         deliveries_section(&demo.sim.webhook_deliveries()),
         oen_section(&demo.sim.base_url()),
     ]
@@ -55,6 +56,7 @@ struct Records {
     cards: Vec<Card>,
     periods: Vec<ChargePeriod>,
     audits: Vec<AuditEntry>,
+    outbox: Vec<OutboxEntry>,
 }
 
 impl Records {
@@ -67,12 +69,14 @@ impl Records {
                 Record::Card(c) => by_kind.cards.push(c),
                 Record::Period(p) => by_kind.periods.push(p),
                 Record::Audit(a) => by_kind.audits.push(a),
+                Record::Outbox(o) => by_kind.outbox.push(o),
             }
         }
         by_kind.sessions.sort_by_key(|x| Reverse(x.created_at));
         by_kind.subscriptions.sort_by_key(|x| Reverse(x.created_at));
         by_kind.cards.sort_by_key(|x| Reverse(x.created_at));
         by_kind.audits.sort_by_key(|x| Reverse(x.at));
+        by_kind.outbox.sort_by_key(|x| Reverse(x.created_at));
         by_kind
     }
 }
@@ -256,6 +260,24 @@ fn events_section(events: &[DomainEvent]) -> String {
         .collect();
     let headers = ["at", "type", "id", "customer", "data"];
     format!("<h2>Domain events</h2>{}", table(&headers, &rows))
+}
+
+/// Every event as recorded with its state change, and whether it has reached the bus yet.
+fn outbox_section(entries: &[OutboxEntry]) -> String {
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|o| {
+            vec![
+                time(o.created_at),
+                mono(&o.event.id),
+                o.delivered_at
+                    .map(|at| format!("delivered {}", time(at)))
+                    .unwrap_or_else(|| "pending".to_owned()),
+            ]
+        })
+        .collect();
+    let headers = ["recorded", "event id", "delivery"];
+    format!("<h2>Event outbox</h2>{}", table(&headers, &rows))
 }
 
 /// Newest first: the simulator keeps its log oldest first.

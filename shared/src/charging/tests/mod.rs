@@ -315,6 +315,7 @@ impl World {
     }
 }
 
+mod events;
 mod lifecycle;
 mod transition;
 mod worker;

@@ -3,7 +3,8 @@
 //!
 //! Routes (API Gateway HTTP API, payload v2):
 //! - `GET /checkout/start?customer=…&plan=…&expires=…[&email=…]&sig=…` → 302 to Oen's page;
-//!   403 bad signature, 410 expired, 400 unknown plan or malformed customer, 502 Oen failed.
+//!   403 bad signature, 410 expired, 400 a link that lives longer than `LINK_MAX_TTL`, an
+//!   unknown plan or a malformed customer, 502 Oen failed.
 //! - `GET /checkout/status?ref=…` → `{"state":"pending|bound|failed|expired","last4":…,"reason":…}`.
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use oen_pay::binding::{self, BindingDeps, StartError};
+use oen_pay::chrono::Duration;
 use oen_pay::domain::BindingRef;
 use oen_pay::links::{self, LinkError};
 use oen_pay::secrets::SecretSource;
@@ -28,6 +30,8 @@ pub struct App {
     pub success_url: String,
     pub failure_url: String,
     pub hosted_base_url: String,
+    /// How far ahead of its use a start link may expire (`LINK_MAX_TTL`).
+    pub link_max_ttl: Duration,
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -57,13 +61,14 @@ async fn start(State(app): State<Arc<App>>, parts: Parts, RawQuery(query): RawQu
         key,
         &app.deps.plans,
         app.deps.clock.now(),
+        app.link_max_ttl,
     ) {
         Ok(link) => link,
         Err(e) => {
             let status = match e {
                 LinkError::BadSignature => StatusCode::FORBIDDEN,
                 LinkError::Expired(_) => StatusCode::GONE,
-                LinkError::Invalid(_) => StatusCode::BAD_REQUEST,
+                LinkError::LivesTooLong { .. } | LinkError::Invalid(_) => StatusCode::BAD_REQUEST,
             };
             tracing::warn!(request_id = %rid, reason = %e, "start link refused");
             return html_error(

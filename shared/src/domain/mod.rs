@@ -10,7 +10,8 @@ mod token;
 pub use events::{DomainEvent, EventType};
 pub(crate) use ids::random_alphanumeric;
 pub use ids::{
-    BindingRef, CheckoutId, CustomerId, MerchantId, OrderId, PlanId, SubscriptionId, TransactionId,
+    BindingRef, CheckoutId, CustomerId, LinkId, MerchantId, OrderId, PlanId, SubscriptionId,
+    TransactionId,
 };
 pub use money::Amount;
 pub use plan::{taipei, taipei_date, taipei_time, Catalog, Interval, Plan, ProductDetail};

@@ -16,7 +16,7 @@ pub use ids::{
 pub use money::Amount;
 pub use plan::{taipei, taipei_date, taipei_time, Catalog, Interval, Plan, ProductDetail};
 pub use records::{
-    AuditEntry, BindingSession, BindingState, Card, ChargePeriod, PeriodState, Record,
+    AuditEntry, BindingSession, BindingState, Card, ChargePeriod, LinkClaim, PeriodState, Record,
     SessionState, Subscription, SubscriptionStatus,
 };
 pub use token::{CardToken, Ciphertext};

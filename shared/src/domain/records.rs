@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Amount, BindingRef, CheckoutId, Ciphertext, CustomerId, OrderId, PlanId, SubscriptionId,
-    TransactionId,
+    Amount, BindingRef, CheckoutId, Ciphertext, CustomerId, LinkId, OrderId, PlanId,
+    SubscriptionId, TransactionId,
 };
 
 /// A card binding started by `checkout-start`: our reference, whom it is for, and Oen's page id.
@@ -77,6 +77,19 @@ impl std::fmt::Display for BindingState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// A start link's claim on the one binding session it may open, written (put-if-absent) before
+/// that session: a replay of the link finds the session, and its hosted page, through it instead
+/// of calling Oen again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkClaim {
+    pub link: LinkId,
+    /// The session the link opened.
+    pub binding: BindingRef,
+    /// The link's own `expires`: after it the link is refused anyway, so the claim may go.
+    pub link_expires: DateTime<Utc>,
+    pub claimed_at: DateTime<Utc>,
 }
 
 /// A bound card: the token as KMS ciphertext under the context (merchant, customer, binding).
@@ -217,6 +230,7 @@ impl AuditEntry {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     Session(BindingSession),
+    Link(LinkClaim),
     Card(Card),
     Subscription(Subscription),
     Period(ChargePeriod),
@@ -228,6 +242,7 @@ impl Record {
     pub fn kind(&self) -> &'static str {
         match self {
             Record::Session(_) => "session",
+            Record::Link(_) => "link",
             Record::Card(_) => "card",
             Record::Subscription(_) => "subscription",
             Record::Period(_) => "period",
@@ -236,10 +251,12 @@ impl Record {
     }
 
     /// When the store may forget the record (DynamoDB TTL). Sessions outlive their page by a day
-    /// so the return page can still read their state.
+    /// so the return page can still read their state; link claims outlive their link by a day,
+    /// so that no clock skew lets a link that is still accepted be claimed twice.
     pub fn expires_at(&self) -> Option<DateTime<Utc>> {
         match self {
             Record::Session(s) => Some(s.expires_at + chrono::Duration::days(1)),
+            Record::Link(l) => Some(l.link_expires + chrono::Duration::days(1)),
             _ => None,
         }
     }
@@ -266,4 +283,4 @@ macro_rules! into_record {
         }
     )*};
 }
-into_record!(BindingSession => Session, Card => Card, Subscription => Subscription, ChargePeriod => Period, AuditEntry => Audit);
+into_record!(BindingSession => Session, LinkClaim => Link, Card => Card, Subscription => Subscription, ChargePeriod => Period, AuditEntry => Audit);

@@ -67,6 +67,8 @@ impl Records {
                 Record::Card(c) => by_kind.cards.push(c),
                 Record::Period(p) => by_kind.periods.push(p),
                 Record::Audit(a) => by_kind.audits.push(a),
+                // A link claim only points at the session listed above.
+                Record::Link(_) => {}
             }
         }
         by_kind.sessions.sort_by_key(|x| Reverse(x.created_at));

@@ -3,7 +3,7 @@
 //! back ends: in memory, and moto's DynamoDB + KMS.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use oen_pay::oen::{
 };
 use oen_pay::store::{
     BindingSession, Expect, MemoryStore, Put, Record, SessionState, Store, StoreExt,
-    SubscriptionStatus,
+    SubscriptionStatus, Versioned,
 };
 use oen_pay::vault::{LocalVault, TokenVault, VaultContext};
 use oen_pay::web::Cidr;
@@ -38,6 +38,8 @@ const EVENT_REF: &str = "Ref0000000000000000001";
 const EVENT_CHECKOUT: &str = "2HhngP9sVb3mK1xYdQe7Wc0RtUi";
 /// How long the test's start links live.
 const LINK_LIFE: chrono::Duration = chrono::Duration::minutes(10);
+/// The request id of `events/checkout-start-valid.json`.
+const START_REQUEST_ID: &str = "JKJaXmPLvHcESHA=";
 
 fn event(name: &str) -> serde_json::Value {
     let path = harness::repo_root().join("events").join(name);
@@ -87,10 +89,14 @@ enum Backend {
     Moto,
 }
 
-/// Oen as the simulator answers it, for the binding flows: counts `POST /checkout-token` calls.
+/// Oen as the simulator answers it, for the binding flows: counts `POST /checkout-token` calls,
+/// and while held, makes each wait until released, so a test can send requests while one is in
+/// flight.
 struct CountingOen {
     inner: Arc<dyn OenGateway>,
     checkouts: AtomicUsize,
+    held: AtomicBool,
+    gate: tokio::sync::Semaphore,
 }
 
 impl CountingOen {
@@ -98,11 +104,35 @@ impl CountingOen {
         Self {
             inner,
             checkouts: AtomicUsize::new(0),
+            held: AtomicBool::new(false),
+            gate: tokio::sync::Semaphore::new(0),
         }
     }
 
     fn checkouts(&self) -> usize {
         self.checkouts.load(Ordering::SeqCst)
+    }
+
+    fn hold(&self) {
+        self.held.store(true, Ordering::SeqCst);
+    }
+
+    fn release(&self) {
+        self.held.store(false, Ordering::SeqCst);
+        self.gate.add_permits(1);
+    }
+
+    /// Waits until `n` checkout-token calls have been made.
+    async fn wait_for_checkouts(&self, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.checkouts() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "Oen saw {} calls",
+                self.checkouts()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }
 
@@ -113,6 +143,10 @@ impl OenGateway for CountingOen {
     }
     async fn create_checkout(&self, req: &CheckoutRequest) -> Result<CheckoutId, OenError> {
         self.checkouts.fetch_add(1, Ordering::SeqCst);
+        if self.held.load(Ordering::SeqCst) {
+            // Dropped at once: one permit lets every held call through in turn.
+            let _ = self.gate.acquire().await;
+        }
         self.inner.create_checkout(req).await
     }
     // The binding flows (checkout-start and the webhook) ask Oen for hosted pages only.
@@ -846,10 +880,12 @@ async fn rebinding_after_a_hard_decline_resumes_the_subscription_now() {
     assert!(resumed.next_action_at.is_some_and(|t| t <= Utc::now()));
 }
 
-/// A store whose next `n` commits fail as if DynamoDB were unreachable.
+/// A store whose next `n` commits (of those writing a record of `kind`, if given) fail as if
+/// DynamoDB were unreachable.
 struct FlakyStore {
     inner: Arc<MemoryStore>,
     failures: std::sync::atomic::AtomicUsize,
+    kind: Option<&'static str>,
 }
 
 #[oen_pay::async_trait::async_trait]
@@ -862,7 +898,10 @@ impl Store for FlakyStore {
     }
     async fn commit(&self, puts: Vec<Put>) -> Result<(), oen_pay::store::StoreError> {
         let left = self.failures.load(std::sync::atomic::Ordering::SeqCst);
-        if left > 0 {
+        let targeted = self
+            .kind
+            .is_none_or(|kind| puts.iter().any(|p| p.record.kind() == kind));
+        if left > 0 && targeted {
             self.failures
                 .store(left - 1, std::sync::atomic::Ordering::SeqCst);
             return Err(oen_pay::store::StoreError::Unavailable(
@@ -890,6 +929,7 @@ async fn a_store_failure_is_a_5xx_with_nothing_half_written_and_oens_retry_succe
     let flaky = Arc::new(FlakyStore {
         inner: s.memory.clone().unwrap(),
         failures: 1.into(),
+        kind: None,
     });
     let mut deps = s.deps.clone();
     deps.store = flaky.clone();
@@ -916,6 +956,41 @@ async fn a_store_failure_is_a_5xx_with_nothing_half_written_and_oens_retry_succe
             .count(),
         1
     );
+}
+
+/// How many records of `kind` the stack's store holds (a scan of the table on moto).
+async fn stored(s: &Stack, kind: &str) -> usize {
+    match &s.table {
+        Some(table) => harness::scan_all(&harness::dynamo_client().await, table)
+            .await
+            .iter()
+            .filter(|item| {
+                item.get("kind")
+                    .and_then(|k| k.as_s().ok())
+                    .map(String::as_str)
+                    == Some(kind)
+            })
+            .count(),
+        None => snapshot(s).iter().filter(|r| r.kind() == kind).count(),
+    }
+}
+
+/// The session that the link of `start` (an event of [`start_event`]) opened.
+async fn claimed_session(s: &Stack, start: &serde_json::Value) -> Versioned<BindingSession> {
+    let link = links::verify(
+        start["rawQueryString"].as_str().unwrap(),
+        dev::DEV_LINK_SIGNING_KEY.as_bytes(),
+        &dev::dev_plans(),
+        Utc::now(),
+        DEFAULT_LINK_MAX_TTL,
+    )
+    .unwrap();
+    let claim = s.store.link_claim(&link.id).await.unwrap().unwrap().value;
+    s.store.session(&claim.binding).await.unwrap().unwrap()
+}
+
+fn location(headers: &HeaderMap) -> String {
+    headers["location"].to_str().unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -948,3 +1023,208 @@ async fn a_link_that_lives_longer_than_link_max_ttl_is_refused_before_oen() {
         StatusCode::FOUND
     );
 }
+
+async fn a_replayed_link_shows_the_same_page_and_oen_opens_one(backend: Backend) {
+    let s = stack(backend, vec![]).await;
+    let start = start_event(LINK_LIFE);
+    let (status, headers, _) = invoke(&s.checkout, &start).await;
+    assert_eq!(status, StatusCode::FOUND);
+    let page = location(&headers);
+    for _ in 0..2 {
+        let (status, headers, _) = invoke(&s.checkout, &start).await;
+        assert_eq!(status, StatusCode::FOUND);
+        assert_eq!(location(&headers), page, "a replay opened another page");
+        assert_eq!(headers["cache-control"], "no-store");
+    }
+    assert_eq!(s.oen.checkouts(), 1);
+    assert_eq!(stored(&s, "session").await, 1);
+    assert_eq!(stored(&s, "link").await, 1);
+    // The same page, still open at Oen.
+    let form = reqwest::get(&page).await.unwrap();
+    assert_eq!(form.status(), 200);
+}
+
+async fn a_replay_after_binding_is_a_409_and_calls_no_one(backend: Backend) {
+    let s = stack(backend, vec![]).await;
+    let start = start_event(LINK_LIFE);
+    let (reference, _, _) = bind_through_the_hosted_page(&s, &start, cards::SUCCESS).await;
+    let bound = wait_for_session_state(s.store.as_ref(), &reference, "bound").await;
+    let (status, headers, body) = invoke(&s.checkout, &start).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(body.contains("already used to bind a card"), "{body}");
+    assert!(body.contains(START_REQUEST_ID), "{body}");
+    assert_eq!(s.oen.checkouts(), 1);
+    assert_eq!(stored(&s, "session").await, 1);
+    let session = s.store.session(&reference).await.unwrap().unwrap().value;
+    assert_eq!(session, bound, "the replay changed the session");
+}
+
+#[tokio::test]
+async fn a_replay_after_the_binding_failed_or_its_page_expired_is_a_409() {
+    let s = stack(Backend::Memory, vec![]).await;
+    let failed_link = start_event(LINK_LIFE);
+    let (reference, _, _) =
+        bind_through_the_hosted_page(&s, &failed_link, cards::ABANDONED_3DS).await;
+    wait_for_session_state(s.store.as_ref(), &reference, "failed").await;
+    let (status, _, body) = invoke(&s.checkout, &failed_link).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body.contains("failed; go back to the shop"), "{body}");
+
+    let expiring_link = start_event(LINK_LIFE + chrono::Duration::minutes(1));
+    assert_eq!(
+        invoke(&s.checkout, &expiring_link).await.0,
+        StatusCode::FOUND
+    );
+    let opened = claimed_session(&s, &expiring_link).await;
+    let mut expired = opened.value.clone();
+    expired.expires_at = Utc::now() - chrono::Duration::seconds(1);
+    s.store
+        .commit(vec![Put::new(expired, Expect::Version(opened.version))])
+        .await
+        .unwrap();
+    let (status, _, body) = invoke(&s.checkout, &expiring_link).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body.contains("has expired"), "{body}");
+    assert_eq!(s.oen.checkouts(), 2, "one page per link");
+}
+
+/// A free-for-all race, on the in-memory store only: moto's PutItem reads, checks and writes
+/// without a lock, and under a burst of concurrent requests two put-if-absent writes of one item
+/// can both succeed there, which DynamoDB rules out. On moto the race is lined up instead (the
+/// next test), so that each conditional write meets an item already written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_uses_of_one_link_call_oen_once() {
+    let s = stack(Backend::Memory, vec![]).await;
+    let start = start_event(LINK_LIFE);
+    let uses = 8;
+    let barrier = Arc::new(tokio::sync::Barrier::new(uses));
+    let tasks: Vec<_> = (0..uses)
+        .map(|_| {
+            let (router, start, barrier) = (s.checkout.clone(), start.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                invoke(&router, &start).await
+            })
+        })
+        .collect();
+    let mut pages = std::collections::BTreeSet::new();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        let (status, headers, body) = t.await.unwrap();
+        statuses.push(status.as_u16());
+        match status {
+            StatusCode::FOUND => {
+                pages.insert(location(&headers));
+            }
+            // The claim was taken while its page was being asked for.
+            StatusCode::CONFLICT => assert!(body.contains("reload this page"), "{body}"),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(
+        s.oen.checkouts(),
+        1,
+        "Oen was asked for more than one page: {statuses:?}"
+    );
+    assert_eq!(pages.len(), 1, "{pages:?}");
+    assert_eq!(stored(&s, "session").await, 1);
+    assert_eq!(stored(&s, "link").await, 1);
+    // Once the page is open, every use of the link shows it.
+    let (status, headers, _) = invoke(&s.checkout, &start).await;
+    assert_eq!(status, StatusCode::FOUND);
+    assert!(pages.contains(&location(&headers)));
+}
+
+/// Uses of a link that arrive, all at once, while its first use is asking Oen for the page.
+async fn a_link_used_while_its_page_is_being_asked_for_gets_a_409_then_the_page(backend: Backend) {
+    let s = stack(backend, vec![]).await;
+    let start = start_event(LINK_LIFE);
+    s.oen.hold();
+    let used = |s: &Stack| {
+        let (router, start) = (s.checkout.clone(), start.clone());
+        tokio::spawn(async move { invoke(&router, &start).await })
+    };
+    let first = used(&s);
+    s.oen.wait_for_checkouts(1).await;
+    let replays: Vec<_> = (0..4).map(|_| used(&s)).collect();
+    for replay in replays {
+        let (status, _, body) = tokio::time::timeout(Duration::from_secs(10), replay)
+            .await
+            .expect("a replay waited for Oen")
+            .unwrap();
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert!(
+            body.contains("opening the card page in another window"),
+            "{body}"
+        );
+    }
+    assert_eq!(stored(&s, "session").await, 1);
+    assert_eq!(stored(&s, "link").await, 1);
+    s.oen.release();
+    let (status, headers, _) = first.await.unwrap();
+    assert_eq!(status, StatusCode::FOUND);
+    let (status, again, _) = invoke(&s.checkout, &start).await;
+    assert_eq!(status, StatusCode::FOUND);
+    assert_eq!(location(&again), location(&headers));
+    assert_eq!(s.oen.checkouts(), 1);
+}
+
+#[tokio::test]
+async fn a_store_failure_is_a_5xx_with_the_request_id_and_the_link_still_opens_one_page() {
+    // Claiming the link fails (nothing is written), or storing its session fails (the claim
+    // stands alone, and the link's next use stores the session).
+    for (failing, left_behind) in [("link", vec![]), ("session", vec!["link"])] {
+        let mut s = stack(Backend::Memory, vec![]).await;
+        let mut deps = s.deps.clone();
+        deps.store = Arc::new(FlakyStore {
+            inner: s.memory.clone().unwrap(),
+            failures: 1.into(),
+            kind: Some(failing),
+        });
+        s.checkout = checkout_router(deps, &s.sim);
+        let start = start_event(LINK_LIFE);
+        let (status, _, body) = invoke(&s.checkout, &start).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{failing}");
+        assert!(
+            body.contains(START_REQUEST_ID),
+            "{failing}: no request id: {body}"
+        );
+        let kinds: Vec<_> = snapshot(&s).iter().map(|r| r.kind()).collect();
+        assert_eq!(kinds, left_behind, "{failing}");
+        assert_eq!(s.oen.checkouts(), 0, "{failing}");
+        let (status, headers, _) = invoke(&s.checkout, &start).await;
+        assert_eq!(status, StatusCode::FOUND, "{failing}: the link is lost");
+        let (status, again, _) = invoke(&s.checkout, &start).await;
+        assert_eq!(status, StatusCode::FOUND, "{failing}");
+        assert_eq!(location(&again), location(&headers), "{failing}");
+        assert_eq!(s.oen.checkouts(), 1, "{failing}");
+        assert_eq!(stored(&s, "session").await, 1, "{failing}");
+    }
+}
+
+/// An `in_memory` and an `on_moto` test of each scenario, in a module named after it.
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test]
+            async fn in_memory() {
+                super::$scenario(super::Backend::Memory).await;
+            }
+
+            #[tokio::test]
+            async fn on_moto() {
+                super::$scenario(super::Backend::Moto).await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    a_replayed_link_shows_the_same_page_and_oen_opens_one,
+    a_replay_after_binding_is_a_409_and_calls_no_one,
+    a_link_used_while_its_page_is_being_asked_for_gets_a_409_then_the_page,
+);

@@ -11,6 +11,12 @@ use crate::domain::{Catalog, MerchantId};
 /// SQS messages of one batch the charger works on at once, unless `CHARGER_CONCURRENCY` says.
 pub const DEFAULT_CHARGER_CONCURRENCY: usize = 8;
 
+/// How far ahead a start link may expire, unless `LINK_MAX_TTL` says.
+pub const DEFAULT_LINK_MAX_TTL: Duration = Duration::hours(24);
+
+/// The bounds of `LINK_MAX_TTL`, in seconds: a minute to 30 days.
+const LINK_MAX_TTL_SECONDS: std::ops::RangeInclusive<i64> = 60..=30 * 24 * 3600;
+
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("environment variable {0} is not set")]
@@ -61,6 +67,8 @@ pub struct Config {
     pub charge_policy: ChargePolicy,
     /// `CHARGER_CONCURRENCY`: messages of one SQS batch worked on at once (1 to 64).
     pub charger_concurrency: usize,
+    /// `LINK_MAX_TTL`: how far ahead of its use a start link may expire.
+    pub link_max_ttl: Duration,
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     webhook_allowed_ips: Option<String>,
 }
@@ -131,6 +139,10 @@ impl Config {
             charger_concurrency: match get("CHARGER_CONCURRENCY") {
                 Some(raw) => charger_concurrency(&raw)?,
                 None => DEFAULT_CHARGER_CONCURRENCY,
+            },
+            link_max_ttl: match get("LINK_MAX_TTL") {
+                Some(raw) => link_max_ttl(&raw)?,
+                None => DEFAULT_LINK_MAX_TTL,
             },
             webhook_allowed_ips: get("WEBHOOK_ALLOWED_IPS"),
         })
@@ -231,6 +243,21 @@ fn charger_concurrency(raw: &str) -> Result<usize, ConfigError> {
         })
 }
 
+fn link_max_ttl(raw: &str) -> Result<Duration, ConfigError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|s| LINK_MAX_TTL_SECONDS.contains(s))
+        .map(Duration::seconds)
+        .ok_or_else(|| ConfigError::Invalid {
+            name: "LINK_MAX_TTL",
+            reason: format!(
+                "expected whole seconds from {} to {} (30 days), got {raw:?}",
+                LINK_MAX_TTL_SECONDS.start(),
+                LINK_MAX_TTL_SECONDS.end()
+            ),
+        })
+}
+
 fn checked_url(name: &'static str, raw: &str) -> Result<String, ConfigError> {
     let url = reqwest::Url::parse(raw).map_err(|e| ConfigError::Invalid {
         name,
@@ -310,6 +337,23 @@ mod tests {
         assert!(!c.charge_policy.auto_refund_duplicates);
     }
 
+    #[test]
+    fn link_max_ttl_is_whole_seconds_and_a_day_by_default() {
+        assert_eq!(load(&base()).unwrap().link_max_ttl, Duration::hours(24));
+        let mut v = base();
+        v.insert("LINK_MAX_TTL", " 3600 ".into());
+        assert_eq!(load(&v).unwrap().link_max_ttl, Duration::hours(1));
+        v.insert("LINK_MAX_TTL", "2592000".into());
+        assert_eq!(load(&v).unwrap().link_max_ttl, Duration::days(30));
+        v.insert("LINK_MAX_TTL", "1.5".into());
+        let err = load(&v).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable LINK_MAX_TTL is invalid: expected whole seconds from 60 to \
+             2592000 (30 days), got \"1.5\""
+        );
+    }
+
     #[cfg(feature = "http")]
     #[test]
     fn webhook_allowed_ips_are_parsed_on_demand() {
@@ -340,6 +384,9 @@ mod tests {
             ("CHARGER_CONCURRENCY", "0"),
             ("CHARGER_CONCURRENCY", "65"),
             ("AUTO_REFUND_DUPLICATES", "yes"),
+            ("LINK_MAX_TTL", "24h"),
+            ("LINK_MAX_TTL", "59"),
+            ("LINK_MAX_TTL", "2592001"),
         ] {
             let mut v = base();
             v.insert(name, value.into());

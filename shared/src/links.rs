@@ -4,16 +4,21 @@
 //! The signature is the lowercase hex HMAC-SHA256, keyed with the secret's `linkSigningKey`, of
 //! the canonical string: every query parameter except `sig`, sorted by name, each written
 //! `name=value` with RFC 3986 percent-encoding (everything but `A–Z a–z 0–9 - . _ ~` as `%XX`,
-//! upper-case hex, UTF-8), joined by `&`. `expires` is Unix seconds.
+//! upper-case hex, UTF-8), joined by `&`. `expires` is Unix seconds, and at most the
+//! configured maximum lifetime (`LINK_MAX_TTL`) after the link is opened.
+//!
+//! A verified link carries a stable [`LinkId`], the hash of its signature: the same link opened
+//! twice has one id (however its query is spelled), so `checkout-start` can let it open one
+//! binding session and answer a replay from that session instead of calling Oen again.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
-use crate::domain::{Catalog, CustomerId, PlanId};
+use crate::domain::{Catalog, CustomerId, LinkId, PlanId};
 
 /// RFC 3986 unreserved characters stay; everything else is encoded.
 const RFC3986: &AsciiSet = &NON_ALPHANUMERIC
@@ -28,6 +33,8 @@ pub const MAX_QUERY_LEN: usize = 2048;
 /// A verified start link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartLink {
+    /// The link's stable id (see [`LinkId`]).
+    pub id: LinkId,
     pub customer: CustomerId,
     pub plan: PlanId,
     pub email: Option<String>,
@@ -42,6 +49,16 @@ pub enum LinkError {
     /// 410: the link was valid once.
     #[error("the start link expired at {0}")]
     Expired(DateTime<Utc>),
+    /// 400: the link expires further ahead than links may live; refused so that no link stays
+    /// usable for long.
+    #[error(
+        "the start link lives too long: it expires at {expires}, but a link may expire at most {} seconds after it is opened",
+        max_ttl.num_seconds()
+    )]
+    LivesTooLong {
+        expires: DateTime<Utc>,
+        max_ttl: Duration,
+    },
     /// 400: a signed link with content we cannot serve.
     #[error("the start link is invalid: {0}")]
     Invalid(String),
@@ -113,12 +130,13 @@ pub fn mint(
 }
 
 /// Verifies a raw query string: signature first (so nothing about an unsigned link is
-/// revealed), then expiry, then content.
+/// revealed), then expiry and lifetime (`expires` at most `max_ttl` after `now`), then content.
 pub fn verify(
     raw_query: &str,
     key: &[u8],
     plans: &Catalog,
     now: DateTime<Utc>,
+    max_ttl: Duration,
 ) -> Result<StartLink, LinkError> {
     if raw_query.len() > MAX_QUERY_LEN {
         return Err(LinkError::Invalid(format!(
@@ -162,6 +180,9 @@ pub fn verify(
     if now > expires {
         return Err(LinkError::Expired(expires));
     }
+    if expires - now > max_ttl {
+        return Err(LinkError::LivesTooLong { expires, max_ttl });
+    }
     let customer =
         CustomerId::parse(required("customer")?).map_err(|e| LinkError::Invalid(e.to_string()))?;
     let plan = plans
@@ -181,6 +202,7 @@ pub fn verify(
         Some(_) => return Err(LinkError::Invalid("email is not an e-mail address".into())),
     };
     Ok(StartLink {
+        id: LinkId::of_signature(expected.as_slice()),
         customer,
         plan,
         email,
@@ -195,6 +217,7 @@ mod tests {
     use super::*;
 
     const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const TTL: Duration = Duration::hours(24);
 
     fn plans() -> Catalog {
         Catalog::parse(r#"[{"id":"premium","description":"P","amount":500,"intervalMonths":1}]"#)
@@ -210,13 +233,19 @@ mod tests {
     }
 
     fn link(customer: &str, plan: &str, email: Option<&str>) -> String {
+        link_expiring(customer, plan, email, now() + Duration::minutes(5))
+    }
+
+    fn link_expiring(
+        customer: &str,
+        plan: &str,
+        email: Option<&str>,
+        expires: DateTime<Utc>,
+    ) -> String {
         let mut params = vec![
             ("customer".to_owned(), customer.to_owned()),
             ("plan".to_owned(), plan.to_owned()),
-            (
-                "expires".to_owned(),
-                (now() + Duration::minutes(5)).timestamp().to_string(),
-            ),
+            ("expires".to_owned(), expires.timestamp().to_string()),
         ];
         if let Some(e) = email {
             params.push(("email".into(), e.into()));
@@ -241,7 +270,7 @@ mod tests {
             now() + Duration::minutes(5),
             Some("a+b@shop.example"),
         );
-        let v = verify(query_of(&l), KEY, &plans(), now()).unwrap();
+        let v = verify(query_of(&l), KEY, &plans(), now(), TTL).unwrap();
         assert_eq!(v.customer.as_str(), "cust-1");
         assert_eq!(v.email.as_deref(), Some("a+b@shop.example"));
     }
@@ -284,11 +313,11 @@ mod tests {
         let l = link("cust-1", "premium", Some("x y@shop.example"));
         assert!(l.contains('+'));
         assert!(
-            verify(query_of(&l), KEY, &plans(), now()).is_err(),
+            verify(query_of(&l), KEY, &plans(), now(), TTL).is_err(),
             "a space is not a valid e-mail"
         );
         let l = link("cust-1", "premium", Some("x@shop.example"));
-        assert!(verify(query_of(&l), KEY, &plans(), now()).is_ok());
+        assert!(verify(query_of(&l), KEY, &plans(), now(), TTL).is_ok());
     }
 
     #[test]
@@ -296,28 +325,34 @@ mod tests {
         let l = link("cust-1", "premium", None);
         let q = query_of(&l);
         assert_eq!(
-            verify(&q.replace("cust-1", "cust-2"), KEY, &plans(), now()),
+            verify(&q.replace("cust-1", "cust-2"), KEY, &plans(), now(), TTL),
             Err(LinkError::BadSignature)
         );
         assert_eq!(
-            verify(q, b"another key another key another k", &plans(), now()),
+            verify(
+                q,
+                b"another key another key another k",
+                &plans(),
+                now(),
+                TTL
+            ),
             Err(LinkError::BadSignature)
         );
         let unsigned = q.split("&sig=").next().unwrap();
         assert_eq!(
-            verify(unsigned, KEY, &plans(), now()),
+            verify(unsigned, KEY, &plans(), now(), TTL),
             Err(LinkError::BadSignature)
         );
         assert_eq!(
-            verify(&format!("{unsigned}&sig=zz"), KEY, &plans(), now()),
+            verify(&format!("{unsigned}&sig=zz"), KEY, &plans(), now(), TTL),
             Err(LinkError::BadSignature)
         );
         assert_eq!(
-            verify(&format!("{q}&sig=00"), KEY, &plans(), now()),
+            verify(&format!("{q}&sig=00"), KEY, &plans(), now(), TTL),
             Err(LinkError::BadSignature)
         );
         assert_eq!(
-            verify(&format!("{q}&extra=1"), KEY, &plans(), now()),
+            verify(&format!("{q}&extra=1"), KEY, &plans(), now(), TTL),
             Err(LinkError::BadSignature)
         );
     }
@@ -327,7 +362,7 @@ mod tests {
         let l = link("cust-1", "premium", None);
         let later = now() + Duration::minutes(6);
         assert!(matches!(
-            verify(query_of(&l), KEY, &plans(), later),
+            verify(query_of(&l), KEY, &plans(), later, TTL),
             Err(LinkError::Expired(_))
         ));
     }
@@ -338,7 +373,7 @@ mod tests {
             let l = link(customer, plan, None);
             assert!(
                 matches!(
-                    verify(query_of(&l), KEY, &plans(), now()),
+                    verify(query_of(&l), KEY, &plans(), now(), TTL),
                     Err(LinkError::Invalid(_))
                 ),
                 "{customer} {plan}"
@@ -349,8 +384,95 @@ mod tests {
             KEY,
             &plans(),
             now(),
+            TTL,
         )
         .unwrap_err();
         assert!(err.to_string().contains("gold"), "{err}");
+    }
+
+    #[test]
+    fn links_that_live_longer_than_the_maximum_are_refused() {
+        let longest = link_expiring("cust-1", "premium", None, now() + TTL);
+        assert!(verify(query_of(&longest), KEY, &plans(), now(), TTL).is_ok());
+        let expires = now() + TTL + Duration::seconds(1);
+        let too_long = link_expiring("cust-1", "premium", None, expires);
+        let err = verify(query_of(&too_long), KEY, &plans(), now(), TTL).unwrap_err();
+        assert_eq!(
+            err,
+            LinkError::LivesTooLong {
+                expires,
+                max_ttl: TTL
+            }
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("lives too long") && message.contains("86400 seconds"),
+            "{message}"
+        );
+        // The same link is fine a second later, and the signature is still checked first.
+        assert!(verify(
+            query_of(&too_long),
+            KEY,
+            &plans(),
+            now() + Duration::seconds(1),
+            TTL
+        )
+        .is_ok());
+        assert_eq!(
+            verify(
+                &query_of(&too_long).replace("cust-1", "cust-2"),
+                KEY,
+                &plans(),
+                now(),
+                TTL
+            ),
+            Err(LinkError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn one_link_has_one_id_however_its_query_is_spelled() {
+        let l = link("cust-1", "premium", Some("a@shop.example"));
+        let q = query_of(&l);
+        let id = verify(q, KEY, &plans(), now(), TTL).unwrap().id;
+        let sig = q.split("sig=").nth(1).unwrap();
+        let mut reordered: Vec<&str> = q.split('&').collect();
+        reordered.reverse();
+        let respelled = reordered
+            .join("&")
+            .replace(sig, &sig.to_uppercase())
+            .replace("%40", "@");
+        assert_ne!(respelled, q);
+        assert_eq!(
+            verify(&respelled, KEY, &plans(), now(), TTL).unwrap().id,
+            id
+        );
+        assert!(!id.as_str().contains(sig), "the id is not the signature");
+        let later = link_expiring("cust-1", "premium", None, now() + Duration::minutes(6));
+        assert_ne!(
+            verify(query_of(&later), KEY, &plans(), now(), TTL)
+                .unwrap()
+                .id,
+            id
+        );
+    }
+
+    #[test]
+    fn a_signed_parameter_of_the_merchants_own_makes_another_link() {
+        let l = link("cust-1", "premium", None);
+        let id = verify(query_of(&l), KEY, &plans(), now(), TTL).unwrap().id;
+        let mut params: Vec<(String, String)> = form_urlencoded::parse(query_of(&l).as_bytes())
+            .into_owned()
+            .filter(|(k, _)| k != "sig")
+            .collect();
+        params.push(("n".into(), "r4nd0m".into()));
+        let sig = sign(KEY, &params);
+        params.push(("sig".into(), sig));
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&params)
+            .finish();
+        let other = verify(&query, KEY, &plans(), now(), TTL).unwrap();
+        assert_eq!(other.customer.as_str(), "cust-1");
+        assert_ne!(other.id, id);
     }
 }

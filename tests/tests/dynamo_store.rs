@@ -9,7 +9,7 @@ use oen_pay::aws::dynamo::pk_sk;
 use oen_pay::aws::{DynamoStore, DUE_INDEX};
 use oen_pay::domain::{BindingRef, CardToken, Ciphertext, CustomerId, MerchantId};
 use oen_pay::store::contract::{
-    self, ids_in_shard, session, subscription, subscription_with_id, t0,
+    self, ids_in_shard, link_claim, session, subscription, subscription_with_id, t0,
 };
 use oen_pay::store::{
     outbox_shard_of, shard_of, Card, DueCursor, Expect, Key, MemoryStore, Put, Store, StoreError,
@@ -163,19 +163,29 @@ async fn card_ciphertext_is_stored_as_binary() {
 }
 
 #[tokio::test]
-async fn session_items_carry_a_numeric_ttl_a_day_after_expiry() {
+async fn sessions_and_link_claims_carry_a_numeric_ttl_a_day_after_they_expire() {
     let store = fresh_store().await;
     let s = session("c-ttl");
+    let claim = link_claim("link-ttl", &s.reference);
     store
-        .commit(vec![Put::new(s.clone(), Expect::Absent)])
+        .commit(vec![
+            Put::new(s.clone(), Expect::Absent),
+            Put::new(claim.clone(), Expect::Absent),
+        ])
         .await
         .unwrap();
-    let item = raw_item(&store, &Key::Session(s.reference.clone())).await;
-    let expected = (s.expires_at + Duration::days(1)).timestamp();
-    assert_eq!(
-        item.get("ttl"),
-        Some(&AttributeValue::N(expected.to_string()))
-    );
+    for (key, expires) in [
+        (Key::Session(s.reference.clone()), s.expires_at),
+        (Key::Link(claim.link.clone()), claim.link_expires),
+    ] {
+        let item = raw_item(&store, &key).await;
+        let expected = (expires + Duration::days(1)).timestamp();
+        assert_eq!(
+            item.get("ttl"),
+            Some(&AttributeValue::N(expected.to_string())),
+            "{key:?}"
+        );
+    }
 }
 
 /// Every string and byte string in an attribute value, however deeply nested.

@@ -3,7 +3,9 @@
 //!
 //! Routes (API Gateway HTTP API, payload v2):
 //! - `GET /checkout/start?customer=…&plan=…&expires=…[&email=…]&sig=…` → 302 to Oen's page;
-//!   403 bad signature, 410 expired, 400 unknown plan or malformed customer, 502 Oen failed.
+//!   403 bad signature, 410 expired, 400 a link that lives longer than `LINK_MAX_TTL`, an
+//!   unknown plan or a malformed customer, 502 Oen failed. A link opens one binding session: used
+//!   again, it answers 302 to the same page while that is open, else 409.
 //! - `GET /checkout/status?ref=…` → `{"state":"pending|bound|failed|expired","last4":…,"reason":…}`.
 
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use oen_pay::binding::{self, BindingDeps, StartError};
+use oen_pay::chrono::Duration;
 use oen_pay::domain::BindingRef;
 use oen_pay::links::{self, LinkError};
 use oen_pay::secrets::SecretSource;
@@ -28,6 +31,8 @@ pub struct App {
     pub success_url: String,
     pub failure_url: String,
     pub hosted_base_url: String,
+    /// How far ahead of its use a start link may expire (`LINK_MAX_TTL`).
+    pub link_max_ttl: Duration,
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -57,13 +62,14 @@ async fn start(State(app): State<Arc<App>>, parts: Parts, RawQuery(query): RawQu
         key,
         &app.deps.plans,
         app.deps.clock.now(),
+        app.link_max_ttl,
     ) {
         Ok(link) => link,
         Err(e) => {
             let status = match e {
                 LinkError::BadSignature => StatusCode::FORBIDDEN,
                 LinkError::Expired(_) => StatusCode::GONE,
-                LinkError::Invalid(_) => StatusCode::BAD_REQUEST,
+                LinkError::LivesTooLong { .. } | LinkError::Invalid(_) => StatusCode::BAD_REQUEST,
             };
             tracing::warn!(request_id = %rid, reason = %e, "start link refused");
             return html_error(
@@ -84,7 +90,12 @@ async fn start(State(app): State<Arc<App>>, parts: Parts, RawQuery(query): RawQu
     .await
     {
         Ok(started) => {
-            tracing::info!(request_id = %rid, binding = %started.reference, customer = %link.customer, "binding started");
+            let what = if started.resumed {
+                "binding resumed: the link's page again"
+            } else {
+                "binding started"
+            };
+            tracing::info!(request_id = %rid, binding = %started.reference, customer = %link.customer, "{what}");
             let mut r = StatusCode::FOUND.into_response();
             match HeaderValue::from_str(&started.hosted_url) {
                 Ok(location) => {
@@ -103,6 +114,15 @@ async fn start(State(app): State<Arc<App>>, parts: Parts, RawQuery(query): RawQu
             r.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
+        }
+        Err(StartError::LinkUsed(used)) => {
+            tracing::warn!(request_id = %rid, customer = %link.customer, reason = %used, "start link used before");
+            html_error(
+                StatusCode::CONFLICT,
+                "This link was already used",
+                &used.to_string(),
+                Some(&rid),
+            )
         }
         Err(StartError::Oen(e)) => {
             tracing::error!(request_id = %rid, error = %e, "Oen could not open the card page");

@@ -16,6 +16,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         success_url: config.success_url()?.to_owned(),
         failure_url: config.failure_url()?.to_owned(),
         hosted_base_url: config.hosted_base_url.clone(),
+        link_max_ttl: config.link_max_ttl,
     };
     lambda_http::run(router(Arc::new(app))).await
 }

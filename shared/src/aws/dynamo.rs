@@ -9,6 +9,7 @@
 //! | record          | `pk`                 | `sk`                 | extra attributes       |
 //! |-----------------|----------------------|----------------------|------------------------|
 //! | binding session | `BIND#{reference}`   | `SESSION`            | `ttl`                  |
+//! | link claim      | `LINK#{link id}`     | `CLAIM`              | `ttl`                  |
 //! | card            | `CUST#{customer}`    | `CARD#{binding}`     | `ciphertext` is binary |
 //! | subscription    | `CUST#{customer}`    | `SUB#{plan}`         | `due_shard`, `due_at`  |
 //! | charge period   | `SUB#{subscription}` | `PERIOD#{period:06}` |                        |
@@ -21,12 +22,12 @@
 //!
 //! Beside the record's own fields (serialised with `serde_dynamo`; the card ciphertext is a
 //! DynamoDB binary `B`, never a string) every item carries:
-//! - `kind` (S): `session`, `card`, `subscription`, `period`, `audit` or `outbox`, which decides
-//!   how the item is read back;
+//! - `kind` (S): `session`, `link`, `card`, `subscription`, `period`, `audit` or `outbox`, which
+//!   decides how the item is read back;
 //! - `ver` (N): the record's version, 1 on creation and incremented by every put;
-//! - `ttl` (N, epoch seconds), from [`Record::expires_at`]: binding sessions have it a day after
-//!   their hosted page expired, so abandoned bindings disappear without a sweeper; delivered
-//!   outbox entries a week after delivery.
+//! - `ttl` (N, epoch seconds), from [`Record::expires_at`]: binding sessions and link claims have
+//!   it a day after their hosted page or their start link expired, so abandoned bindings and
+//!   used links disappear without a sweeper; delivered outbox entries a week after delivery.
 //!
 //! An outbox entry holds a domain event (its `data` as a DynamoDB map) and is written in the
 //! same transaction as the state change the event reports; it is keyed by the event's stable
@@ -95,6 +96,7 @@ pub const DUE_INDEX: &str = "due-index";
 pub fn pk_sk(key: &Key) -> (String, String) {
     match key {
         Key::Session(r) => (format!("BIND#{r}"), "SESSION".into()),
+        Key::Link(l) => (format!("LINK#{l}"), "CLAIM".into()),
         Key::Card { customer, binding } => (format!("CUST#{customer}"), format!("CARD#{binding}")),
         Key::Subscription { customer, plan } => (format!("CUST#{customer}"), format!("SUB#{plan}")),
         Key::Period {
@@ -350,6 +352,7 @@ fn to_item(record: &Record, version: u64) -> Result<Item, StoreError> {
     let kind = record.kind();
     let body = match record {
         Record::Session(s) => codec::to_item(s),
+        Record::Link(l) => codec::to_item(l),
         Record::Card(c) => codec::to_item(c),
         Record::Subscription(s) => codec::to_item(s),
         Record::Period(p) => codec::to_item(p),
@@ -408,6 +411,7 @@ fn from_item(mut item: Item) -> Result<Versioned<Record>, StoreError> {
     let unreadable = |e: serde_dynamo::Error| corrupt(format!("unreadable {kind}: {e}"));
     let record = match kind.as_str() {
         "session" => Record::Session(codec::from_item(item).map_err(unreadable)?),
+        "link" => Record::Link(codec::from_item(item).map_err(unreadable)?),
         "card" => Record::Card(codec::from_item(item).map_err(unreadable)?),
         "subscription" => Record::Subscription(codec::from_item(item).map_err(unreadable)?),
         "period" => Record::Period(codec::from_item(item).map_err(unreadable)?),

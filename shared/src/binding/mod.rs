@@ -21,7 +21,7 @@ use crate::store::Store;
 use crate::vault::TokenVault;
 
 pub use accept::{accept_webhook, WebhookError, WebhookOutcome};
-pub use start::{start, status, with_reference, BindingStatus, StartError, Started};
+pub use start::{start, status, with_reference, BindingStatus, StartError, Started, UsedLink};
 
 /// Oen's hosted page lives 10 minutes from the `POST /checkout-token` call.
 pub const SESSION_LIFETIME: Duration = Duration::minutes(10);

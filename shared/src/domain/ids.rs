@@ -111,6 +111,13 @@ string_id!(
     SubscriptionId, "subscription id", 16, |c: char| c.is_ascii_alphanumeric()
 );
 
+string_id!(
+    /// A verified start link's stable id: the lowercase hex SHA-256 of its signature (64
+    /// characters). The signature itself is never stored: with the link's parameters it would
+    /// be the link, usable until it expires; its hash names the link and opens nothing.
+    LinkId, "link id", 64, |c: char| matches!(c, '0'..='9' | 'a'..='f')
+);
+
 const ALPHANUMERIC: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// `len` characters drawn uniformly from the 62 alphanumerics with the operating system's RNG.
@@ -141,6 +148,15 @@ impl OrderId {
     /// (23 characters), the same for every attempt of that period.
     pub fn for_period(subscription: &SubscriptionId, period: u32) -> Self {
         Self(format!("{}P{:06}", subscription.as_str(), period))
+    }
+}
+
+impl LinkId {
+    /// The id of the link whose HMAC is `signature` (the MAC's bytes, not its hex spelling, so
+    /// that upper- and lower-case spellings of one signature are one link).
+    pub fn of_signature(signature: &[u8]) -> Self {
+        use sha2::{Digest, Sha256};
+        Self(hex::encode(Sha256::digest(signature)))
     }
 }
 
@@ -216,6 +232,16 @@ mod tests {
         assert!(OrderId::parse(a.as_str()).is_ok());
         assert!(OrderId::parse(&"A".repeat(33)).is_err());
         assert!(OrderId::parse("abc-1").is_err());
+    }
+
+    #[test]
+    fn link_ids_hash_the_signature_and_parse_back() {
+        let a = LinkId::of_signature(&[1, 2, 3]);
+        assert_eq!(a, LinkId::of_signature(&[1, 2, 3]));
+        assert_ne!(a, LinkId::of_signature(&[1, 2, 4]));
+        assert_eq!(a.as_str().len(), 64);
+        assert_eq!(LinkId::parse(a.as_str()).unwrap(), a);
+        assert!(LinkId::parse(&a.as_str().to_uppercase()).is_err());
     }
 
     #[test]

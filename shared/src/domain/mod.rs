@@ -10,13 +10,14 @@ mod token;
 pub use events::{DomainEvent, EventType};
 pub(crate) use ids::random_alphanumeric;
 pub use ids::{
-    BindingRef, CheckoutId, CustomerId, MerchantId, OrderId, PlanId, SubscriptionId, TransactionId,
+    BindingRef, CheckoutId, CustomerId, LinkId, MerchantId, OrderId, PlanId, SubscriptionId,
+    TransactionId,
 };
 pub use money::Amount;
 pub use plan::{taipei, taipei_date, taipei_time, Catalog, Interval, Plan, ProductDetail};
 pub use records::{
     AnomalyKind, AnomalyRefund, AuditEntry, BindingSession, BindingState, Card, CarriedPeriod,
-    ChargePeriod, OutboxEntry, PaymentAnomaly, PeriodState, Record, SessionState, Subscription,
-    SubscriptionStatus,
+    ChargePeriod, LinkClaim, OutboxEntry, PaymentAnomaly, PeriodState, Record, SessionState,
+    Subscription, SubscriptionStatus,
 };
 pub use token::{CardToken, Ciphertext};

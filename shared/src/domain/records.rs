@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Amount, BindingRef, CheckoutId, Ciphertext, CustomerId, DomainEvent, OrderId, Plan, PlanId,
-    ProductDetail, SubscriptionId, TransactionId,
+    Amount, BindingRef, CheckoutId, Ciphertext, CustomerId, DomainEvent, LinkId, OrderId, Plan,
+    PlanId, ProductDetail, SubscriptionId, TransactionId,
 };
 
 /// A card binding started by `checkout-start`: our reference, whom it is for, and Oen's page id.
@@ -81,6 +81,19 @@ impl std::fmt::Display for BindingState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// A start link's claim on the one binding session it may open, written (put-if-absent) before
+/// that session: a replay of the link finds the session, and its hosted page, through it instead
+/// of calling Oen again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkClaim {
+    pub link: LinkId,
+    /// The session the link opened.
+    pub binding: BindingRef,
+    /// The link's own `expires`: after it the link is refused anyway, so the claim may go.
+    pub link_expires: DateTime<Utc>,
+    pub claimed_at: DateTime<Utc>,
 }
 
 /// A bound card: the token as KMS ciphertext under the context (merchant, customer, binding).
@@ -311,6 +324,7 @@ impl OutboxEntry {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     Session(BindingSession),
+    Link(LinkClaim),
     Card(Card),
     Subscription(Subscription),
     Period(ChargePeriod),
@@ -323,6 +337,7 @@ impl Record {
     pub fn kind(&self) -> &'static str {
         match self {
             Record::Session(_) => "session",
+            Record::Link(_) => "link",
             Record::Card(_) => "card",
             Record::Subscription(_) => "subscription",
             Record::Period(_) => "period",
@@ -332,11 +347,13 @@ impl Record {
     }
 
     /// When the store may forget the record (DynamoDB TTL). Sessions outlive their page by a day
-    /// so the return page can still read their state; a delivered outbox entry is kept
-    /// [`OutboxEntry::KEPT_AFTER_DELIVERY`]; a pending one never expires.
+    /// so the return page can still read their state; link claims outlive their link by a day,
+    /// so that no clock skew lets a link that is still accepted be claimed twice; a delivered
+    /// outbox entry is kept [`OutboxEntry::KEPT_AFTER_DELIVERY`]; a pending one never expires.
     pub fn expires_at(&self) -> Option<DateTime<Utc>> {
         match self {
             Record::Session(s) => Some(s.expires_at + chrono::Duration::days(1)),
+            Record::Link(l) => Some(l.link_expires + chrono::Duration::days(1)),
             Record::Outbox(o) => o
                 .delivered_at
                 .map(|at| at + OutboxEntry::KEPT_AFTER_DELIVERY),
@@ -366,4 +383,4 @@ macro_rules! into_record {
         }
     )*};
 }
-into_record!(BindingSession => Session, Card => Card, Subscription => Subscription, ChargePeriod => Period, AuditEntry => Audit, OutboxEntry => Outbox);
+into_record!(BindingSession => Session, LinkClaim => Link, Card => Card, Subscription => Subscription, ChargePeriod => Period, AuditEntry => Audit, OutboxEntry => Outbox);

@@ -9,7 +9,8 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::*;
 use crate::domain::{
-    Amount, Catalog, CheckoutId, Ciphertext, DomainEvent, EventType, OrderId, Plan, TransactionId,
+    Amount, Catalog, CheckoutId, Ciphertext, DomainEvent, EventType, LinkId, OrderId, Plan,
+    TransactionId,
 };
 
 pub fn t0() -> DateTime<Utc> {
@@ -35,6 +36,16 @@ pub fn premium() -> Plan {
         "intervalMonths":1,"trialDays":14,"productionCode":"PR","unit":"month"}]"#;
     let plans = Catalog::parse(json).unwrap();
     plans.lookup("premium").unwrap().clone()
+}
+
+/// The claim of a start link (named by `link`) on the session `binding`.
+pub fn link_claim(link: &str, binding: &BindingRef) -> LinkClaim {
+    LinkClaim {
+        link: LinkId::of_signature(link.as_bytes()),
+        binding: binding.clone(),
+        link_expires: t0() + Duration::hours(24),
+        claimed_at: t0(),
+    }
 }
 
 pub fn subscription(customer: &str, next: Option<DateTime<Utc>>) -> Subscription {
@@ -161,6 +172,7 @@ where
     put_if_absent_refuses_a_second_put(make().await).await;
     compare_and_set_increments_and_refuses_stale_versions(make().await).await;
     commit_is_all_or_nothing(make().await).await;
+    a_link_is_claimed_once(make().await).await;
     every_record_round_trips(make().await).await;
     due_index_returns_only_due_subscriptions_of_the_shard_oldest_first(make().await).await;
     due_index_pages_with_a_cursor(make().await).await;
@@ -278,6 +290,30 @@ pub async fn commit_is_all_or_nothing(store: impl Store) {
     );
 }
 
+pub async fn a_link_is_claimed_once(store: impl Store) {
+    let claim = link_claim("link-1", &BindingRef::generate());
+    store
+        .commit(vec![Put::new(claim.clone(), Expect::Absent)])
+        .await
+        .unwrap();
+    // A second use of the link names another session: the first claim stands.
+    let err = store
+        .commit(vec![Put::new(
+            link_claim("link-1", &BindingRef::generate()),
+            Expect::Absent,
+        )])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let got = store.link_claim(&claim.link).await.unwrap().unwrap();
+    assert_eq!((got.value, got.version), (claim, 1));
+    assert!(store
+        .link_claim(&LinkId::of_signature(b"link-2"))
+        .await
+        .unwrap()
+        .is_none());
+}
+
 pub async fn every_record_round_trips(store: impl Store) {
     let mut records: Vec<Record> = Vec::new();
     let base = session("c-rt");
@@ -302,6 +338,7 @@ pub async fn every_record_round_trips(store: impl Store) {
         s.state = state;
         records.push(s.into());
     }
+    records.push(link_claim("link-rt", &base.reference).into());
     records.push(
         Card {
             customer: CustomerId::parse("c-rt").unwrap(),

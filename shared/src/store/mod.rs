@@ -20,11 +20,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
-use crate::domain::{BindingRef, CustomerId, PlanId, SubscriptionId};
+use crate::domain::{BindingRef, CustomerId, LinkId, PlanId, SubscriptionId};
 
 pub use crate::domain::{
-    AuditEntry, BindingSession, Card, ChargePeriod, OutboxEntry, PeriodState, Record, SessionState,
-    Subscription, SubscriptionStatus,
+    AuditEntry, BindingSession, Card, ChargePeriod, LinkClaim, OutboxEntry, PeriodState, Record,
+    SessionState, Subscription, SubscriptionStatus,
 };
 pub use memory::MemoryStore;
 
@@ -40,6 +40,7 @@ pub const OUTBOX_SHARDS: u16 = 16;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Key {
     Session(BindingRef),
+    Link(LinkId),
     Card {
         customer: CustomerId,
         binding: BindingRef,
@@ -65,6 +66,7 @@ impl Record {
     pub fn key(&self) -> Key {
         match self {
             Record::Session(s) => Key::Session(s.reference.clone()),
+            Record::Link(l) => Key::Link(l.link.clone()),
             Record::Card(c) => Key::Card {
                 customer: c.customer.clone(),
                 binding: c.binding.clone(),
@@ -246,6 +248,10 @@ pub trait StoreExt: Store {
         r: &BindingRef,
     ) -> Result<Option<Versioned<BindingSession>>, StoreError> {
         read(self, Key::Session(r.clone())).await
+    }
+
+    async fn link_claim(&self, link: &LinkId) -> Result<Option<Versioned<LinkClaim>>, StoreError> {
+        read(self, Key::Link(link.clone())).await
     }
 
     async fn card(

@@ -70,6 +70,8 @@ impl Records {
                 Record::Period(p) => by_kind.periods.push(p),
                 Record::Audit(a) => by_kind.audits.push(a),
                 Record::Outbox(o) => by_kind.outbox.push(o),
+                // A link claim only points at the session listed above.
+                Record::Link(_) => {}
             }
         }
         by_kind.sessions.sort_by_key(|x| Reverse(x.created_at));

@@ -31,6 +31,7 @@ use clap::Parser;
 use oen_pay::binding::BindingDeps;
 use oen_pay::charging::{ChargeDeps, ChargePolicy};
 use oen_pay::clock::{Clock, ShiftedClock};
+use oen_pay::config;
 use oen_pay::dev;
 use oen_pay::events::MemoryEvents;
 use oen_pay::oen::{HttpOenGateway, OenError};
@@ -292,6 +293,7 @@ fn router(adapters: &Adapters, url: &str, sim: &Arc<Simulator>) -> Router {
         success_url: return_url.clone(),
         failure_url: return_url,
         hosted_base_url: sim.hosted_base_url_template(),
+        link_max_ttl: config::DEFAULT_LINK_MAX_TTL,
     }));
     let webhook = webhook::router(Arc::new(webhook::App {
         deps,

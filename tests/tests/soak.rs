@@ -80,9 +80,12 @@ mod killed {
         }
         for _round in 0..3 {
             s.sim.set_latency(StdDuration::from_millis(rng.below(150)));
+            // Six workers at once, each on its own customer: moto does not isolate concurrent
+            // conditional writes, so races on one record are the in-process soak's to prove.
+            let first = rng.below(customers.len() as u64) as usize;
             let mut racing = Vec::new();
-            for _ in 0..6 {
-                let customer = rng.pick(&customers).clone();
+            for i in 0..6 {
+                let customer = customers[(first + i * 5) % customers.len()].clone();
                 let child = s
                     .charge_worker(env!("CARGO_BIN_EXE_charge_worker"), &customer, "premium")
                     .spawn()

@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use oen_pay::domain::{BindingRef, CustomerId, MerchantId};
+use oen_pay::vault::VaultContext;
 use oen_pay_integration::repo_root;
 use yaml_serde::Value;
 
@@ -224,6 +226,171 @@ fn the_charge_queue_outlives_the_charger_and_reports_partial_failures() {
         timeout >= 45,
         "charger timeout {timeout}s leaves no room for an Oen call"
     );
+}
+
+/// KMS's data-plane actions on a symmetric key: what uses card tokens rather than administers
+/// the key.
+const KMS_DATA_PLANE: [&str; 8] = [
+    "kms:Encrypt",
+    "kms:Decrypt",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:GenerateDataKeyPair",
+    "kms:GenerateDataKeyPairWithoutPlaintext",
+];
+
+/// Whether an IAM action pattern (`*` and `?` wildcards, case-insensitive) matches `action`.
+fn action_matches(pattern: &str, action: &str) -> bool {
+    fn glob(p: &[u8], a: &[u8]) -> bool {
+        match (p.first(), a.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => glob(&p[1..], a) || (!a.is_empty() && glob(p, &a[1..])),
+            (Some(b'?'), Some(_)) => glob(&p[1..], &a[1..]),
+            (Some(x), Some(y)) => x == y && glob(&p[1..], &a[1..]),
+            _ => false,
+        }
+    }
+    glob(
+        pattern.to_ascii_lowercase().as_bytes(),
+        action.to_ascii_lowercase().as_bytes(),
+    )
+}
+
+fn key_statements(t: &Value) -> Vec<Value> {
+    let statements = t["Resources"]["TokenKey"]["Properties"]["KeyPolicy"]["Statement"]
+        .as_sequence()
+        .expect("key policy statements")
+        .clone();
+    for s in &statements {
+        // Only plain allows: no Deny to reason about, no NotAction/NotPrincipal to widen one.
+        assert_eq!(s["Effect"].as_str(), Some("Allow"), "{s:?}");
+        assert!(s.get("NotAction").is_none() && s.get("NotPrincipal").is_none());
+    }
+    statements
+}
+
+/// The statements of the key policy that allow `action`.
+fn allowing(statements: &[Value], action: &str) -> Vec<Value> {
+    statements
+        .iter()
+        .filter(|s| list(&s["Action"]).iter().any(|p| action_matches(p, action)))
+        .cloned()
+        .collect()
+}
+
+/// The ARN pattern a key statement's `aws:PrincipalArn` condition admits, if any.
+fn principal_arn(statement: &Value) -> Option<String> {
+    let arn = &statement["Condition"]["ArnLike"]["aws:PrincipalArn"];
+    (!arn.is_null()).then(|| text(arn))
+}
+
+#[test]
+fn the_account_administers_the_token_key_but_cannot_use_it() {
+    let t = template();
+    let statements = key_statements(&t);
+    let root: Vec<&Value> = statements
+        .iter()
+        .filter(|s| principal_arn(s).is_none())
+        .collect();
+    assert_eq!(root.len(), 1, "one unconditioned statement: administration");
+    let admin = root[0];
+    assert_eq!(
+        text(&admin["Principal"]["AWS"]),
+        "Sub arn:${AWS::Partition}:iam::${AWS::AccountId}:root"
+    );
+    let actions = list(&admin["Action"]);
+    for data in KMS_DATA_PLANE {
+        assert!(
+            !actions.iter().any(|p| action_matches(p, data)),
+            "the account may {data}: {actions:?}"
+        );
+    }
+    // It keeps everything needed to manage (and eventually retire) the key.
+    for needed in [
+        "kms:CreateAlias",
+        "kms:DescribeKey",
+        "kms:EnableKeyRotation",
+        "kms:ListAliases",
+        "kms:PutKeyPolicy",
+        "kms:UpdateAlias",
+        "kms:RevokeGrant",
+        "kms:DisableKey",
+        "kms:GetKeyPolicy",
+        "kms:DeleteAlias",
+        "kms:TagResource",
+        "kms:UntagResource",
+        "kms:ScheduleKeyDeletion",
+        "kms:CancelKeyDeletion",
+    ] {
+        assert!(
+            actions.iter().any(|p| action_matches(p, needed)),
+            "the account cannot {needed}"
+        );
+    }
+}
+
+#[test]
+fn the_key_policy_lets_only_the_webhook_encrypt_and_only_the_charger_decrypt() {
+    let t = template();
+    let statements = key_statements(&t);
+    let role_pattern = |function: &str| {
+        let path = text(&t["Resources"][function]["Properties"]["RolePath"]);
+        let path = path
+            .strip_prefix("Sub ")
+            .expect("a RolePath under the stack");
+        format!("Sub arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role{path}*")
+    };
+    // The role paths are distinct, so one function's pattern admits no other's role.
+    let paths: BTreeSet<String> = FUNCTIONS.iter().map(|f| role_pattern(f)).collect();
+    assert_eq!(paths.len(), FUNCTIONS.len(), "{paths:?}");
+
+    // The encryption context the code sends (KMS matches its keys exactly).
+    let context = VaultContext {
+        merchant: MerchantId::parse("ming").unwrap(),
+        customer: CustomerId::parse("c1").unwrap(),
+        binding: BindingRef::generate(),
+    };
+    let keys: BTreeSet<String> = context.pairs().iter().map(|(k, _)| k.to_string()).collect();
+
+    for data in KMS_DATA_PLANE {
+        let who = allowing(&statements, data);
+        let expected = match data {
+            "kms:Encrypt" => Some("WebhookFunction"),
+            "kms:Decrypt" => Some("ChargerFunction"),
+            _ => None,
+        };
+        let Some(function) = expected else {
+            assert!(who.is_empty(), "{data} allowed: {who:?}");
+            continue;
+        };
+        assert_eq!(who.len(), 1, "{data}: {who:?}");
+        let s = &who[0];
+        assert_eq!(list(&s["Action"]), [data], "{data} comes alone");
+        assert_eq!(
+            principal_arn(s).as_deref(),
+            Some(role_pattern(function).as_str()),
+            "{data}"
+        );
+        let c = &s["Condition"];
+        assert_eq!(
+            text(&c["StringEquals"]["kms:CallerAccount"]),
+            "Ref AWS::AccountId"
+        );
+        let allowed_keys: BTreeSet<String> =
+            list(&c["ForAllValues:StringEquals"]["kms:EncryptionContextKeys"])
+                .into_iter()
+                .collect();
+        assert_eq!(allowed_keys, keys, "{data}: no other context keys");
+        for key in &keys {
+            assert_eq!(
+                c["Null"][format!("kms:EncryptionContext:{key}").as_str()].as_str(),
+                Some("false"),
+                "{data}: the {key} context is required"
+            );
+        }
+    }
 }
 
 trait IsTagged {

@@ -596,6 +596,34 @@ fn each_function_logs_to_its_own_group_with_the_retention_parameter() {
     assert_eq!(text(&retention["Default"]), "30");
 }
 
+#[test]
+fn the_outputs_name_what_an_operator_wires_up() {
+    let t = template();
+    let outputs = &t["Outputs"];
+    let value = |name: &str| text(&outputs[name]["Value"]);
+    let api = "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}";
+    assert_eq!(value("ApiUrl"), format!("Sub {api}"));
+    // The route of the webhook, with the key left for the operator: never the secret itself.
+    assert_eq!(
+        value("WebhookUrlToRegisterWithOen"),
+        format!("Sub {api}/oen/webhook/{{webhookPathKey}}")
+    );
+    assert_eq!(value("EventBusArn"), "GetAtt EventBus.Arn");
+    assert_eq!(value("ChargeQueueUrl"), "Ref ChargeQueue");
+    assert_eq!(
+        value("ChargeDeadLetterQueueUrl"),
+        "Ref ChargeDeadLetterQueue"
+    );
+    assert_eq!(value("AlarmTopicArn"), "Ref AlarmTopic");
+    for (name, output) in outputs.as_mapping().unwrap() {
+        assert!(
+            output["Description"].as_str().is_some(),
+            "{}: no description",
+            text(name)
+        );
+    }
+}
+
 trait IsTagged {
     fn is_tagged(&self) -> bool;
 }

@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use oen_pay::domain::{BindingRef, CustomerId, MerchantId};
+use oen_pay::vault::VaultContext;
 use oen_pay_integration::repo_root;
 use yaml_serde::Value;
 
@@ -224,6 +226,402 @@ fn the_charge_queue_outlives_the_charger_and_reports_partial_failures() {
         timeout >= 45,
         "charger timeout {timeout}s leaves no room for an Oen call"
     );
+}
+
+/// KMS's data-plane actions on a symmetric key: what uses card tokens rather than administers
+/// the key.
+const KMS_DATA_PLANE: [&str; 8] = [
+    "kms:Encrypt",
+    "kms:Decrypt",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:GenerateDataKeyPair",
+    "kms:GenerateDataKeyPairWithoutPlaintext",
+];
+
+/// Whether an IAM action pattern (`*` and `?` wildcards, case-insensitive) matches `action`.
+fn action_matches(pattern: &str, action: &str) -> bool {
+    fn glob(p: &[u8], a: &[u8]) -> bool {
+        match (p.first(), a.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => glob(&p[1..], a) || (!a.is_empty() && glob(p, &a[1..])),
+            (Some(b'?'), Some(_)) => glob(&p[1..], &a[1..]),
+            (Some(x), Some(y)) => x == y && glob(&p[1..], &a[1..]),
+            _ => false,
+        }
+    }
+    glob(
+        pattern.to_ascii_lowercase().as_bytes(),
+        action.to_ascii_lowercase().as_bytes(),
+    )
+}
+
+fn key_statements(t: &Value) -> Vec<Value> {
+    let statements = t["Resources"]["TokenKey"]["Properties"]["KeyPolicy"]["Statement"]
+        .as_sequence()
+        .expect("key policy statements")
+        .clone();
+    for s in &statements {
+        // Only plain allows: no Deny to reason about, no NotAction/NotPrincipal to widen one.
+        assert_eq!(s["Effect"].as_str(), Some("Allow"), "{s:?}");
+        assert!(s.get("NotAction").is_none() && s.get("NotPrincipal").is_none());
+    }
+    statements
+}
+
+/// The statements of the key policy that allow `action`.
+fn allowing(statements: &[Value], action: &str) -> Vec<Value> {
+    statements
+        .iter()
+        .filter(|s| list(&s["Action"]).iter().any(|p| action_matches(p, action)))
+        .cloned()
+        .collect()
+}
+
+/// The ARN pattern a key statement's `aws:PrincipalArn` condition admits, if any.
+fn principal_arn(statement: &Value) -> Option<String> {
+    let arn = &statement["Condition"]["ArnLike"]["aws:PrincipalArn"];
+    (!arn.is_null()).then(|| text(arn))
+}
+
+#[test]
+fn the_account_administers_the_token_key_but_cannot_use_it() {
+    let t = template();
+    let statements = key_statements(&t);
+    let root: Vec<&Value> = statements
+        .iter()
+        .filter(|s| principal_arn(s).is_none())
+        .collect();
+    assert_eq!(root.len(), 1, "one unconditioned statement: administration");
+    let admin = root[0];
+    assert_eq!(
+        text(&admin["Principal"]["AWS"]),
+        "Sub arn:${AWS::Partition}:iam::${AWS::AccountId}:root"
+    );
+    let actions = list(&admin["Action"]);
+    for data in KMS_DATA_PLANE {
+        assert!(
+            !actions.iter().any(|p| action_matches(p, data)),
+            "the account may {data}: {actions:?}"
+        );
+    }
+    // It keeps everything needed to manage (and eventually retire) the key.
+    for needed in [
+        "kms:CreateAlias",
+        "kms:DescribeKey",
+        "kms:EnableKeyRotation",
+        "kms:ListAliases",
+        "kms:PutKeyPolicy",
+        "kms:UpdateAlias",
+        "kms:RevokeGrant",
+        "kms:DisableKey",
+        "kms:GetKeyPolicy",
+        "kms:DeleteAlias",
+        "kms:TagResource",
+        "kms:UntagResource",
+        "kms:ScheduleKeyDeletion",
+        "kms:CancelKeyDeletion",
+    ] {
+        assert!(
+            actions.iter().any(|p| action_matches(p, needed)),
+            "the account cannot {needed}"
+        );
+    }
+}
+
+#[test]
+fn the_key_policy_lets_only_the_webhook_encrypt_and_only_the_charger_decrypt() {
+    let t = template();
+    let statements = key_statements(&t);
+    let role_pattern = |function: &str| {
+        let path = text(&t["Resources"][function]["Properties"]["RolePath"]);
+        let path = path
+            .strip_prefix("Sub ")
+            .expect("a RolePath under the stack");
+        format!("Sub arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role{path}*")
+    };
+    // The role paths are distinct, so one function's pattern admits no other's role.
+    let paths: BTreeSet<String> = FUNCTIONS.iter().map(|f| role_pattern(f)).collect();
+    assert_eq!(paths.len(), FUNCTIONS.len(), "{paths:?}");
+
+    // The encryption context the code sends (KMS matches its keys exactly).
+    let context = VaultContext {
+        merchant: MerchantId::parse("ming").unwrap(),
+        customer: CustomerId::parse("c1").unwrap(),
+        binding: BindingRef::generate(),
+    };
+    let keys: BTreeSet<String> = context.pairs().iter().map(|(k, _)| k.to_string()).collect();
+
+    for data in KMS_DATA_PLANE {
+        let who = allowing(&statements, data);
+        let expected = match data {
+            "kms:Encrypt" => Some("WebhookFunction"),
+            "kms:Decrypt" => Some("ChargerFunction"),
+            _ => None,
+        };
+        let Some(function) = expected else {
+            assert!(who.is_empty(), "{data} allowed: {who:?}");
+            continue;
+        };
+        assert_eq!(who.len(), 1, "{data}: {who:?}");
+        let s = &who[0];
+        assert_eq!(list(&s["Action"]), [data], "{data} comes alone");
+        assert_eq!(
+            principal_arn(s).as_deref(),
+            Some(role_pattern(function).as_str()),
+            "{data}"
+        );
+        let c = &s["Condition"];
+        assert_eq!(
+            text(&c["StringEquals"]["kms:CallerAccount"]),
+            "Ref AWS::AccountId"
+        );
+        let allowed_keys: BTreeSet<String> =
+            list(&c["ForAllValues:StringEquals"]["kms:EncryptionContextKeys"])
+                .into_iter()
+                .collect();
+        assert_eq!(allowed_keys, keys, "{data}: no other context keys");
+        for key in &keys {
+            assert_eq!(
+                c["Null"][format!("kms:EncryptionContext:{key}").as_str()].as_str(),
+                Some("false"),
+                "{data}: the {key} context is required"
+            );
+        }
+    }
+}
+
+/// The resources of one type, by logical id.
+fn resources_of<'t>(t: &'t Value, kind: &str) -> BTreeMap<String, &'t Value> {
+    t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some(kind))
+        .map(|(id, r)| (text(id), r))
+        .collect()
+}
+
+/// Every `(function, metric)` the code counts or records with literal names: each
+/// `metrics::count("charger", "ConfigError")` or `metrics::gauge("charger", "OutboxLagSeconds", …)`.
+fn metrics_in_code() -> BTreeSet<(String, String)> {
+    let mut found = BTreeSet::new();
+    let mut files = Vec::new();
+    let mut dirs = vec![
+        repo_root().join("shared/src"),
+        repo_root().join("functions"),
+    ];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    for file in files {
+        let source = std::fs::read_to_string(&file).unwrap();
+        for call in ["metrics::count(", "metrics::gauge("] {
+            for (at, _) in source.match_indices(call) {
+                let args = &source[at + call.len()..];
+                let mut strings = args.split([',', ')']).take(2).map(|a| {
+                    let a = a.trim();
+                    a.strip_prefix('"')
+                        .and_then(|a| a.strip_suffix('"'))
+                        .map(str::to_owned)
+                });
+                if let (Some(Some(function)), Some(Some(metric))) = (strings.next(), strings.next())
+                {
+                    found.insert((function, metric));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The project metrics (namespace `oen-pay`) with an alarm, as `(function, metric)`.
+fn alarmed_project_metrics(t: &Value) -> BTreeMap<(String, String), &Value> {
+    resources_of(t, "AWS::CloudWatch::Alarm")
+        .into_values()
+        .filter(|a| a["Properties"]["Namespace"].as_str() == Some("oen-pay"))
+        .map(|a| {
+            let p = &a["Properties"];
+            let dimensions = p["Dimensions"].as_sequence().unwrap();
+            assert_eq!(dimensions.len(), 1, "{p:?}");
+            assert_eq!(dimensions[0]["Name"].as_str(), Some("Function"));
+            let function = text(&dimensions[0]["Value"]);
+            ((function, text(&p["MetricName"])), a)
+        })
+        .collect()
+}
+
+#[test]
+fn every_alarm_notifies_the_alarm_topic_and_decides_about_missing_data() {
+    let t = template();
+    let alarms = resources_of(&t, "AWS::CloudWatch::Alarm");
+    assert!(!alarms.is_empty());
+    for (id, alarm) in &alarms {
+        let p = &alarm["Properties"];
+        assert_eq!(list(&p["AlarmActions"]), ["Ref AlarmTopic"], "{id}");
+        assert!(
+            ["breaching", "notBreaching", "ignore", "missing"]
+                .contains(&text(&p["TreatMissingData"]).as_str()),
+            "{id}: TreatMissingData chosen, not defaulted"
+        );
+    }
+    assert_eq!(
+        t["Resources"]["AlarmTopic"]["Type"].as_str(),
+        Some("AWS::SNS::Topic")
+    );
+    // The e-mail subscription exists only when an address is given.
+    let subscription = &t["Resources"]["AlarmEmailSubscription"];
+    assert_eq!(subscription["Condition"].as_str(), Some("HasAlarmEmail"));
+    assert_eq!(
+        text(&subscription["Properties"]["Endpoint"]),
+        "Ref AlarmEmail"
+    );
+    assert_eq!(
+        text(&t["Conditions"]["HasAlarmEmail"]),
+        "Not Equals Ref AlarmEmail,"
+    );
+    assert_eq!(t["Parameters"]["AlarmEmail"]["Default"].as_str(), Some(""));
+}
+
+#[test]
+fn each_function_alarms_on_its_errors_and_throttles_and_the_dead_letter_queue_on_any_message() {
+    let t = template();
+    let alarms = resources_of(&t, "AWS::CloudWatch::Alarm");
+    let lambda: BTreeSet<(String, String)> = alarms
+        .values()
+        .map(|a| &a["Properties"])
+        .filter(|p| p["Namespace"].as_str() == Some("AWS/Lambda"))
+        .map(|p| {
+            assert_eq!(p["Dimensions"][0]["Name"].as_str(), Some("FunctionName"));
+            (text(&p["Dimensions"][0]["Value"]), text(&p["MetricName"]))
+        })
+        .collect();
+    for f in FUNCTIONS {
+        for metric in ["Errors", "Throttles"] {
+            assert!(
+                lambda.contains(&(format!("Ref {f}"), metric.to_owned())),
+                "{f}: no {metric} alarm"
+            );
+        }
+    }
+    let dlq: Vec<&Value> = alarms
+        .values()
+        .map(|a| &a["Properties"])
+        .filter(|p| p["Namespace"].as_str() == Some("AWS/SQS"))
+        .collect();
+    assert_eq!(dlq.len(), 1);
+    let p = dlq[0];
+    assert_eq!(
+        text(&p["Dimensions"][0]["Value"]),
+        "GetAtt ChargeDeadLetterQueue.QueueName"
+    );
+    assert_eq!(text(&p["MetricName"]), "ApproximateNumberOfMessagesVisible");
+    assert_eq!(text(&p["Threshold"]), "0");
+    assert_eq!(text(&p["ComparisonOperator"]), "GreaterThanThreshold");
+}
+
+#[test]
+fn every_metric_the_code_records_has_an_alarm() {
+    let t = template();
+    let alarmed = alarmed_project_metrics(&t);
+    let mut expected = metrics_in_code();
+    assert!(
+        expected.contains(&("charger".to_owned(), "ConfigError".to_owned())),
+        "the scan finds the code's metrics: {expected:?}"
+    );
+    // Counted under the name of whichever function shipped the events.
+    for function in ["webhook", "charger"] {
+        expected.insert((function.to_owned(), "EventsNotPublished".to_owned()));
+    }
+    let alarmed_keys: BTreeSet<(String, String)> = alarmed.keys().cloned().collect();
+    assert_eq!(
+        expected.difference(&alarmed_keys).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "metrics without an alarm"
+    );
+    assert_eq!(
+        alarmed_keys.difference(&expected).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "alarms on metrics nothing records"
+    );
+    for ((function, metric), alarm) in &alarmed {
+        let p = &alarm["Properties"];
+        let missing = text(&p["TreatMissingData"]);
+        if metric == "OutboxLagSeconds" {
+            // A gauge every scheduled run records: silence means the runs stopped.
+            assert_eq!(missing, "breaching");
+            assert_eq!(text(&p["Statistic"]), "Maximum");
+            assert_eq!(text(&p["Threshold"]), "Ref OutboxLagAlarmSeconds");
+        } else {
+            // Counters only exist when something happened.
+            assert_eq!(missing, "notBreaching", "{function}/{metric}");
+            assert_eq!(text(&p["Statistic"]), "Sum", "{function}/{metric}");
+        }
+        if metric == "WebhookRefused" {
+            assert_eq!(text(&p["Threshold"]), "Ref WebhookRefusedAlarmThreshold");
+        }
+    }
+}
+
+#[test]
+fn each_function_logs_to_its_own_group_with_the_retention_parameter() {
+    let t = template();
+    let groups = resources_of(&t, "AWS::Logs::LogGroup");
+    for f in FUNCTIONS {
+        let name = format!("Sub /aws/lambda/${{{f}}}");
+        let group: Vec<&&Value> = groups
+            .values()
+            .filter(|g| text(&g["Properties"]["LogGroupName"]) == name)
+            .collect();
+        assert_eq!(group.len(), 1, "{f}: no log group named {name}");
+        assert_eq!(
+            text(&group[0]["Properties"]["RetentionInDays"]),
+            "Ref LogRetentionDays"
+        );
+        // Named by the function's generated name, so no FunctionName may diverge from it.
+        assert!(t["Resources"][f]["Properties"]["FunctionName"].is_null());
+        assert!(t["Resources"][f]["Properties"]["LoggingConfig"]["LogGroup"].is_null());
+    }
+    assert_eq!(groups.len(), FUNCTIONS.len());
+    let retention = &t["Parameters"]["LogRetentionDays"];
+    assert_eq!(text(&retention["Default"]), "30");
+}
+
+#[test]
+fn the_outputs_name_what_an_operator_wires_up() {
+    let t = template();
+    let outputs = &t["Outputs"];
+    let value = |name: &str| text(&outputs[name]["Value"]);
+    let api = "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}";
+    assert_eq!(value("ApiUrl"), format!("Sub {api}"));
+    // The route of the webhook, with the key left for the operator: never the secret itself.
+    assert_eq!(
+        value("WebhookUrlToRegisterWithOen"),
+        format!("Sub {api}/oen/webhook/{{webhookPathKey}}")
+    );
+    assert_eq!(value("EventBusArn"), "GetAtt EventBus.Arn");
+    assert_eq!(value("ChargeQueueUrl"), "Ref ChargeQueue");
+    assert_eq!(
+        value("ChargeDeadLetterQueueUrl"),
+        "Ref ChargeDeadLetterQueue"
+    );
+    assert_eq!(value("AlarmTopicArn"), "Ref AlarmTopic");
+    for (name, output) in outputs.as_mapping().unwrap() {
+        assert!(
+            output["Description"].as_str().is_some(),
+            "{}: no description",
+            text(name)
+        );
+    }
 }
 
 trait IsTagged {

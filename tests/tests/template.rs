@@ -591,9 +591,54 @@ fn each_function_logs_to_its_own_group_with_the_retention_parameter() {
         assert!(t["Resources"][f]["Properties"]["FunctionName"].is_null());
         assert!(t["Resources"][f]["Properties"]["LoggingConfig"]["LogGroup"].is_null());
     }
-    assert_eq!(groups.len(), FUNCTIONS.len());
+    // The functions' groups and the HTTP API's access logs.
+    assert_eq!(groups.len(), FUNCTIONS.len() + 1);
     let retention = &t["Parameters"]["LogRetentionDays"];
     assert_eq!(text(&retention["Default"]), "30");
+}
+
+#[test]
+fn the_http_api_throttles_every_route_and_logs_each_request_without_the_webhook_key() {
+    let t = template();
+    let params = &t["Parameters"];
+    assert_eq!(text(&params["ApiThrottleRateLimit"]["Default"]), "50");
+    assert_eq!(text(&params["ApiThrottleBurstLimit"]["Default"]), "100");
+    let api = &t["Resources"]["HttpApi"]["Properties"];
+    let route = &api["DefaultRouteSettings"];
+    assert_eq!(
+        text(&route["ThrottlingRateLimit"]),
+        "Ref ApiThrottleRateLimit"
+    );
+    assert_eq!(
+        text(&route["ThrottlingBurstLimit"]),
+        "Ref ApiThrottleBurstLimit"
+    );
+
+    let logs = &api["AccessLogSettings"];
+    assert_eq!(
+        text(&logs["DestinationArn"]),
+        "GetAtt ApiAccessLogGroup.Arn"
+    );
+    let group = &t["Resources"]["ApiAccessLogGroup"];
+    assert_eq!(group["Type"].as_str(), Some("AWS::Logs::LogGroup"));
+    assert_eq!(
+        text(&group["Properties"]["RetentionInDays"]),
+        "Ref LogRetentionDays"
+    );
+    let format: serde_json::Value =
+        serde_json::from_str(logs["Format"].as_str().expect("a format")).expect("JSON lines");
+    let fields = format.as_object().unwrap();
+    for field in ["requestId", "routeKey", "status"] {
+        assert!(fields.contains_key(field), "access log lacks {field}");
+    }
+    // The webhook's path carries its secret key: log the route template, never the path.
+    for value in fields.values() {
+        let value = value.as_str().unwrap();
+        assert!(
+            !value.contains("$context.path") && !value.contains("$context.resourcePath"),
+            "access log records the path: {value}"
+        );
+    }
 }
 
 #[test]

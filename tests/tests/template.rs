@@ -597,6 +597,225 @@ fn each_function_logs_to_its_own_group_with_the_retention_parameter() {
     assert_eq!(text(&retention["Default"]), "30");
 }
 
+/// The functions that make HTTP calls to Oen (checkout-start opens the card page, the charger
+/// charges, queries and refunds); the webhook only receives Oen's posts.
+const OEN_CALLERS: [&str; 2] = ["CheckoutStartFunction", "ChargerFunction"];
+
+/// The arguments of an intrinsic function written with its short tag (`!If [a, b, c]`).
+fn intrinsic<'v>(v: &'v Value, tag: &str) -> Option<&'v Value> {
+    match v {
+        Value::Tagged(t) if t.tag.to_string().trim_start_matches('!') == tag => Some(&t.value),
+        _ => None,
+    }
+}
+
+#[test]
+fn every_fixed_egress_resource_exists_only_with_fixed_egress() {
+    let t = template();
+    let param = &t["Parameters"]["FixedEgress"];
+    assert_eq!(text(&param["Default"]), "false");
+    assert_eq!(list(&param["AllowedValues"]), ["true", "false"]);
+    assert_eq!(
+        text(&t["Conditions"]["FixedEgressEnabled"]),
+        "Equals Ref FixedEgress,true"
+    );
+    let ec2: Vec<(String, &Value)> = t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str().unwrap().starts_with("AWS::EC2::"))
+        .map(|(id, r)| (text(id), r))
+        .collect();
+    let kinds: BTreeSet<&str> = ec2
+        .iter()
+        .map(|(_, r)| r["Type"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "AWS::EC2::VPC",
+        "AWS::EC2::Subnet",
+        "AWS::EC2::InternetGateway",
+        "AWS::EC2::VPCGatewayAttachment",
+        "AWS::EC2::EIP",
+        "AWS::EC2::NatGateway",
+        "AWS::EC2::RouteTable",
+        "AWS::EC2::Route",
+        "AWS::EC2::SubnetRouteTableAssociation",
+        "AWS::EC2::SecurityGroup",
+        "AWS::EC2::VPCEndpoint",
+    ] {
+        assert!(kinds.contains(kind), "no {kind}");
+    }
+    for (id, resource) in &ec2 {
+        assert_eq!(
+            resource["Condition"].as_str(),
+            Some("FixedEgressEnabled"),
+            "{id} exists without FixedEgress"
+        );
+    }
+    assert_eq!(
+        t["Outputs"]["EgressIps"]["Condition"].as_str(),
+        Some("FixedEgressEnabled")
+    );
+    // Two zones, a private and a public subnet in each.
+    let zones: BTreeSet<String> = resources_of(&t, "AWS::EC2::Subnet")
+        .values()
+        .map(|s| text(&s["Properties"]["AvailabilityZone"]))
+        .collect();
+    assert_eq!(
+        zones,
+        BTreeSet::from(["Select 0,GetAZs ".to_owned(), "Select 1,GetAZs ".to_owned()])
+    );
+    assert_eq!(resources_of(&t, "AWS::EC2::Subnet").len(), 4);
+}
+
+#[test]
+fn only_the_functions_that_call_oen_run_in_the_fixed_egress_vpc() {
+    let t = template();
+    assert!(
+        t["Globals"]["Function"]["VpcConfig"].is_null(),
+        "a global VpcConfig would put the webhook in the VPC"
+    );
+    for f in OEN_CALLERS {
+        let vpc = &t["Resources"][f]["Properties"]["VpcConfig"];
+        let args = intrinsic(vpc, "If")
+            .and_then(Value::as_sequence)
+            .unwrap_or_else(|| panic!("{f}: VpcConfig is not an !If"));
+        assert_eq!(args.len(), 3);
+        assert_eq!(args[0].as_str(), Some("FixedEgressEnabled"), "{f}");
+        assert_eq!(
+            list(&args[1]["SubnetIds"]),
+            ["Ref EgressPrivateSubnetA", "Ref EgressPrivateSubnetB"],
+            "{f}"
+        );
+        assert_eq!(
+            list(&args[1]["SecurityGroupIds"]),
+            ["Ref EgressFunctionSecurityGroup"],
+            "{f}"
+        );
+        // Otherwise today's configuration: the operator's subnets, else no VPC.
+        let own = intrinsic(&args[2], "If")
+            .and_then(Value::as_sequence)
+            .unwrap_or_else(|| panic!("{f}: no SubnetIds fallback"));
+        assert_eq!(own[0].as_str(), Some("InVpc"), "{f}");
+        assert_eq!(text(&own[1]["SubnetIds"]), "Ref SubnetIds", "{f}");
+        assert_eq!(
+            text(&own[1]["SecurityGroupIds"]),
+            "Ref SecurityGroupIds",
+            "{f}"
+        );
+        assert_eq!(text(&own[2]), "Ref AWS::NoValue", "{f}");
+    }
+    assert!(t["Resources"]["WebhookFunction"]["Properties"]["VpcConfig"].is_null());
+    for f in FUNCTIONS {
+        assert!(
+            OEN_CALLERS.contains(&f) || t["Resources"][f]["Properties"]["VpcConfig"].is_null(),
+            "{f} does not call Oen but runs in a VPC"
+        );
+    }
+}
+
+#[test]
+fn the_nat_gateways_use_the_elastic_ips_the_output_lists() {
+    let t = template();
+    let eips = resources_of(&t, "AWS::EC2::EIP");
+    let nats = resources_of(&t, "AWS::EC2::NatGateway");
+    assert!(!nats.is_empty());
+    let used: BTreeSet<String> = nats
+        .values()
+        .map(|n| {
+            let allocation = text(&n["Properties"]["AllocationId"]);
+            let eip = allocation
+                .strip_prefix("GetAtt ")
+                .and_then(|a| a.strip_suffix(".AllocationId"))
+                .unwrap_or_else(|| panic!("NAT gateway without an Elastic IP: {allocation}"));
+            assert!(eips.contains_key(eip), "{eip} is not an Elastic IP");
+            eip.to_owned()
+        })
+        .collect();
+    assert_eq!(used.len(), nats.len(), "two NAT gateways share an address");
+    assert_eq!(used, eips.keys().cloned().collect());
+
+    let join = intrinsic(&t["Outputs"]["EgressIps"]["Value"], "Join")
+        .and_then(Value::as_sequence)
+        .expect("EgressIps is a !Join");
+    assert_eq!(join[0].as_str(), Some(","));
+    let listed: BTreeSet<String> = list(&join[1])
+        .iter()
+        .map(|r| r.strip_prefix("Ref ").expect("a !Ref").to_owned())
+        .collect();
+    assert_eq!(listed, used);
+
+    // Each private route table sends the internet through a NAT gateway, each public one
+    // through the internet gateway; the NAT gateways sit in the public subnets.
+    let routes = resources_of(&t, "AWS::EC2::Route");
+    for (id, route) in &routes {
+        let p = &route["Properties"];
+        assert_eq!(text(&p["DestinationCidrBlock"]), "0.0.0.0/0", "{id}");
+        let nat = text(&p["NatGatewayId"]);
+        assert!(
+            nats.contains_key(nat.trim_start_matches("Ref "))
+                || text(&p["GatewayId"]) == "Ref EgressInternetGateway",
+            "{id}"
+        );
+    }
+    for nat in nats.values() {
+        assert!(text(&nat["Properties"]["SubnetId"]).starts_with("Ref EgressPublicSubnet"));
+    }
+}
+
+#[test]
+fn the_aws_apis_are_reached_through_endpoints_and_only_https_leaves_the_functions() {
+    let t = template();
+    let endpoints = resources_of(&t, "AWS::EC2::VPCEndpoint");
+    let by_service: BTreeMap<String, &Value> = endpoints
+        .values()
+        .map(|e| {
+            let name = text(&e["Properties"]["ServiceName"]);
+            let service = name
+                .strip_prefix("Sub com.amazonaws.${AWS::Region}.")
+                .unwrap_or_else(|| panic!("{name}"))
+                .to_owned();
+            (service, &e["Properties"])
+        })
+        .collect();
+    let dynamodb = by_service["dynamodb"];
+    assert_eq!(dynamodb["VpcEndpointType"].as_str(), Some("Gateway"));
+    assert_eq!(
+        list(&dynamodb["RouteTableIds"]),
+        [
+            "Ref EgressPrivateRouteTableA",
+            "Ref EgressPrivateRouteTableB"
+        ]
+    );
+    for service in ["secretsmanager", "kms", "sqs", "events"] {
+        let e = by_service
+            .get(service)
+            .unwrap_or_else(|| panic!("no {service} endpoint"));
+        assert_eq!(
+            e["VpcEndpointType"].as_str(),
+            Some("Interface"),
+            "{service}"
+        );
+        assert_eq!(e["PrivateDnsEnabled"].as_bool(), Some(true), "{service}");
+        assert_eq!(
+            list(&e["SubnetIds"]),
+            ["Ref EgressPrivateSubnetA", "Ref EgressPrivateSubnetB"],
+            "{service}"
+        );
+    }
+    assert_eq!(by_service.len(), 5);
+
+    let sg = &t["Resources"]["EgressFunctionSecurityGroup"]["Properties"];
+    assert!(sg["SecurityGroupIngress"].is_null());
+    let egress = sg["SecurityGroupEgress"].as_sequence().unwrap();
+    assert!(!egress.is_empty());
+    for rule in egress {
+        assert_eq!(rule["IpProtocol"].as_str(), Some("tcp"));
+        assert_eq!(text(&rule["FromPort"]), "443");
+        assert_eq!(text(&rule["ToPort"]), "443");
+    }
+}
+
 #[test]
 fn the_http_api_throttles_every_route_and_logs_each_request_without_the_webhook_key() {
     let t = template();

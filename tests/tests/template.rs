@@ -226,6 +226,39 @@ fn the_charge_queue_outlives_the_charger_and_reports_partial_failures() {
     );
 }
 
+#[test]
+fn the_schedule_sends_its_scheduled_time_retries_and_keeps_runs_it_gave_up_on() {
+    let t = template();
+    let schedule = &t["Resources"]["ChargerFunction"]["Properties"]["Events"]["Schedule"];
+    assert_eq!(schedule["Type"].as_str(), Some("ScheduleV2"));
+    let props = &schedule["Properties"];
+    // Render the Input as Scheduler does, and read it as the charger does.
+    let input = props["Input"].as_str().expect("the schedule has an Input");
+    assert!(input.contains(charger::trigger::SCHEDULED_TIME_ATTRIBUTE));
+    let rendered = input.replace(
+        charger::trigger::SCHEDULED_TIME_ATTRIBUTE,
+        "2027-01-31T02:00:00Z",
+    );
+    let payload: serde_json::Value = serde_json::from_str(&rendered).unwrap();
+    match charger::trigger::parse(payload) {
+        Ok(charger::trigger::Trigger::Schedule(Some(at))) => {
+            assert_eq!(at.to_rfc3339(), "2027-01-31T02:00:00+00:00")
+        }
+        other => panic!("the rendered Input is no scheduled run: {other:?}"),
+    }
+    let retry = &props["RetryPolicy"];
+    assert!(retry["MaximumRetryAttempts"].as_u64().unwrap() >= 1);
+    assert!((60..=86400).contains(&retry["MaximumEventAgeInSeconds"].as_u64().unwrap()));
+    assert_eq!(
+        text(&props["DeadLetterConfig"]["Arn"]),
+        "GetAtt ScheduleDeadLetterQueue.Arn"
+    );
+    assert_eq!(
+        t["Resources"]["ScheduleDeadLetterQueue"]["Type"].as_str(),
+        Some("AWS::SQS::Queue")
+    );
+}
+
 trait IsTagged {
     fn is_tagged(&self) -> bool;
 }

@@ -14,6 +14,9 @@ pub const DEFAULT_CHARGER_CONCURRENCY: usize = 8;
 /// How far ahead a start link may expire, unless `LINK_MAX_TTL` says.
 pub const DEFAULT_LINK_MAX_TTL: Duration = Duration::hours(24);
 
+/// The bounds of `AWS_LAMBDA_FUNCTION_TIMEOUT`, in seconds: Lambda's own.
+const FUNCTION_TIMEOUT_SECONDS: std::ops::RangeInclusive<i64> = 1..=900;
+
 /// The bounds of `LINK_MAX_TTL`, in seconds: a minute to 30 days.
 const LINK_MAX_TTL_SECONDS: std::ops::RangeInclusive<i64> = 60..=30 * 24 * 3600;
 
@@ -69,6 +72,10 @@ pub struct Config {
     pub charger_concurrency: usize,
     /// `LINK_MAX_TTL`: how far ahead of its use a start link may expire.
     pub link_max_ttl: Duration,
+    /// `AWS_LAMBDA_FUNCTION_TIMEOUT`, when set (a convention of local runtime emulators, not a
+    /// variable Lambda documents): the charger counts it from an invocation's arrival when the
+    /// runtime's deadline had already passed (`cargo lambda watch` sends one in 1970).
+    pub function_timeout: Option<Duration>,
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     webhook_allowed_ips: Option<String>,
 }
@@ -144,6 +151,9 @@ impl Config {
                 Some(raw) => link_max_ttl(&raw)?,
                 None => DEFAULT_LINK_MAX_TTL,
             },
+            function_timeout: get("AWS_LAMBDA_FUNCTION_TIMEOUT")
+                .map(|raw| function_timeout(&raw))
+                .transpose()?,
             webhook_allowed_ips: get("WEBHOOK_ALLOWED_IPS"),
         })
     }
@@ -244,16 +254,35 @@ fn charger_concurrency(raw: &str) -> Result<usize, ConfigError> {
 }
 
 fn link_max_ttl(raw: &str) -> Result<Duration, ConfigError> {
+    whole_seconds("LINK_MAX_TTL", raw, LINK_MAX_TTL_SECONDS, " (30 days)")
+}
+
+fn function_timeout(raw: &str) -> Result<Duration, ConfigError> {
+    whole_seconds(
+        "AWS_LAMBDA_FUNCTION_TIMEOUT",
+        raw,
+        FUNCTION_TIMEOUT_SECONDS,
+        "",
+    )
+}
+
+/// A duration in whole seconds within `bounds`; `upper_note` explains the upper bound.
+fn whole_seconds(
+    name: &'static str,
+    raw: &str,
+    bounds: std::ops::RangeInclusive<i64>,
+    upper_note: &str,
+) -> Result<Duration, ConfigError> {
     raw.parse::<i64>()
         .ok()
-        .filter(|s| LINK_MAX_TTL_SECONDS.contains(s))
+        .filter(|s| bounds.contains(s))
         .map(Duration::seconds)
         .ok_or_else(|| ConfigError::Invalid {
-            name: "LINK_MAX_TTL",
+            name,
             reason: format!(
-                "expected whole seconds from {} to {} (30 days), got {raw:?}",
-                LINK_MAX_TTL_SECONDS.start(),
-                LINK_MAX_TTL_SECONDS.end()
+                "expected whole seconds from {} to {}{upper_note}, got {raw:?}",
+                bounds.start(),
+                bounds.end()
             ),
         })
 }
@@ -354,6 +383,28 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_function_timeout_is_whole_seconds_and_unknown_by_default() {
+        assert_eq!(load(&base()).unwrap().function_timeout, None);
+        let mut v = base();
+        v.insert("AWS_LAMBDA_FUNCTION_TIMEOUT", " 60 ".into());
+        assert_eq!(
+            load(&v).unwrap().function_timeout,
+            Some(Duration::seconds(60))
+        );
+        v.insert("AWS_LAMBDA_FUNCTION_TIMEOUT", "900".into());
+        assert_eq!(
+            load(&v).unwrap().function_timeout,
+            Some(Duration::minutes(15))
+        );
+        v.insert("AWS_LAMBDA_FUNCTION_TIMEOUT", "60s".into());
+        assert_eq!(
+            load(&v).unwrap_err().to_string(),
+            "environment variable AWS_LAMBDA_FUNCTION_TIMEOUT is invalid: expected whole seconds \
+             from 1 to 900, got \"60s\""
+        );
+    }
+
     #[cfg(feature = "http")]
     #[test]
     fn webhook_allowed_ips_are_parsed_on_demand() {
@@ -387,6 +438,8 @@ mod tests {
             ("LINK_MAX_TTL", "24h"),
             ("LINK_MAX_TTL", "59"),
             ("LINK_MAX_TTL", "2592001"),
+            ("AWS_LAMBDA_FUNCTION_TIMEOUT", "0"),
+            ("AWS_LAMBDA_FUNCTION_TIMEOUT", "901"),
         ] {
             let mut v = base();
             v.insert(name, value.into());

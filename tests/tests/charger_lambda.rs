@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsEvent;
-use charger::handle;
+use charger::{handle, ChargerError, Settings};
 use chrono::{Duration, Utc};
 use lambda_runtime::{Context, LambdaEvent};
 use oen_pay::aws::SqsQueue;
@@ -95,6 +95,21 @@ fn lambda_event(s: &Stack, payload: Value) -> LambdaEvent<Value> {
     LambdaEvent::new(payload, context)
 }
 
+/// Invokes the charger as Lambda would, with `concurrency` messages at once and a minute left.
+async fn invoke(
+    s: &Stack,
+    deps: Arc<ChargeDeps>,
+    concurrency: usize,
+    payload: Value,
+) -> Result<Value, ChargerError> {
+    handle(
+        deps,
+        Settings::with_concurrency(concurrency),
+        lambda_event(s, payload),
+    )
+    .await
+}
+
 fn failures(response: &Value) -> Vec<String> {
     response["batchItemFailures"]
         .as_array()
@@ -117,26 +132,20 @@ async fn a_scheduled_run_fans_out_through_sqs_and_charges_each_due_subscription_
         &std::fs::read_to_string(repo_root().join("events/charger-schedule.json")).unwrap(),
     )
     .unwrap();
-    schedule["time"] = s.clock.now().to_rfc3339().into();
-    let out = handle(deps.clone(), 4, lambda_event(&s, schedule))
-        .await
-        .unwrap();
+    schedule["scheduledTime"] = s.clock.now().to_rfc3339().into();
+    let out = invoke(&s, deps.clone(), 4, schedule).await.unwrap();
     assert_eq!(out["plannedShards"], 16);
     // Planning batch, then charge batch, each delivered twice (SQS is at-least-once).
     let plans = sqs.take_batch().await;
     assert_eq!(plans["Records"].as_array().unwrap().len(), 16);
     for _ in 0..2 {
-        let r = handle(deps.clone(), 4, lambda_event(&s, plans.clone()))
-            .await
-            .unwrap();
+        let r = invoke(&s, deps.clone(), 4, plans.clone()).await.unwrap();
         assert!(failures(&r).is_empty());
     }
     let charges = sqs.take_batch().await;
     assert_eq!(charges["Records"].as_array().unwrap().len(), 24);
     for _ in 0..2 {
-        let r = handle(deps.clone(), 4, lambda_event(&s, charges.clone()))
-            .await
-            .unwrap();
+        let r = invoke(&s, deps.clone(), 4, charges.clone()).await.unwrap();
         assert!(failures(&r).is_empty(), "{r}");
     }
     assert_eq!(s.sim.ledger().len(), 12);
@@ -158,10 +167,8 @@ async fn a_scheduled_run_publishes_the_events_the_bus_did_not_take() {
     s.advance(Duration::minutes(15));
     let sqs = Sqs::new().await;
     let deps = sqs_deps(&s, &sqs);
-    let schedule = json!({"time": s.clock.now().to_rfc3339()});
-    let out = handle(deps.clone(), 4, lambda_event(&s, schedule.clone()))
-        .await
-        .unwrap();
+    let schedule = json!({"scheduledTime": s.clock.now().to_rfc3339()});
+    let out = invoke(&s, deps.clone(), 4, schedule.clone()).await.unwrap();
     // THEN it plans as always and publishes both events under their recorded ids
     assert_eq!(out["plannedShards"], 16);
     assert_eq!(out["eventsRelayed"], 2);
@@ -177,7 +184,7 @@ async fn a_scheduled_run_publishes_the_events_the_bus_did_not_take() {
             ),
         ]
     );
-    let out = handle(deps, 4, lambda_event(&s, schedule)).await.unwrap();
+    let out = invoke(&s, deps, 4, schedule).await.unwrap();
     assert_eq!(out["eventsRelayed"], 0);
     assert_eq!(s.events.all().len(), 2);
 }
@@ -202,13 +209,11 @@ async fn messages_to_retry_are_reported_and_unreadable_ones_dropped() {
     batch["Records"][1]["body"] = "not json".into();
     let parsed: SqsEvent = serde_json::from_value(batch.clone()).unwrap();
     assert_eq!(parsed.records.len(), 2);
-    let r = handle(Arc::new(deps), 2, lambda_event(&s, batch.clone()))
-        .await
-        .unwrap();
+    let r = invoke(&s, Arc::new(deps), 2, batch.clone()).await.unwrap();
     assert_eq!(failures(&r), ["059f36b4-87a3-44ab-83d2-661975830a7d"]);
     assert!(s.sim.ledger().is_empty());
     // With Oen back, the redelivered message charges.
-    let r = handle(Arc::new(s.deps.clone()), 2, lambda_event(&s, batch))
+    let r = invoke(&s, Arc::new(s.deps.clone()), 2, batch)
         .await
         .unwrap();
     assert!(failures(&r).is_empty());
@@ -219,14 +224,43 @@ async fn messages_to_retry_are_reported_and_unreadable_ones_dropped() {
 #[tokio::test]
 async fn an_unrecognised_event_is_an_error() {
     let s = stack().await;
-    let err = handle(
-        Arc::new(s.deps.clone()),
-        1,
-        lambda_event(&s, json!({"hello": "world"})),
-    )
-    .await
-    .unwrap_err();
-    assert!(err.to_string().contains("unrecognised"));
+    let err = invoke(&s, Arc::new(s.deps.clone()), 1, json!({"hello": "world"}))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(message.starts_with("unrecognised event"), "{message}");
+    assert!(
+        message.contains(charger::trigger::ACCEPTED_SHAPES),
+        "{message}"
+    );
+    assert_eq!(
+        lambda_runtime::Diagnostic::from(err).error_type,
+        "ChargerError::Unrecognised"
+    );
+}
+
+#[tokio::test]
+async fn a_manual_run_plans_what_is_due_now() {
+    // GIVEN a subscription due now
+    let s = stack().await;
+    s.bind("cust-1001", "premium", cards::SUCCESS).await;
+    let sqs = Sqs::new().await;
+    let deps = sqs_deps(&s, &sqs);
+    // WHEN a person invokes the charger with {}
+    let out = invoke(&s, deps.clone(), 4, json!({})).await.unwrap();
+    // THEN it plans by the clock, and the plan charges the subscription
+    assert_eq!(out["plannedShards"], 16);
+    let plans = sqs.take_batch().await;
+    for record in plans["Records"].as_array().unwrap() {
+        let body: Value = serde_json::from_str(record["body"].as_str().unwrap()).unwrap();
+        let planned_for: chrono::DateTime<Utc> =
+            serde_json::from_value(body["now"].clone()).unwrap();
+        assert_eq!(planned_for, s.clock.now());
+    }
+    invoke(&s, deps.clone(), 4, plans).await.unwrap();
+    let charges = sqs.take_batch().await;
+    invoke(&s, deps, 4, charges).await.unwrap();
+    s.assert_ledger_agrees(&[("cust-1001", "premium")]).await;
 }
 
 #[tokio::test]
@@ -253,7 +287,13 @@ async fn with_too_little_time_left_a_charge_is_handed_back_unclaimed() {
     .unwrap();
     let mut event = lambda_event(&s, batch);
     event.context.deadline = (s.clock.now().timestamp_millis() + 5_000) as u64;
-    let r = handle(Arc::new(s.deps.clone()), 2, event).await.unwrap();
+    let r = handle(
+        Arc::new(s.deps.clone()),
+        Settings::with_concurrency(2),
+        event,
+    )
+    .await
+    .unwrap();
     assert_eq!(failures(&r), ["059f36b4-87a3-44ab-83d2-661975830a7d"]);
     assert!(s.sim.ledger().is_empty());
     let sub = s.sub("cust-1001", "premium").await;
@@ -292,6 +332,55 @@ impl TokenVault for PanicsDecrypting {
 }
 
 /// An SQS batch of one charge message per customer, each with the message id `msg-{customer}`.
+/// A charge message as `cargo lambda watch` delivers it: with a deadline in 1970.
+fn emulated_invocation(s: &Stack) -> LambdaEvent<Value> {
+    let mut event = lambda_event(s, charge_batch(&["cust-1001"]));
+    event.context.deadline = 600_000;
+    event
+}
+
+#[tokio::test]
+async fn a_deadline_already_past_on_arrival_is_unknown_and_the_charge_goes_ahead() {
+    let s = stack().await;
+    s.bind("cust-1001", "premium", cards::SUCCESS).await;
+    let r = handle(
+        Arc::new(s.deps.clone()),
+        Settings::with_concurrency(1),
+        emulated_invocation(&s),
+    )
+    .await
+    .unwrap();
+    assert!(failures(&r).is_empty(), "{r}");
+    s.assert_ledger_agrees(&[("cust-1001", "premium")]).await;
+}
+
+#[tokio::test]
+async fn a_deadline_already_past_on_arrival_is_the_function_timeout_from_now() {
+    let s = stack().await;
+    s.bind("cust-1001", "premium", cards::SUCCESS).await;
+    let deps = Arc::new(s.deps.clone());
+    // A timeout too short for an Oen call: the charge is handed back unclaimed ...
+    let short = Settings {
+        concurrency: 1,
+        function_timeout: Some(Duration::seconds(5)),
+    };
+    let r = handle(deps.clone(), short, emulated_invocation(&s))
+        .await
+        .unwrap();
+    assert_eq!(failures(&r), ["msg-cust-1001"]);
+    assert!(s.sim.ledger().is_empty());
+    // ... the charger's own timeout leaves room, and it charges.
+    let deployed = Settings {
+        concurrency: 1,
+        function_timeout: Some(Duration::seconds(60)),
+    };
+    let r = handle(deps, deployed, emulated_invocation(&s))
+        .await
+        .unwrap();
+    assert!(failures(&r).is_empty(), "{r}");
+    s.assert_ledger_agrees(&[("cust-1001", "premium")]).await;
+}
+
 fn charge_batch(customers: &[&str]) -> Value {
     let records: Vec<Value> = customers
         .iter()
@@ -322,13 +411,9 @@ async fn a_panicking_message_is_handed_back_while_the_rest_of_its_batch_charges(
         inner: s.deps.vault.clone(),
         customer: "cust-2002",
     });
-    let r = handle(
-        Arc::new(deps),
-        3,
-        lambda_event(&s, charge_batch(&customers)),
-    )
-    .await
-    .unwrap();
+    let r = invoke(&s, Arc::new(deps), 3, charge_batch(&customers))
+        .await
+        .unwrap();
     assert_eq!(failures(&r), ["msg-cust-2002"]);
     assert!(
         logs.text().lines().any(|l| l.contains("worker task failed")
@@ -343,10 +428,11 @@ async fn a_panicking_message_is_handed_back_while_the_rest_of_its_batch_charges(
     // out and Oen's listing is old enough to trust, the next worker asks Oen, finds nothing
     // sent, and charges once.
     s.advance(Duration::minutes(10));
-    let r = handle(
+    let r = invoke(
+        &s,
         Arc::new(s.deps.clone()),
         3,
-        lambda_event(&s, charge_batch(&["cust-2002"])),
+        charge_batch(&["cust-2002"]),
     )
     .await
     .unwrap();

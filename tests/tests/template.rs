@@ -518,15 +518,24 @@ fn each_function_alarms_on_its_errors_and_throttles_and_the_dead_letter_queue_on
         .map(|a| &a["Properties"])
         .filter(|p| p["Namespace"].as_str() == Some("AWS/SQS"))
         .collect();
-    assert_eq!(dlq.len(), 1);
-    let p = dlq[0];
+    // Every dead-letter queue: the charge queue's, and the schedule's.
+    let mut queues: Vec<String> = dlq
+        .iter()
+        .map(|p| text(&p["Dimensions"][0]["Value"]))
+        .collect();
+    queues.sort();
     assert_eq!(
-        text(&p["Dimensions"][0]["Value"]),
-        "GetAtt ChargeDeadLetterQueue.QueueName"
+        queues,
+        [
+            "GetAtt ChargeDeadLetterQueue.QueueName",
+            "GetAtt ScheduleDeadLetterQueue.QueueName"
+        ]
     );
-    assert_eq!(text(&p["MetricName"]), "ApproximateNumberOfMessagesVisible");
-    assert_eq!(text(&p["Threshold"]), "0");
-    assert_eq!(text(&p["ComparisonOperator"]), "GreaterThanThreshold");
+    for p in dlq {
+        assert_eq!(text(&p["MetricName"]), "ApproximateNumberOfMessagesVisible");
+        assert_eq!(text(&p["Threshold"]), "0");
+        assert_eq!(text(&p["ComparisonOperator"]), "GreaterThanThreshold");
+    }
 }
 
 #[test]
@@ -886,6 +895,39 @@ fn the_outputs_name_what_an_operator_wires_up() {
             text(name)
         );
     }
+}
+
+#[test]
+fn the_schedule_sends_its_scheduled_time_retries_and_keeps_runs_it_gave_up_on() {
+    let t = template();
+    let schedule = &t["Resources"]["ChargerFunction"]["Properties"]["Events"]["Schedule"];
+    assert_eq!(schedule["Type"].as_str(), Some("ScheduleV2"));
+    let props = &schedule["Properties"];
+    // Render the Input as Scheduler does, and read it as the charger does.
+    let input = props["Input"].as_str().expect("the schedule has an Input");
+    assert!(input.contains(charger::trigger::SCHEDULED_TIME_ATTRIBUTE));
+    let rendered = input.replace(
+        charger::trigger::SCHEDULED_TIME_ATTRIBUTE,
+        "2027-01-31T02:00:00Z",
+    );
+    let payload: serde_json::Value = serde_json::from_str(&rendered).unwrap();
+    match charger::trigger::parse(payload) {
+        Ok(charger::trigger::Trigger::Schedule(Some(at))) => {
+            assert_eq!(at.to_rfc3339(), "2027-01-31T02:00:00+00:00")
+        }
+        other => panic!("the rendered Input is no scheduled run: {other:?}"),
+    }
+    let retry = &props["RetryPolicy"];
+    assert!(retry["MaximumRetryAttempts"].as_u64().unwrap() >= 1);
+    assert!((60..=86400).contains(&retry["MaximumEventAgeInSeconds"].as_u64().unwrap()));
+    assert_eq!(
+        text(&props["DeadLetterConfig"]["Arn"]),
+        "GetAtt ScheduleDeadLetterQueue.Arn"
+    );
+    assert_eq!(
+        t["Resources"]["ScheduleDeadLetterQueue"]["Type"].as_str(),
+        Some("AWS::SQS::Queue")
+    );
 }
 
 trait IsTagged {

@@ -1,12 +1,16 @@
-//! `charger`: one function, two triggers.
-//! - An EventBridge schedule: its event's `time` is "now"; the planner puts one planning
-//!   message per due-index shard on the queue, then the outbox relay publishes the domain
-//!   events still pending (those whose writer could not ship them) until shortly before the
-//!   invocation's deadline.
+//! `charger`: one function, two kinds of trigger (their payloads: `trigger`).
+//! - A schedule (EventBridge Scheduler's input, an EventBridge rule's scheduled event, or a
+//!   manual `{}`): the scheduled time is "now"; the planner puts one planning message per
+//!   due-index shard on the queue, then the outbox relay publishes the domain events still
+//!   pending (those whose writer could not ship them) until shortly before the invocation's
+//!   deadline.
 //! - SQS batches (`ReportBatchItemFailures`): planning messages page through the due index and
 //!   enqueue charge messages; charge messages run the exactly-once protocol of
 //!   `oen_pay::charging`. A message that should be retried is reported as a batch item failure,
 //!   and so is one whose task panicked.
+
+pub mod deadline;
+pub mod trigger;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +24,8 @@ use oen_pay::queue::WorkMessage;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
+use crate::trigger::{Trigger, UnrecognisedEvent};
+
 /// Messages of one SQS batch processed at once (Oen's load is bounded further by the event
 /// source mapping's `MaximumConcurrency`).
 pub const DEFAULT_CONCURRENCY: usize = oen_pay::config::DEFAULT_CHARGER_CONCURRENCY;
@@ -27,19 +33,49 @@ pub const DEFAULT_CONCURRENCY: usize = oen_pay::config::DEFAULT_CHARGER_CONCURRE
 /// The relay starts no batch of events later than this before the invocation's deadline.
 const RELAY_MARGIN: Duration = Duration::seconds(10);
 
+/// What an invocation works with besides the adapters, fixed per process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Messages of one SQS batch worked on at once.
+    pub concurrency: usize,
+    /// The function's timeout, standing in for a runtime deadline that cannot be believed
+    /// (see `deadline`).
+    pub function_timeout: Option<Duration>,
+}
+
+impl Settings {
+    pub fn from_config(config: &oen_pay::config::Config) -> Self {
+        Self {
+            concurrency: config.charger_concurrency,
+            function_timeout: config.function_timeout,
+        }
+    }
+
+    /// `concurrency` messages at once, and no function timeout known.
+    pub fn with_concurrency(concurrency: usize) -> Self {
+        Self {
+            concurrency,
+            function_timeout: None,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ChargerError {
-    #[error("unrecognised event: neither an SQS batch nor a scheduled event with a time")]
-    Unrecognised,
+    #[error(transparent)]
+    Unrecognised(#[from] UnrecognisedEvent),
     #[error("scheduled run failed: {0}")]
     Schedule(String),
+    #[error("the batch response could not be written: {0}")]
+    Response(String),
 }
 
 impl From<ChargerError> for lambda_runtime::Diagnostic {
     fn from(e: ChargerError) -> Self {
         let error_type = match e {
-            ChargerError::Unrecognised => "ChargerError::Unrecognised",
+            ChargerError::Unrecognised(_) => "ChargerError::Unrecognised",
             ChargerError::Schedule(_) => "ChargerError::Schedule",
+            ChargerError::Response(_) => "ChargerError::Response",
         };
         lambda_runtime::Diagnostic {
             error_type: error_type.into(),
@@ -51,27 +87,21 @@ impl From<ChargerError> for lambda_runtime::Diagnostic {
 /// Dispatches a Lambda event.
 pub async fn handle(
     deps: Arc<ChargeDeps>,
-    concurrency: usize,
+    settings: Settings,
     event: LambdaEvent<Value>,
 ) -> Result<Value, ChargerError> {
-    // A zero deadline (a hand-made context) means none is known.
-    let deadline = (event.context.deadline > 0)
-        .then(|| DateTime::<Utc>::from_timestamp_millis(event.context.deadline as i64))
-        .flatten();
+    let arrived = deps.clock.now();
+    let deadline =
+        deadline::invocation_deadline(event.context.deadline, arrived, settings.function_timeout);
     let owner = event.context.request_id.clone();
-    let payload = event.payload;
-    if payload.get("Records").is_some() {
-        let batch: SqsEvent =
-            serde_json::from_value(payload).map_err(|_| ChargerError::Unrecognised)?;
-        let response = handle_batch(deps, concurrency, batch, &owner, deadline).await;
-        return serde_json::to_value(response).map_err(|_| ChargerError::Unrecognised);
-    }
-    let time = payload
-        .get("time")
-        .and_then(Value::as_str)
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .ok_or(ChargerError::Unrecognised)?
-        .with_timezone(&Utc);
+    let time = match trigger::parse(event.payload)? {
+        Trigger::Batch(batch) => {
+            let response = handle_batch(deps, settings.concurrency, batch, &owner, deadline).await;
+            return serde_json::to_value(response)
+                .map_err(|e| ChargerError::Response(e.to_string()));
+        }
+        Trigger::Schedule(time) => time.unwrap_or(arrived),
+    };
     // Planning first: it is quick, and charging must not wait behind a backlog of events.
     let planned = charging::schedule(&deps, time).await;
     let relayed = relay(&deps, deadline).await;

@@ -9,12 +9,12 @@ use serde_json::Value;
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = Config::from_env()?;
-    let concurrency = config.charger_concurrency;
+    let settings = charger::Settings::from_config(&config);
     let aws = wiring::aws_config().await;
     let secrets = wiring::secrets(&aws, &config);
     let deps = Arc::new(wiring::charge_deps(&config, &aws, secrets).await?);
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        charger::handle(deps.clone(), concurrency, event)
+        charger::handle(deps.clone(), settings, event)
     }))
     .await
 }

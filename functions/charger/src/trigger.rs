@@ -1,0 +1,185 @@
+//! What invoked the charger, read from the payload. Every trigger it has sends its own shape:
+//! - SQS batches of work (`Records`);
+//! - the template's EventBridge Scheduler schedule, whose `Input` is
+//!   `{"scheduledTime":"<aws.scheduler.scheduled-time>"}`, rendered by Scheduler to an RFC 3339
+//!   time (without an `Input`, Scheduler sends no time at all);
+//! - an EventBridge rule's scheduled event (`detail-type: "Scheduled Event"` with its `time`);
+//! - a person's manual `{}`, meaning now.
+//!
+//! Anything else is refused: planning for a time guessed from an unknown payload could charge
+//! on the wrong day.
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use oen_pay::chrono::{DateTime, Utc};
+use serde_json::Value;
+
+/// The payload shapes the charger accepts, as said in its refusal.
+pub const ACCEPTED_SHAPES: &str = "an SQS batch ({\"Records\":[…]}), an EventBridge Scheduler \
+     input ({\"scheduledTime\":\"<RFC 3339 time>\"}), an EventBridge rule's scheduled event \
+     (\"detail-type\":\"Scheduled Event\" with an RFC 3339 \"time\") or {} to plan now";
+
+/// The Scheduler context attribute that the template's schedule `Input` carries.
+pub const SCHEDULED_TIME_ATTRIBUTE: &str = "<aws.scheduler.scheduled-time>";
+
+#[derive(Debug)]
+pub enum Trigger {
+    /// Planning and charge messages from the work queue.
+    Batch(SqsEvent),
+    /// A scheduled run: plan what is due at this time, or now when none is given (`{}`).
+    Schedule(Option<DateTime<Utc>>),
+}
+
+/// Why a payload is none of the accepted shapes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unrecognised event ({reason}); the charger accepts {ACCEPTED_SHAPES}")]
+pub struct UnrecognisedEvent {
+    pub reason: String,
+}
+
+impl UnrecognisedEvent {
+    fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Reads a payload as one of the accepted shapes.
+pub fn parse(payload: Value) -> Result<Trigger, UnrecognisedEvent> {
+    let Value::Object(fields) = &payload else {
+        return Err(UnrecognisedEvent::new("not a JSON object"));
+    };
+    if fields.is_empty() {
+        return Ok(Trigger::Schedule(None));
+    }
+    if fields.contains_key("Records") {
+        return serde_json::from_value(payload)
+            .map(Trigger::Batch)
+            .map_err(|e| UnrecognisedEvent::new(format!("Records is not an SQS batch: {e}")));
+    }
+    if let Some(time) = fields.get("scheduledTime") {
+        return rfc3339("scheduledTime", time).map(|t| Trigger::Schedule(Some(t)));
+    }
+    match fields.get("detail-type") {
+        Some(Value::String(kind)) if kind == "Scheduled Event" => {
+            let time = fields
+                .get("time")
+                .ok_or_else(|| UnrecognisedEvent::new("a scheduled event without a time"))?;
+            rfc3339("time", time).map(|t| Trigger::Schedule(Some(t)))
+        }
+        Some(other) => Err(UnrecognisedEvent::new(format!(
+            "an EventBridge event of detail-type {other}"
+        ))),
+        None => Err(UnrecognisedEvent::new(
+            "no Records, scheduledTime or detail-type",
+        )),
+    }
+}
+
+fn rfc3339(field: &str, value: &Value) -> Result<DateTime<Utc>, UnrecognisedEvent> {
+    value
+        .as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| UnrecognisedEvent::new(format!("{field} {value} is not an RFC 3339 time")))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn scheduled_at(payload: Value) -> Option<DateTime<Utc>> {
+        match parse(payload) {
+            Ok(Trigger::Schedule(at)) => at,
+            other => panic!("not a scheduled run: {other:?}"),
+        }
+    }
+
+    fn at(t: &str) -> Option<DateTime<Utc>> {
+        Some(DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc))
+    }
+
+    #[test]
+    fn a_scheduler_input_plans_for_its_scheduled_time() {
+        assert_eq!(
+            scheduled_at(json!({"scheduledTime": "2027-01-31T02:00:00Z"})),
+            at("2027-01-31T02:00:00Z")
+        );
+    }
+
+    #[test]
+    fn an_eventbridge_rules_scheduled_event_plans_for_its_time() {
+        let event = json!({
+            "version": "0",
+            "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "123456789012",
+            "time": "2027-01-31T02:00:00+08:00",
+            "region": "ap-northeast-1",
+            "resources": ["arn:aws:events:ap-northeast-1:123456789012:rule/oen-pay-charger"],
+            "detail": {}
+        });
+        assert_eq!(scheduled_at(event), at("2027-01-30T18:00:00Z"));
+    }
+
+    #[test]
+    fn an_empty_object_plans_now() {
+        assert_eq!(scheduled_at(json!({})), None);
+    }
+
+    #[test]
+    fn an_sqs_batch_is_work() {
+        let batch = json!({"Records": [{"messageId": "m-1", "body": "{}"}]});
+        assert!(matches!(parse(batch), Ok(Trigger::Batch(b)) if b.records.len() == 1));
+    }
+
+    #[test]
+    fn every_sample_charger_event_is_accepted() {
+        let events = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events");
+        let mut samples = 0;
+        for entry in std::fs::read_dir(events).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with("charger-") && name.ends_with(".json") {
+                let payload = serde_json::from_str(&std::fs::read_to_string(&path).unwrap());
+                assert!(parse(payload.unwrap()).is_ok(), "{name}");
+                samples += 1;
+            }
+        }
+        assert_eq!(samples, 4, "charger-{{schedule,rule,now,sqs}}.json");
+    }
+
+    #[test]
+    fn anything_else_is_refused_naming_the_accepted_shapes() {
+        for (payload, reason) in [
+            (
+                json!({"hello": "world"}),
+                "no Records, scheduledTime or detail-type",
+            ),
+            (json!([]), "not a JSON object"),
+            (json!("2027-01-31T02:00:00Z"), "not a JSON object"),
+            (
+                json!({"scheduledTime": SCHEDULED_TIME_ATTRIBUTE}),
+                "scheduledTime \"<aws.scheduler.scheduled-time>\" is not an RFC 3339 time",
+            ),
+            (
+                json!({"detail-type": "Scheduled Event"}),
+                "a scheduled event without a time",
+            ),
+            (
+                json!({"detail-type": "Object Created", "time": "2027-01-31T02:00:00Z"}),
+                "an EventBridge event of detail-type \"Object Created\"",
+            ),
+            (json!({"Records": 3}), "Records is not an SQS batch"),
+        ] {
+            let err = parse(payload.clone()).unwrap_err();
+            assert!(err.reason.starts_with(reason), "{payload}: {err}");
+            let message = err.to_string();
+            assert!(message.starts_with("unrecognised event ("), "{message}");
+            assert!(message.contains(ACCEPTED_SHAPES), "{message}");
+        }
+    }
+}

@@ -657,14 +657,19 @@ impl Soak {
             ledger.entry(e.order_id.clone()).or_default().push(e);
         }
         let by_order = |order: &str| ledger.get(order).map(Vec::as_slice).unwrap_or_default();
-        let mut taken: BTreeMap<String, Vec<oen_sim::LedgerEntry>> = BTreeMap::new();
-        for e in self.sim.ledger() {
-            if e.status.is_paid() || e.refund_amount > 0 {
-                taken.entry(e.order_id.clone()).or_default().push(e);
-            }
-        }
+        // Per order, the transactions that took money (paid, or paid and refunded since).
+        let taken: BTreeMap<&str, Vec<&oen_sim::LedgerEntry>> = ledger
+            .iter()
+            .map(|(order, txs)| {
+                let took = txs
+                    .iter()
+                    .filter(|e| e.status.is_paid() || e.refund_amount > 0);
+                (order.as_str(), took.collect::<Vec<_>>())
+            })
+            .filter(|(_, took)| !took.is_empty())
+            .collect();
         for (order, txs) in &taken {
-            let Some(p) = periods.get(order) else {
+            let Some(p) = periods.get(*order) else {
                 return Err(self.failure(
                     &format!("Oen took money for {order}, unknown to us"),
                     &[order],
@@ -718,7 +723,7 @@ impl Soak {
                     return Err(self.failure(&what, &[order]));
                 }
             }
-            if matches!(p.state, PeriodState::Paid { .. }) && !taken.contains_key(order) {
+            if matches!(p.state, PeriodState::Paid { .. }) && !taken.contains_key(order.as_str()) {
                 return Err(self.failure(
                     &format!("we hold {order} as paid; Oen has no payment"),
                     &[order],

@@ -35,32 +35,29 @@ pub async fn charge_now(
     plan: &PlanId,
     ctx: &WorkContext,
 ) -> Result<WorkOutcome, WorkError> {
-    make_due_now(deps, customer, plan).await?;
     worker::charge(deps, customer, plan, ctx, Trigger::Operator).await
 }
 
 /// A charge ahead of schedule first makes the subscription due now, so that if the worker dies
 /// while Oen may be charging, the next scheduled run reconciles the period at once instead of
-/// on its due date (the charge itself moves the schedule on).
-async fn make_due_now(
+/// on its due date (the charge itself moves the schedule on). The subscription as now stored.
+pub(super) async fn made_due(
     deps: &ChargeDeps,
-    customer: &CustomerId,
-    plan: &PlanId,
-) -> Result<(), WorkError> {
-    let now = deps.clock.now();
-    let Some(sub) = deps.store.subscription(customer, plan).await? else {
-        return Ok(());
-    };
-    let early = sub.value.next_action_at.is_none_or(|t| t > now);
-    if !early || !worker::may_be_charged(&sub.value) {
-        return Ok(());
+    sub: Versioned<Subscription>,
+    now: DateTime<Utc>,
+) -> Result<Versioned<Subscription>, WorkError> {
+    if !worker::may_be_charged(&sub.value) {
+        return Ok(sub);
     }
     let mut due = sub.value;
     due.next_action_at = Some(now);
     due.updated_at = now;
-    let put = Put::new(due, Expect::Version(sub.version));
+    let put = Put::new(due.clone(), Expect::Version(sub.version));
     match deps.store.commit(vec![put]).await {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(Versioned {
+            value: due,
+            version: sub.version + 1,
+        }),
         Err(StoreError::Conflict(_)) => Err(WorkError::Retry(
             "the subscription changed; charge again".into(),
         )),

@@ -59,6 +59,11 @@ pub(super) async fn charge(
     if let Some(carried) = sub.value.carried.clone() {
         return super::carried::reconcile(deps, sub, carried, &plan, ctx, now).await;
     }
+    let sub = if due {
+        sub
+    } else {
+        operations::made_due(deps, sub, now).await?
+    };
     let claim = match claim(deps, &sub, &plan, ctx, now).await? {
         Claimed::Yes(claim) => claim,
         Claimed::Nothing(reason) => return Ok(WorkOutcome::Skipped(reason)),

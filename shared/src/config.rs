@@ -50,50 +50,81 @@ impl OenEnvironment {
     }
 }
 
+/// Reads environment variables through a lookup (the process environment, or a map in
+/// tests): values are trimmed, and an empty value is the same as an unset one.
+pub struct Vars<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+/// The process environment, for [`Vars::new`].
+pub fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+impl<'a> Vars<'a> {
+    pub fn new(lookup: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Self { lookup }
+    }
+
+    pub fn get(&self, name: &'static str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn require(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.get(name).ok_or(ConfigError::Missing(name))
+    }
+
+    fn url(&self, name: &'static str) -> Result<String, ConfigError> {
+        checked_url(name, &self.require(name)?)
+    }
+}
+
+/// What every function reads: the merchant, where the secret and the records are, the plans.
+/// Each function reads this and the parts below that its flows use, and nothing else, once
+/// per cold start; a missing or invalid variable stops the cold start, naming the variable.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub environment: OenEnvironment,
     pub merchant_id: MerchantId,
-    /// Oen's API base (`OEN_API_BASE_URL` overrides the environment's).
-    pub api_base_url: String,
-    /// Oen's hosted pages; may contain `{merchantId}`.
-    pub hosted_base_url: String,
     pub secret_id: String,
     pub table_name: String,
     pub plans: Catalog,
-    token_key_id: Option<String>,
-    success_url: Option<String>,
-    failure_url: Option<String>,
-    charge_queue_url: Option<String>,
-    event_bus_name: Option<String>,
-    /// The charging policy: the defaults, with `DUNNING_DAYS` and `UNKNOWN_ALARM_HOURS`.
-    pub charge_policy: ChargePolicy,
-    /// `CHARGER_CONCURRENCY`: messages of one SQS batch worked on at once (1 to 64).
-    pub charger_concurrency: usize,
-    /// `LINK_MAX_TTL`: how far ahead of its use a start link may expire.
-    pub link_max_ttl: Duration,
-    /// `AWS_LAMBDA_FUNCTION_TIMEOUT`, when set (a convention of local runtime emulators, not a
-    /// variable Lambda documents): the charger counts it from an invocation's arrival when the
-    /// runtime's deadline had already passed (`cargo lambda watch` sends one in 1970).
-    pub function_timeout: Option<Duration>,
-    #[cfg_attr(not(feature = "http"), allow(dead_code))]
-    webhook_allowed_ips: Option<String>,
 }
 
 impl Config {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+    pub fn read(vars: &Vars) -> Result<Self, ConfigError> {
+        let merchant_id = MerchantId::parse(&vars.require("OEN_MERCHANT_ID")?).map_err(|e| {
+            ConfigError::Invalid {
+                name: "OEN_MERCHANT_ID",
+                reason: e.reason,
+            }
+        })?;
+        let plans = Catalog::parse(&vars.require("PLANS")?).map_err(|e| ConfigError::Invalid {
+            name: "PLANS",
+            reason: e.reason,
+        })?;
+        Ok(Self {
+            merchant_id,
+            secret_id: vars.require("OEN_SECRET_ID")?,
+            table_name: vars.require("TABLE_NAME")?,
+            plans,
+        })
     }
+}
 
-    /// Reads the configuration through `lookup` (the environment, or a map in tests).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &'static str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let require = |name: &'static str| get(name).ok_or(ConfigError::Missing(name));
-        let environment = match require("OEN_ENVIRONMENT")?.as_str() {
+/// Where Oen is, for the functions that call it (checkout-start and the charger).
+#[derive(Debug, Clone)]
+pub struct OenConfig {
+    pub environment: OenEnvironment,
+    /// Oen's API base: the environment's, unless `OEN_API_BASE_URL` (local development: the
+    /// simulator) says otherwise.
+    pub api_base_url: String,
+}
+
+impl OenConfig {
+    pub fn read(vars: &Vars) -> Result<Self, ConfigError> {
+        let environment = match vars.require("OEN_ENVIRONMENT")?.as_str() {
             "testing" => OenEnvironment::Testing,
             "production" => OenEnvironment::Production,
             other => {
@@ -103,98 +134,119 @@ impl Config {
                 })
             }
         };
-        let merchant_id =
-            MerchantId::parse(&require("OEN_MERCHANT_ID")?).map_err(|e| ConfigError::Invalid {
-                name: "OEN_MERCHANT_ID",
-                reason: e.reason,
-            })?;
-        let api_base_url = match get("OEN_API_BASE_URL") {
-            Some(u) => checked_url("OEN_API_BASE_URL", &u)?,
+        let api_base_url = match vars.get("OEN_API_BASE_URL") {
+            Some(_) => vars.url("OEN_API_BASE_URL")?,
             None => environment.api_base_url().to_owned(),
         };
-        let hosted_base_url = match get("OEN_HOSTED_BASE_URL") {
+        Ok(Self {
+            environment,
+            api_base_url: api_base_url.trim_end_matches('/').to_owned(),
+        })
+    }
+}
+
+/// checkout-start's own: where Oen's hosted pages are, where the customer goes after them, and
+/// how far ahead a start link may expire.
+#[derive(Debug, Clone)]
+pub struct CheckoutConfig {
+    /// Oen's hosted pages; may contain `{merchantId}` (`OEN_HOSTED_BASE_URL` overrides the
+    /// environment's, for local development).
+    pub hosted_base_url: String,
+    pub success_url: String,
+    pub failure_url: String,
+    /// `LINK_MAX_TTL`: how far ahead of its use a start link may expire.
+    pub link_max_ttl: Duration,
+}
+
+impl CheckoutConfig {
+    pub fn read(vars: &Vars, environment: OenEnvironment) -> Result<Self, ConfigError> {
+        let hosted_base_url = match vars.get("OEN_HOSTED_BASE_URL") {
             Some(u) => {
                 checked_url("OEN_HOSTED_BASE_URL", &u.replace("{merchantId}", "m"))?;
                 u
             }
             None => environment.hosted_base_url().to_owned(),
         };
-        let plans = Catalog::parse(&require("PLANS")?).map_err(|e| ConfigError::Invalid {
-            name: "PLANS",
-            reason: e.reason,
-        })?;
-        let optional_url =
-            |name: &'static str| get(name).map(|u| checked_url(name, &u)).transpose();
         Ok(Self {
-            environment,
-            merchant_id,
-            api_base_url: api_base_url.trim_end_matches('/').to_owned(),
             hosted_base_url,
-            secret_id: require("OEN_SECRET_ID")?,
-            table_name: require("TABLE_NAME")?,
-            plans,
-            token_key_id: get("TOKEN_KEY_ID"),
-            success_url: optional_url("SUCCESS_URL")?,
-            failure_url: optional_url("FAILURE_URL")?,
-            charge_queue_url: optional_url("CHARGE_QUEUE_URL")?,
-            event_bus_name: get("EVENT_BUS_NAME"),
-            charge_policy: charge_policy(
-                get("DUNNING_DAYS"),
-                get("UNKNOWN_ALARM_HOURS"),
-                get("AUTO_REFUND_DUPLICATES"),
-            )?,
-            charger_concurrency: match get("CHARGER_CONCURRENCY") {
-                Some(raw) => charger_concurrency(&raw)?,
-                None => DEFAULT_CHARGER_CONCURRENCY,
-            },
-            link_max_ttl: match get("LINK_MAX_TTL") {
+            success_url: vars.url("SUCCESS_URL")?,
+            failure_url: vars.url("FAILURE_URL")?,
+            link_max_ttl: match vars.get("LINK_MAX_TTL") {
                 Some(raw) => link_max_ttl(&raw)?,
                 None => DEFAULT_LINK_MAX_TTL,
             },
-            function_timeout: get("AWS_LAMBDA_FUNCTION_TIMEOUT")
-                .map(|raw| function_timeout(&raw))
-                .transpose()?,
-            webhook_allowed_ips: get("WEBHOOK_ALLOWED_IPS"),
+        })
+    }
+}
+
+/// The webhook's own: the key that encrypts card tokens, the event bus, and who may post.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub token_key_id: String,
+    pub event_bus_name: String,
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    allowed_ips: String,
+}
+
+impl WebhookConfig {
+    pub fn read(vars: &Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            token_key_id: vars.require("TOKEN_KEY_ID")?,
+            event_bus_name: vars.require("EVENT_BUS_NAME")?,
+            allowed_ips: vars.get("WEBHOOK_ALLOWED_IPS").unwrap_or_default(),
         })
     }
 
-    pub fn token_key_id(&self) -> Result<&str, ConfigError> {
-        required(&self.token_key_id, "TOKEN_KEY_ID")
-    }
-
-    pub fn success_url(&self) -> Result<&str, ConfigError> {
-        required(&self.success_url, "SUCCESS_URL")
-    }
-
-    pub fn failure_url(&self) -> Result<&str, ConfigError> {
-        required(&self.failure_url, "FAILURE_URL")
-    }
-
-    pub fn charge_queue_url(&self) -> Result<&str, ConfigError> {
-        required(&self.charge_queue_url, "CHARGE_QUEUE_URL")
-    }
-
-    pub fn event_bus_name(&self) -> Result<&str, ConfigError> {
-        required(&self.event_bus_name, "EVENT_BUS_NAME")
-    }
-}
-
-impl Config {
     /// `WEBHOOK_ALLOWED_IPS`: comma-separated addresses or CIDR blocks; empty allows every
     /// source.
     #[cfg(feature = "http")]
-    pub fn webhook_allowed_ips(&self) -> Result<Vec<crate::web::Cidr>, ConfigError> {
-        crate::web::Cidr::parse_list(self.webhook_allowed_ips.as_deref().unwrap_or_default())
-            .map_err(|e| ConfigError::Invalid {
-                name: "WEBHOOK_ALLOWED_IPS",
-                reason: e.to_string(),
-            })
+    pub fn allowed_ips(&self) -> Result<Vec<crate::web::Cidr>, ConfigError> {
+        crate::web::Cidr::parse_list(&self.allowed_ips).map_err(|e| ConfigError::Invalid {
+            name: "WEBHOOK_ALLOWED_IPS",
+            reason: e.to_string(),
+        })
     }
 }
 
-/// A variable only some functions need, asked for by the one that does.
-fn required<'a>(value: &'a Option<String>, name: &'static str) -> Result<&'a str, ConfigError> {
-    value.as_deref().ok_or(ConfigError::Missing(name))
+/// The charger's own: the key that decrypts card tokens, the event bus, the work queue, the
+/// charging policy and how it runs.
+#[derive(Debug, Clone)]
+pub struct ChargerConfig {
+    pub token_key_id: String,
+    pub event_bus_name: String,
+    pub charge_queue_url: String,
+    /// The charging policy: the defaults, with `DUNNING_DAYS`, `UNKNOWN_ALARM_HOURS` and
+    /// `AUTO_REFUND_DUPLICATES`.
+    pub charge_policy: ChargePolicy,
+    /// `CHARGER_CONCURRENCY`: messages of one SQS batch worked on at once (1 to 64).
+    pub concurrency: usize,
+    /// `AWS_LAMBDA_FUNCTION_TIMEOUT`, when set (a convention of local runtime emulators, not a
+    /// variable Lambda documents): the charger counts it from an invocation's arrival when the
+    /// runtime's deadline had already passed (`cargo lambda watch` sends one in 1970).
+    pub function_timeout: Option<Duration>,
+}
+
+impl ChargerConfig {
+    pub fn read(vars: &Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            token_key_id: vars.require("TOKEN_KEY_ID")?,
+            event_bus_name: vars.require("EVENT_BUS_NAME")?,
+            charge_queue_url: vars.url("CHARGE_QUEUE_URL")?,
+            charge_policy: charge_policy(
+                vars.get("DUNNING_DAYS"),
+                vars.get("UNKNOWN_ALARM_HOURS"),
+                vars.get("AUTO_REFUND_DUPLICATES"),
+            )?,
+            concurrency: match vars.get("CHARGER_CONCURRENCY") {
+                Some(raw) => charger_concurrency(&raw)?,
+                None => DEFAULT_CHARGER_CONCURRENCY,
+            },
+            function_timeout: vars
+                .get("AWS_LAMBDA_FUNCTION_TIMEOUT")
+                .map(|raw| function_timeout(&raw))
+                .transpose()?,
+        })
+    }
 }
 
 fn charge_policy(
@@ -303,7 +355,8 @@ fn checked_url(name: &'static str, raw: &str) -> Result<String, ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
+    use std::cell::RefCell;
+    use std::collections::{BTreeSet, HashMap};
 
     use super::*;
 
@@ -319,63 +372,144 @@ mod tests {
                     .to_owned(),
             ),
             ("SUCCESS_URL", "https://shop.example/bound".to_owned()),
+            ("FAILURE_URL", "https://shop.example/failed".to_owned()),
+            ("TOKEN_KEY_ID", "alias/oen-pay".to_owned()),
+            ("EVENT_BUS_NAME", "oen-pay".to_owned()),
+            (
+                "CHARGE_QUEUE_URL",
+                "https://sqs.ap-northeast-1.amazonaws.com/1/q".to_owned(),
+            ),
         ])
     }
 
-    fn load(vars: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
-        Config::from_lookup(|n| vars.get(n).cloned())
+    fn with<T>(
+        vars: &HashMap<&'static str, String>,
+        read: impl FnOnce(&Vars) -> Result<T, ConfigError>,
+    ) -> Result<T, ConfigError> {
+        let lookup = |n: &str| vars.get(n).cloned();
+        read(&Vars::new(&lookup))
+    }
+
+    fn oen(v: &HashMap<&'static str, String>) -> Result<OenConfig, ConfigError> {
+        with(v, OenConfig::read)
+    }
+
+    fn checkout(v: &HashMap<&'static str, String>) -> Result<CheckoutConfig, ConfigError> {
+        with(v, |vars| {
+            CheckoutConfig::read(vars, OenConfig::read(vars)?.environment)
+        })
+    }
+
+    fn charger(v: &HashMap<&'static str, String>) -> Result<ChargerConfig, ConfigError> {
+        with(v, ChargerConfig::read)
+    }
+
+    /// Every variable each part reads, and nothing else: the template test relies on each
+    /// function reading only its parts.
+    #[test]
+    fn each_part_reads_only_its_own_variables() {
+        let all = base();
+        let read = |f: &dyn Fn(&Vars)| -> BTreeSet<String> {
+            let seen = RefCell::new(BTreeSet::new());
+            let lookup = |n: &str| {
+                seen.borrow_mut().insert(n.to_owned());
+                all.get(n).cloned()
+            };
+            f(&Vars::new(&lookup));
+            seen.into_inner()
+        };
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        assert_eq!(
+            read(&|v| drop(Config::read(v).unwrap())),
+            names(&["OEN_MERCHANT_ID", "OEN_SECRET_ID", "PLANS", "TABLE_NAME"])
+        );
+        assert_eq!(
+            read(&|v| drop(OenConfig::read(v).unwrap())),
+            names(&["OEN_API_BASE_URL", "OEN_ENVIRONMENT"])
+        );
+        assert_eq!(
+            read(&|v| drop(CheckoutConfig::read(v, OenEnvironment::Testing).unwrap())),
+            names(&[
+                "FAILURE_URL",
+                "LINK_MAX_TTL",
+                "OEN_HOSTED_BASE_URL",
+                "SUCCESS_URL"
+            ])
+        );
+        assert_eq!(
+            read(&|v| drop(WebhookConfig::read(v).unwrap())),
+            names(&["EVENT_BUS_NAME", "TOKEN_KEY_ID", "WEBHOOK_ALLOWED_IPS"])
+        );
+        assert_eq!(
+            read(&|v| drop(ChargerConfig::read(v).unwrap())),
+            names(&[
+                "AUTO_REFUND_DUPLICATES",
+                "AWS_LAMBDA_FUNCTION_TIMEOUT",
+                "CHARGER_CONCURRENCY",
+                "CHARGE_QUEUE_URL",
+                "DUNNING_DAYS",
+                "EVENT_BUS_NAME",
+                "TOKEN_KEY_ID",
+                "UNKNOWN_ALARM_HOURS",
+            ])
+        );
     }
 
     #[test]
     fn defaults_follow_the_environment() {
-        let c = load(&base()).unwrap();
-        assert_eq!(c.api_base_url, "https://payment-api.testing.oen.tw");
+        let o = oen(&base()).unwrap();
+        assert_eq!(o.api_base_url, "https://payment-api.testing.oen.tw");
+        let c = checkout(&base()).unwrap();
         assert_eq!(c.hosted_base_url, "https://{merchantId}.testing.oen.tw");
-        assert_eq!(c.success_url().unwrap(), "https://shop.example/bound");
+        assert_eq!(c.success_url, "https://shop.example/bound");
+        let mut v = base();
+        v.remove("FAILURE_URL");
         assert_eq!(
-            c.failure_url().unwrap_err(),
+            checkout(&v).unwrap_err(),
             ConfigError::Missing("FAILURE_URL")
         );
         let mut v = base();
         v.insert("OEN_ENVIRONMENT", "production".into());
         v.insert("OEN_API_BASE_URL", "http://127.0.0.1:9000/".into());
-        let c = load(&v).unwrap();
-        assert_eq!(c.api_base_url, "http://127.0.0.1:9000");
-        assert_eq!(c.hosted_base_url, "https://{merchantId}.oen.tw");
+        assert_eq!(oen(&v).unwrap().api_base_url, "http://127.0.0.1:9000");
+        assert_eq!(
+            checkout(&v).unwrap().hosted_base_url,
+            "https://{merchantId}.oen.tw"
+        );
     }
 
     #[test]
     fn charging_tunables_apply_over_the_defaults() {
-        let c = load(&base()).unwrap();
+        let c = charger(&base()).unwrap();
         assert_eq!(c.charge_policy.dunning, ChargePolicy::default().dunning);
         assert_eq!(c.charge_policy.unknown_alarm_after, Duration::days(3));
-        assert_eq!(c.charger_concurrency, DEFAULT_CHARGER_CONCURRENCY);
+        assert_eq!(c.concurrency, DEFAULT_CHARGER_CONCURRENCY);
         assert!(c.charge_policy.auto_refund_duplicates);
         let mut v = base();
         v.insert("AUTO_REFUND_DUPLICATES", "false".into());
         v.insert("DUNNING_DAYS", " 2, 4 ".into());
         v.insert("UNKNOWN_ALARM_HOURS", "6".into());
         v.insert("CHARGER_CONCURRENCY", "64".into());
-        let c = load(&v).unwrap();
+        let c = charger(&v).unwrap();
         assert_eq!(
             c.charge_policy.dunning,
             vec![Duration::days(2), Duration::days(4)]
         );
         assert_eq!(c.charge_policy.unknown_alarm_after, Duration::hours(6));
-        assert_eq!(c.charger_concurrency, 64);
+        assert_eq!(c.concurrency, 64);
         assert!(!c.charge_policy.auto_refund_duplicates);
     }
 
     #[test]
     fn link_max_ttl_is_whole_seconds_and_a_day_by_default() {
-        assert_eq!(load(&base()).unwrap().link_max_ttl, Duration::hours(24));
+        assert_eq!(checkout(&base()).unwrap().link_max_ttl, Duration::hours(24));
         let mut v = base();
         v.insert("LINK_MAX_TTL", " 3600 ".into());
-        assert_eq!(load(&v).unwrap().link_max_ttl, Duration::hours(1));
+        assert_eq!(checkout(&v).unwrap().link_max_ttl, Duration::hours(1));
         v.insert("LINK_MAX_TTL", "2592000".into());
-        assert_eq!(load(&v).unwrap().link_max_ttl, Duration::days(30));
+        assert_eq!(checkout(&v).unwrap().link_max_ttl, Duration::days(30));
         v.insert("LINK_MAX_TTL", "1.5".into());
-        let err = load(&v).unwrap_err();
+        let err = checkout(&v).unwrap_err();
         assert_eq!(
             err.to_string(),
             "environment variable LINK_MAX_TTL is invalid: expected whole seconds from 60 to \
@@ -385,21 +519,21 @@ mod tests {
 
     #[test]
     fn the_function_timeout_is_whole_seconds_and_unknown_by_default() {
-        assert_eq!(load(&base()).unwrap().function_timeout, None);
+        assert_eq!(charger(&base()).unwrap().function_timeout, None);
         let mut v = base();
         v.insert("AWS_LAMBDA_FUNCTION_TIMEOUT", " 60 ".into());
         assert_eq!(
-            load(&v).unwrap().function_timeout,
+            charger(&v).unwrap().function_timeout,
             Some(Duration::seconds(60))
         );
         v.insert("AWS_LAMBDA_FUNCTION_TIMEOUT", "900".into());
         assert_eq!(
-            load(&v).unwrap().function_timeout,
+            charger(&v).unwrap().function_timeout,
             Some(Duration::minutes(15))
         );
         v.insert("AWS_LAMBDA_FUNCTION_TIMEOUT", "60s".into());
         assert_eq!(
-            load(&v).unwrap_err().to_string(),
+            charger(&v).unwrap_err().to_string(),
             "environment variable AWS_LAMBDA_FUNCTION_TIMEOUT is invalid: expected whole seconds \
              from 1 to 900, got \"60s\""
         );
@@ -408,27 +542,37 @@ mod tests {
     #[cfg(feature = "http")]
     #[test]
     fn webhook_allowed_ips_are_parsed_on_demand() {
-        assert!(load(&base())
-            .unwrap()
-            .webhook_allowed_ips()
-            .unwrap()
-            .is_empty());
+        let webhook = |v: &HashMap<&'static str, String>| with(v, WebhookConfig::read).unwrap();
+        assert!(webhook(&base()).allowed_ips().unwrap().is_empty());
         let mut v = base();
         v.insert("WEBHOOK_ALLOWED_IPS", "203.0.113.0/24, 198.51.100.7".into());
-        assert_eq!(load(&v).unwrap().webhook_allowed_ips().unwrap().len(), 2);
+        assert_eq!(webhook(&v).allowed_ips().unwrap().len(), 2);
         v.insert("WEBHOOK_ALLOWED_IPS", "not-an-address".into());
-        let err = load(&v).unwrap().webhook_allowed_ips().unwrap_err();
+        let err = webhook(&v).allowed_ips().unwrap_err();
         assert!(err.to_string().contains("WEBHOOK_ALLOWED_IPS"), "{err}");
     }
 
     #[test]
     fn errors_name_the_variable() {
+        let all = |v: &HashMap<&'static str, String>| {
+            with(v, |vars| {
+                Config::read(vars)?;
+                let o = OenConfig::read(vars)?;
+                CheckoutConfig::read(vars, o.environment)?;
+                WebhookConfig::read(vars)?;
+                ChargerConfig::read(vars).map(drop)
+            })
+        };
+        assert_eq!(all(&base()), Ok(()));
         for (name, value) in [
             ("OEN_ENVIRONMENT", "staging"),
             ("OEN_MERCHANT_ID", "ming.oen.tw"),
             ("PLANS", "[]"),
             ("SUCCESS_URL", "/relative"),
+            ("FAILURE_URL", "shop.example/failed"),
+            ("CHARGE_QUEUE_URL", "queue"),
             ("OEN_API_BASE_URL", "ftp://x"),
+            ("OEN_HOSTED_BASE_URL", "{merchantId}.oen.tw"),
             ("DUNNING_DAYS", "1,x"),
             ("DUNNING_DAYS", "90"),
             ("UNKNOWN_ALARM_HOURS", "0"),
@@ -443,7 +587,7 @@ mod tests {
         ] {
             let mut v = base();
             v.insert(name, value.into());
-            let err = load(&v).unwrap_err();
+            let err = all(&v).unwrap_err();
             assert!(err.to_string().contains(name), "{name}: {err}");
         }
         for name in [
@@ -452,10 +596,17 @@ mod tests {
             "OEN_SECRET_ID",
             "TABLE_NAME",
             "PLANS",
+            "SUCCESS_URL",
+            "FAILURE_URL",
+            "TOKEN_KEY_ID",
+            "EVENT_BUS_NAME",
+            "CHARGE_QUEUE_URL",
         ] {
             let mut v = base();
+            v.insert(name, "  ".into());
+            assert_eq!(all(&v).unwrap_err(), ConfigError::Missing(name));
             v.remove(name);
-            assert_eq!(load(&v).unwrap_err(), ConfigError::Missing(name));
+            assert_eq!(all(&v).unwrap_err(), ConfigError::Missing(name));
         }
     }
 }

@@ -3,7 +3,13 @@
 //! The domain is pure: it talks to AWS and Oen only through [`store::Store`],
 //! [`vault::TokenVault`], [`oen::OenGateway`], [`secrets::SecretSource`] and [`clock::Clock`].
 
-#[cfg(feature = "aws")]
+#[cfg(any(
+    feature = "aws-dynamodb",
+    feature = "aws-kms",
+    feature = "aws-sqs",
+    feature = "aws-eventbridge",
+    feature = "aws-secretsmanager"
+))]
 pub mod aws;
 pub mod binding;
 pub mod charging;
@@ -24,6 +30,7 @@ pub mod store;
 pub mod vault;
 #[cfg(feature = "http")]
 pub mod web;
+pub mod withheld;
 
 pub use error::InvalidInput;
 

@@ -28,6 +28,7 @@ use oen_pay::store::{
 };
 use oen_pay::vault::{LocalVault, TokenVault, VaultContext};
 use oen_pay::web::Cidr;
+use oen_pay::withheld::Withheld;
 use oen_pay::{dev, links};
 use oen_pay_integration as harness;
 use oen_sim::{cards, SimConfig, Simulator};
@@ -226,8 +227,12 @@ async fn stack(backend: Backend, allowed_ips: Vec<Cidr>) -> Stack {
         Arc::new(SystemClock),
     );
     let checkout = checkout_router(deps.clone(), &sim);
+    // Wired as deployed: the webhook holds no Oen client.
     let webhook = webhook::router(Arc::new(webhook::App {
-        deps: deps.clone(),
+        deps: BindingDeps {
+            oen: Arc::new(Withheld::new("webhook", dev::dev_merchant())),
+            ..deps.clone()
+        },
         secrets,
         allowed_ips,
     }));
@@ -260,9 +265,15 @@ async fn stack(backend: Backend, allowed_ips: Vec<Cidr>) -> Stack {
 }
 
 /// `checkout-start` on `deps`, with the development keys and the simulator's hosted pages.
+/// Wired as deployed: it holds no token key and no event bus.
 fn checkout_router(deps: BindingDeps, sim: &Simulator) -> Router {
+    let withheld = Arc::new(Withheld::new("checkout-start", dev::dev_merchant()));
     checkout_start::router(Arc::new(checkout_start::App {
-        deps,
+        deps: BindingDeps {
+            vault: withheld.clone(),
+            events: withheld,
+            ..deps
+        },
         secrets: dev::dev_secrets(dev::DEV_API_TOKEN),
         success_url: "https://shop.example/card/bound".into(),
         failure_url: "https://shop.example/card/failed".into(),

@@ -134,45 +134,155 @@ fn each_function_reads_only_what_its_flows_need() {
     assert!(charger.contains("dynamodb:Query") && charger.contains("sqs:SendMessage"));
 }
 
-#[test]
-fn each_function_gets_the_configuration_it_reads_at_start() {
-    let t = template();
-    let global: BTreeSet<String> = t["Globals"]["Function"]["Environment"]["Variables"]
-        .as_mapping()
-        .unwrap()
-        .keys()
-        .map(text)
-        .collect();
-    let own = |f: &str| -> BTreeSet<String> {
-        t["Resources"][f]["Properties"]["Environment"]["Variables"]
-            .as_mapping()
-            .map(|m| m.keys().map(text).collect())
-            .unwrap_or_default()
-    };
-    let common = [
-        "OEN_ENVIRONMENT",
-        "OEN_MERCHANT_ID",
-        "OEN_SECRET_ID",
-        "TABLE_NAME",
-        "PLANS",
-        "TOKEN_KEY_ID",
-        "EVENT_BUS_NAME",
-    ];
-    for f in FUNCTIONS {
-        for v in common {
-            assert!(global.contains(v) || own(f).contains(v), "{f} lacks {v}");
+/// A value as CloudFormation resolves it at deployment: a parameter's default (or, for the
+/// merchant's required parameters, a value a merchant would give), what `Ref` of a resource
+/// returns for its type (an SQS queue's URL, a secret's ARN, a table's or bus's name), and
+/// `GetAtt X.Arn` an ARN.
+fn resolve(t: &Value, v: &Value) -> String {
+    const ACCOUNT: &str = "arn:aws:service:ap-northeast-1:123456789012";
+    if let Some(name) = intrinsic(v, "Ref").and_then(Value::as_str) {
+        if let Some(param) = t["Parameters"].get(name) {
+            if let Some(default) = param.get("Default") {
+                return text(default);
+            }
+            return match name {
+                "MerchantId" => "ming".into(),
+                "Plans" => {
+                    r#"[{"id":"premium","description":"Premium","amount":500,"intervalMonths":1}]"#
+                        .into()
+                }
+                "SuccessUrl" => "https://shop.example/card/bound".into(),
+                "FailureUrl" => "https://shop.example/card/failed".into(),
+                other => panic!("no sample value for parameter {other}"),
+            };
+        }
+        let kind = t["Resources"][name]["Type"].as_str().expect("a resource");
+        return match kind {
+            "AWS::SQS::Queue" => {
+                format!("https://sqs.ap-northeast-1.amazonaws.com/123456789012/{name}")
+            }
+            "AWS::SecretsManager::Secret" => format!("{ACCOUNT}:secret:{name}-AbCdEf"),
+            "AWS::DynamoDB::Table" | "AWS::Events::EventBus" => format!("stack-{name}"),
+            other => panic!("Ref of a {other} ({name}): what does it return?"),
+        };
+    }
+    if let Some(target) = intrinsic(v, "GetAtt") {
+        let target = text(target);
+        assert!(target.ends_with(".Arn"), "GetAtt {target}");
+        return format!("{ACCOUNT}:{}", target.trim_end_matches(".Arn"));
+    }
+    v.as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("unresolved value {v:?}"))
+}
+
+/// A function's environment as deployed: the global variables, then its own.
+fn environment(t: &Value, function: &str) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    for vars in [
+        &t["Globals"]["Function"]["Environment"]["Variables"],
+        &t["Resources"][function]["Properties"]["Environment"]["Variables"],
+    ] {
+        for (k, v) in vars.as_mapping().into_iter().flatten() {
+            env.insert(text(k), resolve(t, v));
         }
     }
-    assert!(own("CheckoutStartFunction").is_superset(&BTreeSet::from([
-        "SUCCESS_URL".to_owned(),
-        "FAILURE_URL".to_owned()
-    ])));
-    assert!(own("ChargerFunction").contains("CHARGE_QUEUE_URL"));
-    assert!(own("WebhookFunction").contains("WEBHOOK_ALLOWED_IPS"));
+    env
+}
+
+/// Variables a function may read without the template setting them: local development's
+/// overrides of Oen's addresses (a deployment takes them from `OEN_ENVIRONMENT`), and the
+/// timeout that local runtime emulators announce (Lambda's deadline header stands for it).
+const READ_BUT_NOT_DEPLOYED: [&str; 3] = [
+    "OEN_API_BASE_URL",
+    "OEN_HOSTED_BASE_URL",
+    "AWS_LAMBDA_FUNCTION_TIMEOUT",
+];
+
+/// Runs `read` (a function's own configuration reader, the one its `main` calls) on the
+/// template's environment for `function`, and returns the variables it asked for.
+fn reads<T>(
+    t: &Value,
+    function: &str,
+    read: impl FnOnce(&oen_pay::config::Vars) -> Result<T, oen_pay::config::ConfigError>,
+) -> BTreeSet<String> {
+    let env = environment(t, function);
+    let asked = std::cell::RefCell::new(BTreeSet::new());
+    let lookup = |name: &str| {
+        asked.borrow_mut().insert(name.to_owned());
+        env.get(name).cloned()
+    };
+    if let Err(e) = read(&oen_pay::config::Vars::new(&lookup)) {
+        panic!("{function} would not start as deployed: {e}");
+    }
+    let asked = asked.into_inner();
+    let set: BTreeSet<String> = env.keys().cloned().collect();
+    let unread: Vec<_> = set.difference(&asked).collect();
+    assert!(
+        unread.is_empty(),
+        "{function} sets {unread:?}, which it never reads"
+    );
+    let unset: Vec<_> = asked
+        .difference(&set)
+        .filter(|v| !READ_BUT_NOT_DEPLOYED.contains(&v.as_str()))
+        .collect();
+    assert!(
+        unset.is_empty(),
+        "{function} reads {unset:?}, which the template does not set"
+    );
+    asked
 }
 
 #[test]
-fn each_function_builds_a_binary_of_this_workspace() {
+fn each_function_starts_on_exactly_the_environment_the_template_gives_it() {
+    let t = template();
+    let checkout = reads(
+        &t,
+        "CheckoutStartFunction",
+        checkout_start::Configuration::read,
+    );
+    let webhook = reads(&t, "WebhookFunction", webhook::Configuration::read);
+    let charger = reads(&t, "ChargerFunction", charger::Configuration::read);
+    // Least knowledge: only the functions that call Oen know where it is, only those that touch
+    // card tokens know the key, and only the charger knows the work queue.
+    for (name, knows) in [
+        ("OEN_ENVIRONMENT", [true, false, true]),
+        ("TOKEN_KEY_ID", [false, true, true]),
+        ("EVENT_BUS_NAME", [false, true, true]),
+        ("CHARGE_QUEUE_URL", [false, false, true]),
+        ("SUCCESS_URL", [true, false, false]),
+    ] {
+        let read = [&checkout, &webhook, &charger].map(|r| r.contains(name));
+        assert_eq!(read, knows, "{name}");
+    }
+}
+
+#[test]
+fn a_variable_the_template_leaves_out_stops_the_cold_start_with_its_name() {
+    let t = template();
+    for (function, variable) in [
+        ("ChargerFunction", "CHARGE_QUEUE_URL"),
+        ("WebhookFunction", "TOKEN_KEY_ID"),
+        ("CheckoutStartFunction", "FAILURE_URL"),
+    ] {
+        let mut env = environment(&t, function);
+        env.remove(variable);
+        let lookup = |name: &str| env.get(name).cloned();
+        let vars = oen_pay::config::Vars::new(&lookup);
+        let err = match function {
+            "ChargerFunction" => charger::Configuration::read(&vars).err(),
+            "WebhookFunction" => webhook::Configuration::read(&vars).err(),
+            _ => checkout_start::Configuration::read(&vars).err(),
+        };
+        assert_eq!(
+            err.map(|e| e.to_string()),
+            Some(format!("environment variable {variable} is not set"))
+        );
+    }
+}
+
+#[test]
+fn each_function_builds_from_its_own_package_so_it_links_only_its_services() {
     let t = template();
     for (f, dir) in [
         ("CheckoutStartFunction", "checkout-start"),
@@ -183,6 +293,13 @@ fn each_function_builds_a_binary_of_this_workspace() {
         assert_eq!(
             r["Metadata"]["BuildMethod"].as_str(),
             Some("rust-cargolambda")
+        );
+        // cargo-lambda builds in CodeUri: in the package's own directory cargo resolves the
+        // features of that package alone; at the workspace root it would unify every member's,
+        // the tests' `aws` (all five SDKs) included.
+        assert_eq!(
+            r["Properties"]["CodeUri"].as_str(),
+            Some(format!("functions/{dir}").as_str())
         );
         let binary = r["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap();
         let manifest =
@@ -197,6 +314,35 @@ fn each_function_builds_a_binary_of_this_workspace() {
             .join(dir)
             .join("src/main.rs")
             .exists());
+        // The AWS services the package links (its `aws-*` features of the shared crate, in
+        // `[dependencies]`) are exactly those its role may call.
+        let line = manifest
+            .lines()
+            .find(|l| l.starts_with("oen-pay = "))
+            .expect("an oen-pay dependency");
+        let features = line
+            .split_once("features = [")
+            .and_then(|(_, rest)| rest.split_once(']'))
+            .map(|(list, _)| list)
+            .unwrap_or_default();
+        let linked: BTreeSet<&str> = features
+            .split(',')
+            .map(|f| f.trim().trim_matches('"'))
+            .flat_map(|f| match f {
+                "aws" => vec!["dynamodb", "kms", "sqs", "events", "secretsmanager"],
+                "aws-eventbridge" => vec!["events"],
+                other => other.strip_prefix("aws-").into_iter().collect(),
+            })
+            .collect();
+        let granted: BTreeSet<String> = grants(&t, f)
+            .into_iter()
+            .map(|(action, _)| action.split(':').next().unwrap().to_owned())
+            .collect();
+        let linked: BTreeSet<String> = linked.into_iter().map(str::to_owned).collect();
+        assert_eq!(
+            linked, granted,
+            "{f}: services linked vs services its role may call"
+        );
     }
 }
 

@@ -19,6 +19,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use lambda_runtime::LambdaEvent;
 use oen_pay::charging::{self, ChargeDeps, WorkContext, WorkError, WorkOutcome};
 use oen_pay::chrono::{DateTime, Duration, Utc};
+use oen_pay::config::{ChargerConfig, Config, ConfigError, OenConfig, Vars};
 use oen_pay::outbox::{self, RelayLimits};
 use oen_pay::queue::WorkMessage;
 use serde_json::Value;
@@ -33,6 +34,24 @@ pub const DEFAULT_CONCURRENCY: usize = oen_pay::config::DEFAULT_CHARGER_CONCURRE
 /// The relay starts no batch of events later than this before the invocation's deadline.
 const RELAY_MARGIN: Duration = Duration::seconds(10);
 
+/// Everything the charger reads from its environment, once per cold start, and nothing else.
+#[derive(Debug, Clone)]
+pub struct Configuration {
+    pub config: Config,
+    pub oen: OenConfig,
+    pub charger: ChargerConfig,
+}
+
+impl Configuration {
+    pub fn read(vars: &Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            config: Config::read(vars)?,
+            oen: OenConfig::read(vars)?,
+            charger: ChargerConfig::read(vars)?,
+        })
+    }
+}
+
 /// What an invocation works with besides the adapters, fixed per process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
@@ -44,9 +63,9 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_config(config: &oen_pay::config::Config) -> Self {
+    pub fn from_config(config: &ChargerConfig) -> Self {
         Self {
-            concurrency: config.charger_concurrency,
+            concurrency: config.concurrency,
             function_timeout: config.function_timeout,
         }
     }

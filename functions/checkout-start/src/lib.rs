@@ -17,6 +17,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use oen_pay::binding::{self, BindingDeps, StartError};
 use oen_pay::chrono::Duration;
+use oen_pay::config::{CheckoutConfig, Config, ConfigError, OenConfig, Vars};
 use oen_pay::domain::BindingRef;
 use oen_pay::links::{self, LinkError};
 use oen_pay::secrets::SecretSource;
@@ -25,6 +26,27 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 /// What the handlers need, built once per cold start.
+/// Everything checkout-start reads from its environment, once per cold start, and nothing else.
+#[derive(Debug, Clone)]
+pub struct Configuration {
+    pub config: Config,
+    pub oen: OenConfig,
+    pub checkout: CheckoutConfig,
+}
+
+impl Configuration {
+    pub fn read(vars: &Vars) -> Result<Self, ConfigError> {
+        let config = Config::read(vars)?;
+        let oen = OenConfig::read(vars)?;
+        let checkout = CheckoutConfig::read(vars, oen.environment)?;
+        Ok(Self {
+            config,
+            oen,
+            checkout,
+        })
+    }
+}
+
 pub struct App {
     pub deps: BindingDeps,
     pub secrets: Arc<dyn SecretSource>,

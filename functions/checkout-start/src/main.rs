@@ -1,22 +1,22 @@
 use std::sync::Arc;
 
-use checkout_start::{router, App};
+use checkout_start::{router, App, Configuration};
 use oen_pay::aws::wiring;
-use oen_pay::config::Config;
+use oen_pay::config::{env_lookup, Vars};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
-    let config = Config::from_env()?;
+    let c = Configuration::read(&Vars::new(&env_lookup))?;
     let aws = wiring::aws_config().await;
-    let secrets = wiring::secrets(&aws, &config);
+    let secrets = wiring::secrets(&aws, &c.config);
     let app = App {
-        deps: wiring::binding_deps(&config, &aws, secrets.clone()).await?,
+        deps: wiring::checkout_start_deps(&c.config, &c.oen, &aws, secrets.clone())?,
         secrets,
-        success_url: config.success_url()?.to_owned(),
-        failure_url: config.failure_url()?.to_owned(),
-        hosted_base_url: config.hosted_base_url.clone(),
-        link_max_ttl: config.link_max_ttl,
+        success_url: c.checkout.success_url,
+        failure_url: c.checkout.failure_url,
+        hosted_base_url: c.checkout.hosted_base_url,
+        link_max_ttl: c.checkout.link_max_ttl,
     };
     lambda_http::run(router(Arc::new(app))).await
 }

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use oen_pay::binding::{self, BindingDeps, WebhookError, WebhookOutcome};
+use oen_pay::config::{Config, ConfigError, Vars, WebhookConfig};
 use oen_pay::metrics;
 use oen_pay::oen::Notification;
 use oen_pay::secrets::SecretSource;
@@ -24,6 +25,28 @@ use subtle::ConstantTimeEq;
 
 /// Oen's webhook bodies are a few hundred bytes.
 pub const MAX_BODY: usize = 64 * 1024;
+
+/// Everything the webhook reads from its environment, once per cold start, and nothing else.
+#[derive(Debug, Clone)]
+pub struct Configuration {
+    pub config: Config,
+    pub webhook: WebhookConfig,
+    /// `WEBHOOK_ALLOWED_IPS`, parsed; empty allows every source.
+    pub allowed_ips: Vec<Cidr>,
+}
+
+impl Configuration {
+    pub fn read(vars: &Vars) -> Result<Self, ConfigError> {
+        let config = Config::read(vars)?;
+        let webhook = WebhookConfig::read(vars)?;
+        let allowed_ips = webhook.allowed_ips()?;
+        Ok(Self {
+            config,
+            webhook,
+            allowed_ips,
+        })
+    }
+}
 
 pub struct App {
     pub deps: BindingDeps,

@@ -1,35 +1,32 @@
-//! Builds the AWS-backed adapters once per cold start.
+//! Builds each function's AWS-backed adapters once per cold start. Each builder exists only
+//! with the features of the services it uses, so a function that enables fewer cannot call it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{DynamoStore, EventBridgeSink, KmsVault, SecretsManagerFetcher, SqsQueue};
-use crate::binding::BindingDeps;
-use crate::clock::SystemClock;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, OenConfig};
 use crate::oen::{HttpOenGateway, OenClientConfig, OenError};
-use crate::secrets::{CachedSecrets, SecretSource};
+use crate::secrets::SecretSource;
+
+#[cfg(feature = "aws-dynamodb")]
+use crate::binding::BindingDeps;
+#[cfg(feature = "aws-dynamodb")]
+use crate::clock::SystemClock;
 
 /// How long a warm container trusts its copy of the secret. An `A0001` from Oen forces a
 /// re-read sooner, so a rotated API key takes effect on the next call.
 pub const SECRET_TTL: Duration = Duration::from_secs(300);
-
-#[derive(Debug, thiserror::Error)]
-pub enum WiringError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Oen(#[from] OenError),
-}
 
 /// The AWS SDK configuration from the standard variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, …).
 pub async fn aws_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
 
+/// The secret (Oen API token, webhook path key, link keys), cached for [`SECRET_TTL`].
+#[cfg(feature = "aws-secretsmanager")]
 pub fn secrets(aws: &aws_config::SdkConfig, config: &Config) -> Arc<dyn SecretSource> {
-    Arc::new(CachedSecrets::new(
-        SecretsManagerFetcher::new(
+    Arc::new(crate::secrets::CachedSecrets::new(
+        super::SecretsManagerFetcher::new(
             aws_sdk_secretsmanager::Client::new(aws),
             config.secret_id.clone(),
         ),
@@ -37,52 +34,119 @@ pub fn secrets(aws: &aws_config::SdkConfig, config: &Config) -> Arc<dyn SecretSo
     ))
 }
 
-pub fn oen(config: &Config, secrets: Arc<dyn SecretSource>) -> Result<HttpOenGateway, OenError> {
+/// The Oen client of the functions that call Oen.
+pub fn oen(
+    config: &Config,
+    oen: &OenConfig,
+    secrets: Arc<dyn SecretSource>,
+) -> Result<HttpOenGateway, OenError> {
     HttpOenGateway::new(
-        OenClientConfig::new(config.api_base_url.clone(), config.merchant_id.clone()),
+        OenClientConfig::new(oen.api_base_url.clone(), config.merchant_id.clone()),
         secrets,
     )
 }
 
-/// What `checkout-start` and `webhook` need, on AWS.
-pub async fn binding_deps(
+#[cfg(feature = "aws-dynamodb")]
+fn store(aws: &aws_config::SdkConfig, config: &Config) -> Arc<super::DynamoStore> {
+    Arc::new(super::DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(aws),
+        config.table_name.clone(),
+    ))
+}
+
+/// What checkout-start needs: the store and Oen. It never touches a card token and publishes
+/// no event, so it holds no key and no event bus ([`Withheld`](crate::withheld::Withheld)).
+#[cfg(all(feature = "aws-dynamodb", feature = "aws-secretsmanager"))]
+pub fn checkout_start_deps(
     config: &Config,
+    oen_config: &OenConfig,
     aws: &aws_config::SdkConfig,
     secrets: Arc<dyn SecretSource>,
-) -> Result<BindingDeps, WiringError> {
+) -> Result<BindingDeps, OenError> {
+    let withheld = Arc::new(crate::withheld::Withheld::new(
+        "checkout-start",
+        config.merchant_id.clone(),
+    ));
     Ok(BindingDeps {
-        store: Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(aws),
-            config.table_name.clone(),
-        )),
-        vault: Arc::new(KmsVault::new(
-            aws_sdk_kms::Client::new(aws),
-            config.token_key_id()?.to_owned(),
-        )),
-        oen: Arc::new(oen(config, secrets)?),
-        events: Arc::new(EventBridgeSink::new(
-            aws_sdk_eventbridge::Client::new(aws),
-            config.event_bus_name()?.to_owned(),
-        )),
+        store: store(aws, config),
+        vault: withheld.clone(),
+        oen: Arc::new(oen(config, oen_config, secrets)?),
+        events: withheld,
         clock: Arc::new(SystemClock),
         plans: config.plans.clone(),
         merchant: config.merchant_id.clone(),
     })
 }
 
-/// What `charger` needs, on AWS: the same adapters, plus the work queue.
-pub async fn charge_deps(
+/// What the webhook needs: the store, the key to encrypt card tokens, the event bus. It only
+/// receives Oen's posts and never calls Oen ([`Withheld`](crate::withheld::Withheld)).
+#[cfg(all(
+    feature = "aws-dynamodb",
+    feature = "aws-kms",
+    feature = "aws-eventbridge"
+))]
+pub fn webhook_deps(
     config: &Config,
+    webhook: &crate::config::WebhookConfig,
+    aws: &aws_config::SdkConfig,
+) -> BindingDeps {
+    BindingDeps {
+        store: store(aws, config),
+        vault: Arc::new(super::KmsVault::new(
+            aws_sdk_kms::Client::new(aws),
+            webhook.token_key_id.clone(),
+        )),
+        oen: Arc::new(crate::withheld::Withheld::new(
+            "webhook",
+            config.merchant_id.clone(),
+        )),
+        events: Arc::new(super::EventBridgeSink::new(
+            aws_sdk_eventbridge::Client::new(aws),
+            webhook.event_bus_name.clone(),
+        )),
+        clock: Arc::new(SystemClock),
+        plans: config.plans.clone(),
+        merchant: config.merchant_id.clone(),
+    }
+}
+
+/// What the charger needs: every adapter, plus the work queue.
+#[cfg(all(
+    feature = "aws-dynamodb",
+    feature = "aws-kms",
+    feature = "aws-sqs",
+    feature = "aws-eventbridge",
+    feature = "aws-secretsmanager"
+))]
+pub fn charge_deps(
+    config: &Config,
+    oen_config: &OenConfig,
+    charger: &crate::config::ChargerConfig,
     aws: &aws_config::SdkConfig,
     secrets: Arc<dyn SecretSource>,
-) -> Result<crate::charging::ChargeDeps, WiringError> {
-    let queue = SqsQueue::new(
+) -> Result<crate::charging::ChargeDeps, OenError> {
+    let binding = BindingDeps {
+        store: store(aws, config),
+        vault: Arc::new(super::KmsVault::new(
+            aws_sdk_kms::Client::new(aws),
+            charger.token_key_id.clone(),
+        )),
+        oen: Arc::new(oen(config, oen_config, secrets)?),
+        events: Arc::new(super::EventBridgeSink::new(
+            aws_sdk_eventbridge::Client::new(aws),
+            charger.event_bus_name.clone(),
+        )),
+        clock: Arc::new(SystemClock),
+        plans: config.plans.clone(),
+        merchant: config.merchant_id.clone(),
+    };
+    let queue = super::SqsQueue::new(
         aws_sdk_sqs::Client::new(aws),
-        config.charge_queue_url()?.to_owned(),
+        charger.charge_queue_url.clone(),
     );
     Ok(crate::charging::ChargeDeps::new(
-        binding_deps(config, aws, secrets).await?,
+        binding,
         Arc::new(queue),
-        config.charge_policy.clone(),
+        charger.charge_policy.clone(),
     ))
 }

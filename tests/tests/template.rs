@@ -1021,11 +1021,17 @@ fn the_outputs_name_what_an_operator_wires_up() {
     let outputs = &t["Outputs"];
     let value = |name: &str| text(&outputs[name]["Value"]);
     let api = "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}";
-    assert_eq!(value("ApiUrl"), format!("Sub {api}"));
+    let domain = "https://${DomainName}";
+    assert_eq!(
+        value("ApiUrl"),
+        format!("If HasCustomDomain,Sub {domain},Sub {api}")
+    );
     // The route of the webhook, with the key left for the operator: never the secret itself.
     assert_eq!(
         value("WebhookUrlToRegisterWithOen"),
-        format!("Sub {api}/oen/webhook/{{webhookPathKey}}")
+        format!(
+            "If HasCustomDomain,Sub {domain}/oen/webhook/{{webhookPathKey}},Sub {api}/oen/webhook/{{webhookPathKey}}"
+        )
     );
     assert_eq!(value("EventBusArn"), "GetAtt EventBus.Arn");
     assert_eq!(value("ChargeQueueUrl"), "Ref ChargeQueue");
@@ -1084,4 +1090,182 @@ impl IsTagged for Value {
     fn is_tagged(&self) -> bool {
         matches!(self, Value::Tagged(_))
     }
+}
+
+/// The resources of the optional custom domain, each with the condition it exists under.
+const CUSTOM_DOMAIN_RESOURCES: [(&str, &str, &str); 3] = [
+    (
+        "ApiDomainName",
+        "AWS::ApiGatewayV2::DomainName",
+        "HasCustomDomain",
+    ),
+    (
+        "ApiDomainMapping",
+        "AWS::ApiGatewayV2::ApiMapping",
+        "HasCustomDomain",
+    ),
+    (
+        "ApiDomainRecord",
+        "AWS::Route53::RecordSet",
+        "HasCustomDomainRecord",
+    ),
+];
+
+#[test]
+fn the_custom_domain_exists_only_when_a_domain_is_set() {
+    let t = template();
+    for name in ["DomainName", "CertificateArn", "HostedZoneId"] {
+        let param = &t["Parameters"][name];
+        assert_eq!(param["Type"].as_str(), Some("String"), "{name}");
+        assert_eq!(text(&param["Default"]), "", "{name} is not optional");
+    }
+    // The domain needs both values (the rules refuse a domain without a certificate); the
+    // record needs the domain and a hosted zone.
+    assert_eq!(
+        text(&t["Conditions"]["HasCustomDomain"]),
+        "And Not Equals Ref DomainName,,Not Equals Ref CertificateArn,"
+    );
+    assert_eq!(
+        text(&t["Conditions"]["HasCustomDomainRecord"]),
+        "And Condition HasCustomDomain,Not Equals Ref HostedZoneId,"
+    );
+    for (id, kind, condition) in CUSTOM_DOMAIN_RESOURCES {
+        let resource = &t["Resources"][id];
+        assert_eq!(resource["Type"].as_str(), Some(kind), "{id}");
+        assert_eq!(resource["Condition"].as_str(), Some(condition), "{id}");
+    }
+    // SAM's Domain property cannot be conditional: the API itself carries none.
+    assert!(t["Resources"]["HttpApi"]["Properties"]["Domain"].is_null());
+    // Nothing else names the domain's resources, except under the same condition.
+    for (id, resource) in t["Resources"].as_mapping().unwrap() {
+        let id = text(id);
+        if CUSTOM_DOMAIN_RESOURCES.iter().any(|(own, _, _)| *own == id) {
+            continue;
+        }
+        let body = yaml_serde::to_string(resource).unwrap();
+        assert!(
+            !body.contains("ApiDomain") && !body.contains("DomainName}"),
+            "{id} uses the custom domain unconditionally"
+        );
+    }
+}
+
+#[test]
+fn the_custom_domain_serves_the_whole_api_at_its_root_over_a_regional_endpoint() {
+    let t = template();
+    let domain = &t["Resources"]["ApiDomainName"]["Properties"];
+    assert_eq!(text(&domain["DomainName"]), "Ref DomainName");
+    let configs = domain["DomainNameConfigurations"].as_sequence().unwrap();
+    assert_eq!(configs.len(), 1);
+    assert_eq!(text(&configs[0]["CertificateArn"]), "Ref CertificateArn");
+    assert_eq!(configs[0]["EndpointType"].as_str(), Some("REGIONAL"));
+
+    let mapping = &t["Resources"]["ApiDomainMapping"]["Properties"];
+    assert_eq!(text(&mapping["DomainName"]), "Ref ApiDomainName");
+    assert_eq!(text(&mapping["ApiId"]), "Ref HttpApi");
+    assert_eq!(text(&mapping["Stage"]), "Ref HttpApi.Stage");
+    // No base path: the routes keep their paths (/oen/webhook/{key} at the domain's root).
+    assert!(mapping["ApiMappingKey"].is_null());
+
+    let record = &t["Resources"]["ApiDomainRecord"]["Properties"];
+    assert_eq!(text(&record["HostedZoneId"]), "Ref HostedZoneId");
+    assert_eq!(text(&record["Name"]), "Ref DomainName");
+    assert_eq!(record["Type"].as_str(), Some("A"));
+    let alias = &record["AliasTarget"];
+    assert_eq!(
+        text(&alias["DNSName"]),
+        "GetAtt ApiDomainName.RegionalDomainName"
+    );
+    assert_eq!(
+        text(&alias["HostedZoneId"]),
+        "GetAtt ApiDomainName.RegionalHostedZoneId"
+    );
+}
+
+#[test]
+fn a_custom_domain_without_a_certificate_is_refused_before_anything_is_created() {
+    let t = template();
+    let rule = &t["Rules"]["CustomDomainNeedsCertificate"];
+    assert_eq!(text(&rule["RuleCondition"]), "Not Equals Ref DomainName,");
+    let asserts = rule["Assertions"].as_sequence().unwrap();
+    assert_eq!(asserts.len(), 1);
+    assert_eq!(
+        text(&asserts[0]["Assert"]),
+        "Not Equals Ref CertificateArn,"
+    );
+    assert!(asserts[0]["AssertDescription"].as_str().is_some());
+    let rule = &t["Rules"]["DnsRecordNeedsCustomDomain"];
+    assert_eq!(text(&rule["RuleCondition"]), "Not Equals Ref HostedZoneId,");
+    assert_eq!(
+        text(&rule["Assertions"][0]["Assert"]),
+        "Not Equals Ref DomainName,"
+    );
+}
+
+#[test]
+fn the_urls_switch_to_the_custom_domain_and_its_target_is_output_only_with_it() {
+    let t = template();
+    let outputs = &t["Outputs"];
+    for name in ["ApiUrl", "WebhookUrlToRegisterWithOen"] {
+        let args = intrinsic(&outputs[name]["Value"], "If")
+            .and_then(Value::as_sequence)
+            .unwrap_or_else(|| panic!("{name} is not an !If"));
+        assert_eq!(args[0].as_str(), Some("HasCustomDomain"), "{name}");
+        assert!(
+            text(&args[1]).starts_with("Sub https://${DomainName}"),
+            "{name}: {}",
+            text(&args[1])
+        );
+        assert!(
+            text(&args[2]).starts_with("Sub https://${HttpApi}.execute-api."),
+            "{name}: {}",
+            text(&args[2])
+        );
+        assert!(outputs[name]["Condition"].is_null(), "{name}");
+    }
+    let target = &outputs["ApiDomainTarget"];
+    assert_eq!(target["Condition"].as_str(), Some("HasCustomDomain"));
+    assert_eq!(
+        text(&target["Value"]),
+        "GetAtt ApiDomainName.RegionalDomainName"
+    );
+}
+
+#[test]
+fn the_webhook_url_output_never_contains_the_path_key() {
+    let t = template();
+    let route = text(
+        &t["Resources"]["WebhookFunction"]["Properties"]["Events"]["Webhook"]["Properties"]["Path"],
+    );
+    assert_eq!(route, "/oen/webhook/{key}");
+    let value = &t["Outputs"]["WebhookUrlToRegisterWithOen"]["Value"];
+    let branches = intrinsic(value, "If")
+        .and_then(Value::as_sequence)
+        .expect("an !If");
+    for branch in &branches[1..] {
+        let url = intrinsic(branch, "Sub")
+            .and_then(Value::as_str)
+            .expect("a !Sub of one string");
+        // The webhook route, the key left as a placeholder for the operator: `{…}` without
+        // `$` is literal text to !Sub.
+        assert!(
+            url.ends_with(&route.replace("{key}", "{webhookPathKey}")),
+            "{url}"
+        );
+        assert!(!url.contains("${webhookPathKey}"), "{url}");
+    }
+    // No output reads the secret's value: OenSecretArn names the secret, nothing resolves it.
+    for (name, output) in t["Outputs"].as_mapping().unwrap() {
+        let name = text(name);
+        let body = yaml_serde::to_string(&output["Value"]).unwrap();
+        assert!(!body.contains("resolve:secretsmanager"), "{name}: {body}");
+        assert!(
+            !body.contains("OenSecret") || name == "OenSecretArn",
+            "{name} uses the secret: {body}"
+        );
+    }
+    assert_eq!(
+        text(&t["Outputs"]["OenSecretArn"]["Value"]),
+        "Ref OenSecret"
+    );
 }

@@ -54,6 +54,22 @@ fn store(aws: &aws_config::SdkConfig, config: &Config) -> Arc<super::DynamoStore
     ))
 }
 
+#[cfg(feature = "aws-kms")]
+fn vault(aws: &aws_config::SdkConfig, key_id: &str) -> Arc<super::KmsVault> {
+    Arc::new(super::KmsVault::new(
+        aws_sdk_kms::Client::new(aws),
+        key_id.to_owned(),
+    ))
+}
+
+#[cfg(feature = "aws-eventbridge")]
+fn events(aws: &aws_config::SdkConfig, bus: &str) -> Arc<super::EventBridgeSink> {
+    Arc::new(super::EventBridgeSink::new(
+        aws_sdk_eventbridge::Client::new(aws),
+        bus.to_owned(),
+    ))
+}
+
 /// What checkout-start needs: the store and Oen. It never touches a card token and publishes
 /// no event, so it holds no key and no event bus ([`Withheld`](crate::withheld::Withheld)).
 #[cfg(all(feature = "aws-dynamodb", feature = "aws-secretsmanager"))]
@@ -92,18 +108,12 @@ pub fn webhook_deps(
 ) -> BindingDeps {
     BindingDeps {
         store: store(aws, config),
-        vault: Arc::new(super::KmsVault::new(
-            aws_sdk_kms::Client::new(aws),
-            webhook.token_key_id.clone(),
-        )),
+        vault: vault(aws, &webhook.token_key_id),
         oen: Arc::new(crate::withheld::Withheld::new(
             "webhook",
             config.merchant_id.clone(),
         )),
-        events: Arc::new(super::EventBridgeSink::new(
-            aws_sdk_eventbridge::Client::new(aws),
-            webhook.event_bus_name.clone(),
-        )),
+        events: events(aws, &webhook.event_bus_name),
         clock: Arc::new(SystemClock),
         plans: config.plans.clone(),
         merchant: config.merchant_id.clone(),
@@ -127,15 +137,9 @@ pub fn charge_deps(
 ) -> Result<crate::charging::ChargeDeps, OenError> {
     let binding = BindingDeps {
         store: store(aws, config),
-        vault: Arc::new(super::KmsVault::new(
-            aws_sdk_kms::Client::new(aws),
-            charger.token_key_id.clone(),
-        )),
+        vault: vault(aws, &charger.token_key_id),
         oen: Arc::new(oen(config, oen_config, secrets)?),
-        events: Arc::new(super::EventBridgeSink::new(
-            aws_sdk_eventbridge::Client::new(aws),
-            charger.event_bus_name.clone(),
-        )),
+        events: events(aws, &charger.event_bus_name),
         clock: Arc::new(SystemClock),
         plans: config.plans.clone(),
         merchant: config.merchant_id.clone(),

@@ -155,15 +155,19 @@ pub(crate) fn section(demo: &Demo) -> String {
         format!("<ul>{last}</ul>")
     };
     format!(
-        "<h2>Charger</h2>\
-         <p>The stack's clock is {days} days ahead of this machine's. Subscriptions are charged when \
+        "<section aria-labelledby=\"charger\"><h2 id=\"charger\">Charger</h2>\
+         <p>The stack's clock is {ahead} ahead of this machine's. Subscriptions are charged when \
          their next action is due.</p>\
          <form method=\"post\" action=\"/demo/charge\"><button>Run the charger now</button></form>\
          <form method=\"post\" action=\"/demo/skip\"><input type=\"hidden\" name=\"days\" value=\"1\">\
          <button>Skip ahead a day</button></form>\
          <form method=\"post\" action=\"/demo/skip\"><input type=\"hidden\" name=\"days\" value=\"31\">\
          <button>Skip ahead a month</button></form>\
-         <h3>Last run</h3>{last}",
-        days = offset.num_days(),
+         <section aria-labelledby=\"last-run\"><h3 id=\"last-run\">Last run</h3>{last}</section>\
+         </section>",
+        ahead = match offset.num_days() {
+            1 => "1 day".to_owned(),
+            days => format!("{days} days"),
+        },
     )
 }

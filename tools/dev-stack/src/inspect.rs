@@ -15,18 +15,18 @@ use oen_pay::store::{
     AuditEntry, BindingSession, Card, ChargePeriod, OutboxEntry, PeriodState, Record, SessionState,
     Subscription, SubscriptionStatus,
 };
-use oen_sim::{AttemptOutcome, DeliveryAttempt, DeliveryRecord, DeliveryState};
+use oen_sim::{AttemptOutcome, DeliveryAttempt, DeliveryRecord, DeliveryState, LedgerEntry};
 
 use crate::charger;
 use crate::demo::Demo;
-use crate::page::{escape, mono, page, table, time};
+use crate::page::{escape, mono, page, section, table, time};
 
 pub(crate) async fn state_page(State(demo): State<Arc<Demo>>) -> Response {
     page("Inspect state", &body(&demo))
 }
 
-/// The sections from what the store holds, through the charger, to what happened and Oen's
-/// view of it.
+/// The sections from what the store holds, with Oen's view of the charges beside our periods,
+/// through the charger, to what happened.
 fn body(demo: &Demo) -> String {
     let records = Records::sorted(demo.adapters.store.snapshot().into_iter().map(|r| r.value));
     let now = demo.adapters.now();
@@ -38,12 +38,12 @@ fn body(demo: &Demo) -> String {
         subscriptions_section(&records.subscriptions),
         cards_section(&records.cards),
         periods_section(&records.periods),
+        oen_section(&demo.sim.base_url(), &demo.sim.ledger()),
         charger::section(demo),
         audits_section(&records.audits),
         events_section(&demo.adapters.events.all()),
         outbox_section(&records.outbox),
         deliveries_section(&demo.sim.webhook_deliveries()),
-        oen_section(&demo.sim.base_url()),
     ]
     .concat()
 }
@@ -114,7 +114,7 @@ fn sessions_section(sessions: &[BindingSession], now: DateTime<Utc>) -> String {
         "expires",
         "Oen page id",
     ];
-    format!("<h2>Binding sessions</h2>{}", table(&headers, &rows))
+    section("sessions", "Binding sessions", &table(&headers, &rows))
 }
 
 /// A pending session past its expiry is shown as expired, though the store still says pending;
@@ -138,7 +138,7 @@ fn subscriptions_section(subscriptions: &[Subscription]) -> String {
                 mono(s.id.as_str()),
                 escape(s.customer.as_str()),
                 escape(s.plan.as_str()),
-                escape(&stored_status(s.status)),
+                escape(&status_text(s.status)),
                 mono(s.card.as_str()),
                 escape(&s.period.to_string()),
                 s.next_action_at.map(time).unwrap_or_else(|| "—".into()),
@@ -152,11 +152,25 @@ fn subscriptions_section(subscriptions: &[Subscription]) -> String {
         "plan",
         "status",
         "card (binding)",
-        "period",
+        "first unpaid period",
         "next action",
         "dunning attempts",
     ];
-    format!("<h2>Subscriptions</h2>{}", table(&headers, &rows))
+    section("subscriptions", "Subscriptions", &table(&headers, &rows))
+}
+
+/// The status as the store spells it, and what it means for the customer.
+fn status_text(status: SubscriptionStatus) -> String {
+    let meaning = match status {
+        SubscriptionStatus::Active => None,
+        SubscriptionStatus::PastDue => Some("a payment failed, retrying"),
+        SubscriptionStatus::RequiresPaymentMethod => Some("requires a new card"),
+        SubscriptionStatus::Canceled => None,
+    };
+    match meaning {
+        Some(m) => format!("{}: {m}", stored_status(status)),
+        None => stored_status(status),
+    }
 }
 
 /// The status as the store spells it (`past_due`), not its Rust name.
@@ -180,10 +194,14 @@ fn cards_section(cards: &[Card]) -> String {
             ]
         })
         .collect();
-    format!(
-        "<h2>Cards</h2><p class=\"muted\">The token is stored only as ciphertext under the \
-         context (merchant, customer, binding); this page never shows it.</p>{}",
-        table(&["customer", "binding", "card", "token", "created"], &rows)
+    section(
+        "cards",
+        "Cards",
+        &format!(
+            "<p class=\"muted\">The token is stored only as ciphertext under the context \
+             (merchant, customer, binding); this page never shows it.</p>{}",
+            table(&["customer", "binding", "card", "token", "created"], &rows)
+        ),
     )
 }
 
@@ -198,6 +216,7 @@ fn periods_section(periods: &[ChargePeriod]) -> String {
                 escape(&p.amount.to_string()),
                 escape(&period_state(&p.state)),
                 escape(&p.attempts.to_string()),
+                escape(p.last_error.as_deref().unwrap_or("")),
             ]
         })
         .collect();
@@ -208,8 +227,9 @@ fn periods_section(periods: &[ChargePeriod]) -> String {
         "amount",
         "state",
         "attempts",
+        "last error",
     ];
-    format!("<h2>Charge periods</h2>{}", table(&headers, &rows))
+    section("periods", "Charge periods", &table(&headers, &rows))
 }
 
 fn period_state(state: &PeriodState) -> String {
@@ -242,7 +262,7 @@ fn audits_section(audits: &[AuditEntry]) -> String {
         })
         .collect();
     let headers = ["at", "customer", "actor", "action", "binding", "detail"];
-    format!("<h2>Audit log</h2>{}", table(&headers, &rows))
+    section("audit", "Audit log", &table(&headers, &rows))
 }
 
 /// Newest first: the log is kept oldest first.
@@ -261,7 +281,7 @@ fn events_section(events: &[DomainEvent]) -> String {
         })
         .collect();
     let headers = ["at", "type", "id", "customer", "data"];
-    format!("<h2>Domain events</h2>{}", table(&headers, &rows))
+    section("events", "Domain events", &table(&headers, &rows))
 }
 
 /// Every event as recorded with its state change, and whether it has reached the bus yet.
@@ -279,7 +299,7 @@ fn outbox_section(entries: &[OutboxEntry]) -> String {
         })
         .collect();
     let headers = ["recorded", "event id", "delivery"];
-    format!("<h2>Event outbox</h2>{}", table(&headers, &rows))
+    section("outbox", "Event outbox", &table(&headers, &rows))
 }
 
 /// Newest first: the simulator keeps its log oldest first.
@@ -298,9 +318,10 @@ fn deliveries_section(deliveries: &[DeliveryRecord]) -> String {
             ]
         })
         .collect();
-    format!(
-        "<h2>Webhook deliveries (the simulator's log)</h2>{}",
-        table(&["#", "Oen page id", "result", "state", "attempts"], &rows)
+    section(
+        "deliveries",
+        "Webhook deliveries (the simulator's log)",
+        &table(&["#", "Oen page id", "result", "state", "attempts"], &rows),
     )
 }
 
@@ -337,10 +358,37 @@ fn attempt_text(a: &DeliveryAttempt) -> String {
     }
 }
 
-fn oen_section(sim_base_url: &str) -> String {
-    let ledger = escape(&format!("{sim_base_url}/_sim/ledger"));
-    format!(
-        "<h2>Oen's side</h2><p><a href=\"{ledger}\">The simulator's ledger</a> \
-         (<code>{ledger}</code>): every transaction as Oen sees it.</p>"
+/// The simulator's ledger as Oen sees it, oldest first, without the tokens it charged.
+fn oen_section(sim_base_url: &str, ledger: &[LedgerEntry]) -> String {
+    let rows: Vec<Vec<String>> = ledger
+        .iter()
+        .map(|t| {
+            vec![
+                mono(&t.id),
+                mono(&t.order_id),
+                escape(&format!("NT${}", t.amount)),
+                escape(t.status.as_str()),
+                escape(t.reason.as_deref().unwrap_or("")),
+                time(t.created_at),
+            ]
+        })
+        .collect();
+    let headers = [
+        "transaction",
+        "order id",
+        "amount",
+        "status",
+        "reason",
+        "created",
+    ];
+    let link = escape(&format!("{sim_base_url}/_sim/ledger"));
+    section(
+        "oen",
+        "Oen's transactions (the simulator's ledger)",
+        &format!(
+            "<p>Every charge as Oen sees it, in its current state; as JSON at \
+             <a href=\"{link}\"><code>{link}</code></a>.</p>{}",
+            table(&headers, &rows)
+        ),
     )
 }

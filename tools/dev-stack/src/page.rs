@@ -7,14 +7,16 @@ pub(crate) use oen_pay::web::escape;
 
 const STYLE: &str = "\
 body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#222}\
-h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}\
+h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}p,li{overflow-wrap:anywhere}\
+.scroll{overflow-x:auto}\
 table{border-collapse:collapse;font-size:.9rem;margin:.5rem 0}\
 th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}\
 th{background:#f3f3f3}code,.mono{font-family:ui-monospace,monospace}\
-form label{display:block;margin:.5rem 0}input,select{font-size:1rem;padding:.2rem}\
+form label{display:block;margin:.6rem 0 .2rem}\
+input,select{font-size:1rem;padding:.2rem;max-width:100%;box-sizing:border-box}\
 button{font-size:1rem;padding:.3rem 1rem;margin-top:.5rem}\
 nav a{margin-right:1rem}.ok{color:#075}.bad{color:#a00}.muted{color:#777}\
-#result{font-size:1.2rem;padding:1rem;border:1px solid #ccc;border-radius:.3rem}";
+#result{font-size:1.2rem;padding:1rem;border:1px solid #ccc;border-radius:.3rem;overflow-wrap:anywhere}";
 
 /// A whole page: title, navigation, then `body` (already HTML, its text already escaped).
 /// Never cached: every page shows live state.
@@ -23,7 +25,7 @@ pub(crate) fn page(title: &str, body: &str) -> Response {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
          <title>{t} · oen-dev</title><style>{STYLE}</style></head><body>\
-         <nav><a href=\"/\">Demo shop</a><a href=\"/demo/state\">Inspect state</a></nav>\
+         <nav aria-label=\"Pages\"><a href=\"/\">Demo shop</a><a href=\"/demo/state\">Inspect state</a></nav>\
          <h1>{t}</h1>{body}</body></html>",
         t = escape(title),
     );
@@ -33,12 +35,23 @@ pub(crate) fn page(title: &str, body: &str) -> Response {
     r
 }
 
-/// A table with a header row; each cell of `rows` is already HTML. An empty table says so.
+/// A part of a page under its own heading: a region named by that heading. `id` names the
+/// heading; `inner` is already HTML.
+pub(crate) fn section(id: &str, heading: &str, inner: &str) -> String {
+    format!(
+        "<section aria-labelledby=\"{id}\"><h2 id=\"{id}\">{h}</h2>{inner}</section>",
+        id = escape(id),
+        h = escape(heading),
+    )
+}
+
+/// A table with a header row; each cell of `rows` is already HTML. An empty table says so. A
+/// table wider than the screen scrolls inside its own box, not the whole page.
 pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     if rows.is_empty() {
         return "<p class=\"muted\">None yet.</p>".to_owned();
     }
-    let mut out = String::from("<table><thead><tr>");
+    let mut out = String::from("<div class=\"scroll\"><table><thead><tr>");
     for h in headers {
         out.push_str(&format!("<th>{}</th>", escape(h)));
     }
@@ -50,7 +63,7 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         }
         out.push_str("</tr>");
     }
-    out.push_str("</tbody></table>");
+    out.push_str("</tbody></table></div>");
     out
 }
 

@@ -20,7 +20,7 @@ use oen_sim::cards;
 use serde::Deserialize;
 
 use crate::demo::Demo;
-use crate::page::{escape, mono, page, table};
+use crate::page::{escape, mono, page, section, table};
 
 /// How long a minted start link stays valid: long enough to click, short enough to matter.
 const LINK_LIFETIME: Duration = Duration::minutes(10);
@@ -41,80 +41,26 @@ fn interval_text(plan: &Plan) -> String {
 
 /// The simulator's test cards: what binding with each does, and what charging its token does.
 fn test_cards() -> String {
-    let after_two = cards::succeeds_after_failures(2);
-    let rows: Vec<(&str, &str, &str)> = vec![
-        (cards::SUCCESS, "binds", "charged"),
-        (
-            cards::DECLINE_T0001_GENERAL,
-            "binds",
-            "declined T0001 (soft)",
-        ),
-        (
-            cards::DECLINE_T0002_CVV,
-            "binds",
-            "declined T0002 CVV (hard)",
-        ),
-        (
-            cards::DECLINE_T0003_EXPIRED,
-            "binds",
-            "declined T0003 expired (hard)",
-        ),
-        (
-            cards::DECLINE_T0004_INSUFFICIENT_FUNDS,
-            "binds",
-            "declined T0004 insufficient funds (soft)",
-        ),
-        (
-            cards::DECLINE_T0005_ISSUER_REFUSED,
-            "binds",
-            "declined T0005 issuer refused (hard)",
-        ),
-        (
-            cards::UNKNOWN_C026_THEN_CHARGED,
-            "binds",
-            "409 C026 result unknown, later charged",
-        ),
-        (
-            cards::UNKNOWN_C026_THEN_FAILED,
-            "binds",
-            "409 C026 result unknown, later failed",
-        ),
-        (
-            cards::GATEWAY_TIMEOUT_AFTER_COMMIT,
-            "binds",
-            "charged, but answered 504",
-        ),
-        (
-            cards::CONNECTION_DROP_AFTER_COMMIT,
-            "binds",
-            "charged, but the connection drops",
-        ),
-        (
-            &after_two,
-            "binds",
-            "first 2 charges declined T0001, then charged",
-        ),
-        (
-            cards::ABANDONED_3DS,
-            "fails: 3DS_ABANDONED (browser gets payment_error=T0001)",
-            "—",
-        ),
-        (cards::BIND_DECLINE_T0001, "fails: T0001", "—"),
-        (cards::BIND_DECLINE_T0002, "fails: T0002", "—"),
-        (cards::BIND_DECLINE_T0003, "fails: T0003", "—"),
-        (cards::BIND_DECLINE_T0004, "fails: T0004", "—"),
-        (cards::BIND_DECLINE_T0005, "fails: T0005", "—"),
-    ];
-    let rows: Vec<Vec<String>> = rows
-        .into_iter()
-        .map(|(number, binding, charging)| vec![mono(number), escape(binding), escape(charging)])
+    let rows: Vec<Vec<String>> = cards::catalog()
+        .iter()
+        .map(|c| {
+            vec![
+                mono(&c.number),
+                escape(c.binding),
+                escape(c.charging.unwrap_or("—")),
+            ]
+        })
         .collect();
-    format!(
-        "<h2>Test cards</h2><p>Type one of these on the simulator's card page. Any other number \
-         of 12–19 digits behaves like <code>{}</code>. Charging happens when you run the charger on \
-         the <a href=\"/demo/state\">state page</a>.</p>{}",
-        escape(cards::SUCCESS),
-        table(&["card number", "binding", "charging the token"], &rows)
+    section(
+        "test-cards",
+        "Test cards",
+        &format!(
+            "<p>Type one of these on the simulator's card page. Any other number of 12–19 digits \
+             behaves like <code>{}</code>. Charging happens when you run the charger on the \
+             <a href=\"/demo/state\">state page</a>.</p>{}",
+            escape(cards::SUCCESS),
+            table(&["card number", "binding", "charging the token"], &rows)
+        ),
     )
 }
 
@@ -148,16 +94,20 @@ pub(crate) async fn index(State(demo): State<Arc<Demo>>) -> Response {
          <code>checkout-start</code> then opens a card page at Oen — here the simulator — and \
          Oen's token webhook reaches <code>webhook</code> on this same server.</p>\
          <form method=\"post\" action=\"/demo/start\">\
-         <label>Customer id <input name=\"customer\" value=\"{customer}\" required maxlength=\"64\"></label>\
-         <label>Plan <select name=\"plan\">{options}</select></label>\
-         <label>E-mail (optional, pre-fills Oen's page) <input name=\"email\" type=\"email\" \
-         placeholder=\"mei@example.com\"></label>\
+         <label for=\"customer\">Customer id</label>\
+         <input id=\"customer\" name=\"customer\" value=\"{customer}\" required maxlength=\"64\">\
+         <label for=\"plan\">Plan</label><select id=\"plan\" name=\"plan\">{options}</select>\
+         <label for=\"email\">E-mail (optional, pre-fills Oen's page)</label>\
+         <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"email\" \
+         placeholder=\"mei@example.com\"><br>\
          <button type=\"submit\">Subscribe — bind a card</button></form>\
          {cards}\
-         <h2>Behind the scenes</h2><ul>\
+         <section aria-labelledby=\"behind\"><h2 id=\"behind\">Behind the scenes</h2><ul>\
          <li><a href=\"/demo/state\">Inspect state</a>: sessions, subscriptions, cards (last 4 \
-         digits only), audit entries, domain events, webhook deliveries.</li>\
-         <li><a href=\"{ledger}\">The simulator's ledger</a> (Oen's view of transactions).</li></ul>",
+         digits only), charge periods and Oen's transactions, audit entries, domain events, \
+         webhook deliveries, and the charger's buttons.</li>\
+         <li><a href=\"{ledger}\">The simulator's ledger</a> (Oen's view of transactions, as \
+         JSON).</li></ul></section>",
         merchant = escape(dev::DEV_MERCHANT_ID),
         customer = escape(&customer),
         cards = test_cards(),
@@ -341,7 +291,8 @@ pub(crate) async fn return_page(
     };
     let body = format!(
         "{redirect_note}<p>Binding reference: {reference}</p>\
-         <div id=\"result\" class=\"{class}\" data-ref=\"{r}\" data-state=\"{state}\">{text}</div>\
+         <div id=\"result\" role=\"status\" aria-live=\"polite\" class=\"{class}\" data-ref=\"{r}\" \
+         data-state=\"{state}\">{text}</div>\
          <noscript><p><a href=\"/checkout/status?ref={r}\">Check the status</a></p></noscript>\
          <p><a href=\"/\">Bind another card</a> · <a href=\"/demo/state\">Inspect state</a></p>\
          {script}",

@@ -56,6 +56,70 @@ pub const BIND_DECLINE_T0004: &str = "4100000000000004";
 /// Binding declined with `T0005`.
 pub const BIND_DECLINE_T0005: &str = "4100000000000005";
 
+/// A test card as a person reads it: the number to type and what it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestCard {
+    pub number: String,
+    /// What binding it on the hosted page does.
+    pub binding: &'static str,
+    /// What charging its token does; `None` when it never binds.
+    pub charging: Option<&'static str>,
+}
+
+/// Every test card with what it does, in the order the hosted page and the dev stack list them.
+pub fn catalog() -> Vec<TestCard> {
+    let binds = |number: &str, charging: &'static str| TestCard {
+        number: number.to_owned(),
+        binding: "binds",
+        charging: Some(charging),
+    };
+    let fails = |number: &str, binding: &'static str| TestCard {
+        number: number.to_owned(),
+        binding,
+        charging: None,
+    };
+    vec![
+        binds(SUCCESS, "charged"),
+        binds(DECLINE_T0001_GENERAL, "declined T0001 (soft)"),
+        binds(DECLINE_T0002_CVV, "declined T0002 CVV (hard)"),
+        binds(DECLINE_T0003_EXPIRED, "declined T0003 expired (hard)"),
+        binds(
+            DECLINE_T0004_INSUFFICIENT_FUNDS,
+            "declined T0004 insufficient funds (soft)",
+        ),
+        binds(
+            DECLINE_T0005_ISSUER_REFUSED,
+            "declined T0005 issuer refused (hard)",
+        ),
+        binds(
+            UNKNOWN_C026_THEN_CHARGED,
+            "409 C026 result unknown, later charged",
+        ),
+        binds(
+            UNKNOWN_C026_THEN_FAILED,
+            "409 C026 result unknown, later failed",
+        ),
+        binds(GATEWAY_TIMEOUT_AFTER_COMMIT, "charged, but answered 504"),
+        binds(
+            CONNECTION_DROP_AFTER_COMMIT,
+            "charged, but the connection drops",
+        ),
+        binds(
+            &succeeds_after_failures(2),
+            "first 2 charges declined T0001, then charged",
+        ),
+        fails(
+            ABANDONED_3DS,
+            "fails: 3DS_ABANDONED (browser gets payment_error=T0001)",
+        ),
+        fails(BIND_DECLINE_T0001, "fails: T0001"),
+        fails(BIND_DECLINE_T0002, "fails: T0002"),
+        fails(BIND_DECLINE_T0003, "fails: T0003"),
+        fails(BIND_DECLINE_T0004, "fails: T0004"),
+        fails(BIND_DECLINE_T0005, "fails: T0005"),
+    ]
+}
+
 /// What a card does, at binding and at charging.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CardBehaviour {
@@ -130,6 +194,33 @@ mod tests {
             CardBehaviour::SucceedsAfter(3)
         );
         assert_eq!(succeeds_after_failures(3).len(), 16);
+    }
+
+    #[test]
+    fn the_catalog_says_what_each_card_does() {
+        let catalog = catalog();
+        for card in &catalog {
+            assert!(is_plausible(&card.number), "{}", card.number);
+            let binds = !matches!(
+                behaviour_of(&card.number),
+                CardBehaviour::BindAbandoned3ds | CardBehaviour::BindDecline(_)
+            );
+            assert_eq!(card.charging.is_some(), binds, "{}", card.number);
+            let hard = matches!(
+                behaviour_of(&card.number),
+                CardBehaviour::Decline("T0002" | "T0003" | "T0005")
+            );
+            assert_eq!(
+                card.charging.is_some_and(|c| c.contains("(hard)")),
+                hard,
+                "{}",
+                card.number
+            );
+        }
+        let mut numbers: Vec<&str> = catalog.iter().map(|c| c.number.as_str()).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(numbers.len(), catalog.len(), "no card is listed twice");
     }
 
     #[test]

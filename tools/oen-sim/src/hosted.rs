@@ -162,40 +162,91 @@ fn missing_page() -> Response {
     )
 }
 
+/// Enough style for the page to read well on a phone and on a desktop.
+const STYLE: &str = "\
+body{font-family:system-ui,sans-serif;max-width:40rem;margin:1.5rem auto;padding:0 1rem;color:#222}\
+h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem}p{overflow-wrap:anywhere}\
+label{display:block;margin:.6rem 0 .2rem}\
+input{font-size:1rem;padding:.3rem;width:100%;max-width:22rem;box-sizing:border-box}\
+button{display:block;font-size:1rem;padding:.4rem 1.2rem;margin-top:1rem}\
+.scroll{overflow-x:auto}table{border-collapse:collapse;font-size:.9rem}\
+th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}\
+th{background:#f3f3f3}code{font-family:ui-monospace,monospace}";
+
+fn html_page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>{t}</title><style>{STYLE}</style></head><body>{body}</body></html>\n",
+        t = escape(title),
+    )
+}
+
 fn result_page(status: StatusCode, title: &str, text: &str) -> Response {
     let body = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head>\
-         <body><h1>{t}</h1><p id=\"result\">{x}</p></body></html>",
+        "<h1>{t}</h1><p id=\"result\" role=\"status\">{x}</p>",
         t = escape(title),
         x = escape(text)
     );
-    (status, Html(body)).into_response()
+    (status, Html(html_page(title, &body))).into_response()
+}
+
+/// The test cards and what each does, so that a person at the page knows what to type.
+fn test_cards() -> String {
+    let rows: String = cards::catalog()
+        .iter()
+        .map(|c| {
+            format!(
+                "<tr><td><code>{n}</code></td><td>{b}</td><td>{c}</td></tr>",
+                n = escape(&c.number),
+                b = escape(c.binding),
+                c = escape(c.charging.unwrap_or("—")),
+            )
+        })
+        .collect();
+    format!(
+        "<section aria-labelledby=\"test-cards\"><h2 id=\"test-cards\">Test cards</h2>\
+         <p>This is the simulator: no card is real. The number you type decides what happens; \
+         any other number of 12–19 digits behaves like <code>{success}</code>.</p>\
+         <div class=\"scroll\"><table><thead><tr><th>card number</th><th>binding</th>\
+         <th>charging the token</th></tr></thead><tbody>{rows}</tbody></table></div></section>",
+        success = cards::SUCCESS,
+    )
 }
 
 fn form_page(status: StatusCode, email: &str, error: Option<&str>) -> Response {
     let error = error
-        .map(|e| format!("<p id=\"error\" style=\"color:#b00\">{}</p>", escape(e)))
+        .map(|e| {
+            format!(
+                "<p id=\"error\" role=\"alert\" style=\"color:#b00\">{}</p>",
+                escape(e)
+            )
+        })
         .unwrap_or_default();
     let body = format!(
-        r#"<!doctype html>
-<html><head><meta charset="utf-8"><title>Save your card (Oen simulator)</title></head>
-<body>
-<h1>Save your card</h1>
-<p>Oen simulator binding page. Test cards: {success} succeeds; see the simulator README for declines.</p>
+        r#"<h1>Save your card</h1>
+<p>Oen simulator binding page.</p>
 {error}
 <form method="post" action="">
-  <label>E-mail <input type="email" name="email" value="{email}" required></label><br>
-  <label>Card number <input name="cardNumber" inputmode="numeric" autocomplete="cc-number" required></label><br>
-  <label>Expiry <input name="expiry" placeholder="MM/YY"></label>
-  <label>CVC <input name="cvc" inputmode="numeric"></label><br>
+  <label for="email">E-mail</label>
+  <input id="email" type="email" name="email" value="{email}" autocomplete="email" required>
+  <label for="card-number">Card number</label>
+  <input id="card-number" name="cardNumber" inputmode="numeric" autocomplete="cc-number" required>
+  <label for="expiry">Expiry</label>
+  <input id="expiry" name="expiry" placeholder="MM/YY" autocomplete="cc-exp">
+  <label for="cvc">CVC</label>
+  <input id="cvc" name="cvc" inputmode="numeric" autocomplete="cc-csc">
   <button type="submit">Save card</button>
 </form>
-</body></html>
-"#,
-        success = cards::SUCCESS,
+{cards}"#,
         email = escape(email),
+        cards = test_cards(),
     );
-    (status, Html(body)).into_response()
+    (
+        status,
+        Html(html_page("Save your card (Oen simulator)", &body)),
+    )
+        .into_response()
 }
 
 fn escape(s: &str) -> String {

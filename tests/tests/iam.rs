@@ -12,6 +12,12 @@
 //! opens binding sessions, Oen (the simulator) delivers their webhooks to the webhook function,
 //! the charger charges what they bound. Each test then judges one function on what its own
 //! recorder saw.
+//!
+//! Two things stand in for the deployment: the charger's clock, which the journey moves so that
+//! dunning's days pass, and Lambda's SQS poller, whose receive and delete run on the event
+//! source mapping's permissions (SAM's managed policy), not on the code's. The operator's cancel
+//! and refund belong to no deployed function yet; the journey uses one only to set a
+//! subscription to end at period end, unrecorded.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;

@@ -11,6 +11,7 @@
 
 pub mod bus;
 pub mod logs;
+pub mod recorder;
 pub mod soak;
 pub mod stack;
 
@@ -205,8 +206,14 @@ fn answers_http(addr: SocketAddr) -> bool {
 
 /// An SDK configuration pointed at [`aws_endpoint`], in [`REGION`], with dummy credentials.
 pub async fn aws_config() -> SdkConfig {
+    aws_config_at(aws_endpoint()).await
+}
+
+/// The same configuration as [`aws_config`], pointed at `endpoint` instead (a
+/// [`recorder::Recorder`] in front of moto).
+pub async fn aws_config_at(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(aws_endpoint())
+        .endpoint_url(endpoint)
         .region(Region::new(REGION))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
             "testing",

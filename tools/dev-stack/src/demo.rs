@@ -1,5 +1,5 @@
-//! The state the demo's pages and buttons share: the stack's adapters and simulator, the plans
-//! on offer, and what the charger did last.
+//! The state the demo's pages and buttons share: the stack's adapters and simulator (when it
+//! plays Oen), the plans on offer, and what the charger did last.
 
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +14,8 @@ pub(crate) struct Demo {
     pub url: String,
     pub plans: Catalog,
     pub adapters: Adapters,
-    pub sim: Arc<Simulator>,
+    /// The simulator playing Oen; `None` when Oen's testing environment does.
+    pub sim: Option<Arc<Simulator>>,
     pub last_run: LastRun,
 }
 

@@ -38,12 +38,18 @@ fn body(demo: &Demo) -> String {
         subscriptions_section(&records.subscriptions),
         cards_section(&records.cards),
         periods_section(&records.periods),
-        oen_section(&demo.sim.base_url(), &demo.sim.ledger()),
+        match &demo.sim {
+            Some(sim) => oen_section(&sim.base_url(), &sim.ledger()),
+            None => testing_oen_section(demo.adapters.merchant.as_str()),
+        },
         charger::section(demo),
         audits_section(&records.audits),
         events_section(&demo.adapters.events.all()),
         outbox_section(&records.outbox),
-        deliveries_section(&demo.sim.webhook_deliveries()),
+        demo.sim
+            .as_ref()
+            .map(|sim| deliveries_section(&sim.webhook_deliveries()))
+            .unwrap_or_default(),
     ]
     .concat()
 }
@@ -359,6 +365,20 @@ fn attempt_text(a: &DeliveryAttempt) -> String {
 }
 
 /// The simulator's ledger as Oen sees it, oldest first, without the tokens it charged.
+/// Oen's testing environment keeps its transactions and webhook log to itself: they are in its
+/// back office.
+fn testing_oen_section(merchant: &str) -> String {
+    section(
+        "oen",
+        "Oen's transactions",
+        &format!(
+            "<p>Oen's testing environment plays Oen: its transactions and webhook deliveries for \
+             merchant <code>{}</code> are in Oen's back office (testing).</p>",
+            escape(merchant)
+        ),
+    )
+}
+
 fn oen_section(sim_base_url: &str, ledger: &[LedgerEntry]) -> String {
     let rows: Vec<Vec<String>> = ledger
         .iter()

@@ -7,7 +7,10 @@
 //!   (`/demo/state`) for a person to click through.
 //!
 //! Oen is played by the simulator (`oen_sim::Simulator`), started in-process on its own loopback
-//! port; its back-office webhook URL points at this server's webhook route. The store
+//! port; its back-office webhook URL points at this server's webhook route. With
+//! `--oen testing` Oen's real testing environment plays it instead ([`oen_target`]): the same
+//! routes, Oen's API and card pages, and Oen's webhook arriving through the developer's tunnel.
+//! The store
 //! ([`MemoryStore`]), the token key ([`LocalVault::random`]) and the domain events
 //! ([`MemoryEvents`]) live in memory: stopping the process forgets everything.
 //!
@@ -17,6 +20,7 @@
 mod charger;
 mod demo;
 mod inspect;
+pub mod oen_target;
 mod page;
 mod shop;
 
@@ -33,10 +37,11 @@ use oen_pay::charging::{ChargeDeps, ChargePolicy};
 use oen_pay::clock::{Clock, ShiftedClock};
 use oen_pay::config;
 use oen_pay::dev;
+use oen_pay::domain::MerchantId;
 use oen_pay::events::MemoryEvents;
-use oen_pay::oen::{HttpOenGateway, OenError};
+use oen_pay::oen::{HttpOenGateway, OenClientConfig, OenError};
 use oen_pay::queue::MemoryQueue;
-use oen_pay::secrets::SecretSource;
+use oen_pay::secrets::{CachedSecrets, SecretSource, StaticSecret};
 use oen_pay::store::MemoryStore;
 use oen_pay::vault::LocalVault;
 use oen_pay::web::html_error;
@@ -46,12 +51,14 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::demo::Demo;
+pub use crate::oen_target::{OenSettings, OenSetupError, OenTarget, TestingOen};
 
 /// How long a graceful shutdown waits for open requests before it cuts them off.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Serve the whole card-binding flow on localhost: the checkout-start and webhook functions,
-/// the Oen simulator as Oen, in-memory storage, and a demo merchant page to click through.
+/// the Oen simulator as Oen (or Oen's testing environment), in-memory storage, and a demo
+/// merchant page to click through.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "oen-dev", version)]
 pub struct Options {
@@ -64,6 +71,21 @@ pub struct Options {
     /// Port of the Oen simulator; 0 (the default) picks a free port.
     #[arg(long, default_value_t = 0)]
     pub sim_port: u16,
+    /// Who plays Oen: the project's simulator, in this process, or Oen's real testing
+    /// environment (its API token in OEN_API_TOKEN; needs --merchant-id and --public-url).
+    #[arg(long, value_enum, default_value_t = OenTarget::Simulator)]
+    pub oen: OenTarget,
+    /// With --oen testing: your merchant id at Oen (`ming` for ming.oen.tw).
+    #[arg(long)]
+    pub merchant_id: Option<String>,
+    /// With --oen testing: the https URL at which Oen reaches this stack (a tunnel of yours
+    /// forwarding to it); the webhook URL to register at Oen is printed from it.
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// With --oen testing: the webhook URL's path key (at least 16 letters, digits, - or _).
+    /// Without it a random key is made for the run, and the URL registered at Oen changes.
+    #[arg(long)]
+    pub webhook_path_key: Option<String>,
 }
 
 impl Default for Options {
@@ -72,6 +94,10 @@ impl Default for Options {
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: 8080,
             sim_port: 0,
+            oen: OenTarget::Simulator,
+            merchant_id: None,
+            public_url: None,
+            webhook_path_key: None,
         }
     }
 }
@@ -87,11 +113,14 @@ pub enum DevStackError {
     Simulator(#[from] SimError),
     #[error("the Oen client could not be built: {0}")]
     Oen(#[from] OenError),
+    #[error(transparent)]
+    Setup(#[from] OenSetupError),
 }
 
 /// The adapters the stack's functions share, in memory. The charger is built from these same
 /// values: it decrypts with the `vault` that `webhook` encrypted with, charges through the same
-/// simulator, and writes to the same store and event log.
+/// Oen (the simulator, or Oen's testing environment), and writes to the same store and event
+/// log.
 #[derive(Clone)]
 pub struct Adapters {
     pub store: Arc<MemoryStore>,
@@ -102,18 +131,23 @@ pub struct Adapters {
     pub clock: Arc<ShiftedClock>,
     pub queue: Arc<MemoryQueue>,
     pub secrets: Arc<dyn SecretSource>,
+    /// The merchant at Oen: the simulator's, or the one given with `--oen testing`.
+    pub merchant: MerchantId,
 }
 
 impl Adapters {
-    /// What `checkout-start` and `webhook` need, with the development catalog and merchant.
+    /// What `checkout-start` and `webhook` need, with the development catalog.
     pub fn binding_deps(&self) -> BindingDeps {
-        dev::binding_deps(
-            self.store.clone(),
-            self.vault.clone(),
-            self.oen.clone(),
-            self.events.clone(),
-            self.clock.clone(),
-        )
+        BindingDeps {
+            merchant: self.merchant.clone(),
+            ..dev::binding_deps(
+                self.store.clone(),
+                self.vault.clone(),
+                self.oen.clone(),
+                self.events.clone(),
+                self.clock.clone(),
+            )
+        }
     }
 
     /// What `charger` needs; its queue is drained in process by the demo.
@@ -134,8 +168,9 @@ impl Adapters {
 pub struct DevStack {
     addr: SocketAddr,
     url: String,
-    // Shared with the inspection page, which reads the simulator's webhook log.
-    sim: Arc<Simulator>,
+    // Shared with the inspection page, which reads the simulator's webhook log. None when Oen's
+    // testing environment plays Oen.
+    sim: Option<Arc<Simulator>>,
     adapters: Adapters,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
@@ -162,9 +197,9 @@ impl DevStack {
         &self.url
     }
 
-    /// The simulator playing Oen.
-    pub fn sim(&self) -> &Simulator {
-        &self.sim
+    /// The simulator playing Oen; `None` with `--oen testing`.
+    pub fn sim(&self) -> Option<&Simulator> {
+        self.sim.as_deref()
     }
 
     pub fn store(&self) -> &Arc<MemoryStore> {
@@ -220,8 +255,20 @@ fn base_url(addr: SocketAddr) -> String {
     format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
-/// Starts the simulator and serves the stack; returns once both are listening.
+/// Starts the stack with the Oen that `opts` name, reading `OEN_API_TOKEN` from the process's
+/// environment (see [`OenSettings::resolve`]); returns once it is listening.
 pub async fn start(opts: Options) -> Result<DevStack, DevStackError> {
+    let oen = OenSettings::resolve(
+        &opts,
+        &config::env_lookup,
+        oen_target::random_webhook_path_key,
+    )?;
+    start_with(opts, oen).await
+}
+
+/// Starts the simulator (unless Oen's testing environment plays Oen) and serves the stack;
+/// returns once both are listening.
+pub async fn start_with(opts: Options, oen: OenSettings) -> Result<DevStack, DevStackError> {
     // Bind first: the simulator's webhook URL must name our port.
     let wanted = SocketAddr::new(opts.host, opts.port);
     let bind_err = |source| DevStackError::Bind {
@@ -232,29 +279,60 @@ pub async fn start(opts: Options) -> Result<DevStack, DevStackError> {
     let addr = listener.local_addr().map_err(bind_err)?;
     let url = base_url(addr);
 
-    let sim = Simulator::start(SimConfig {
-        merchant_id: dev::DEV_MERCHANT_ID.into(),
-        api_token: dev::DEV_API_TOKEN.into(),
-        webhook_url: Some(format!("{url}/oen/webhook/{}", dev::DEV_WEBHOOK_PATH_KEY)),
-        bind_host: opts.host,
-        port: opts.sim_port,
-        ..SimConfig::default()
-    })
-    .await?;
-    let sim = Arc::new(sim);
+    let (sim, secrets, gateway, merchant, hosted_base_url) = match oen {
+        OenSettings::Simulator => {
+            let sim = Simulator::start(SimConfig {
+                merchant_id: dev::DEV_MERCHANT_ID.into(),
+                api_token: dev::DEV_API_TOKEN.into(),
+                webhook_url: Some(format!("{url}/oen/webhook/{}", dev::DEV_WEBHOOK_PATH_KEY)),
+                bind_host: opts.host,
+                port: opts.sim_port,
+                ..SimConfig::default()
+            })
+            .await?;
+            let secrets = dev::dev_secrets(dev::DEV_API_TOKEN);
+            let gateway = dev::local_oen(&sim.base_url(), secrets.clone())?;
+            let hosted = sim.hosted_base_url_template();
+            (
+                Some(Arc::new(sim)),
+                secrets,
+                gateway,
+                dev::dev_merchant(),
+                hosted,
+            )
+        }
+        OenSettings::Testing(testing) => {
+            let secrets: Arc<dyn SecretSource> = Arc::new(CachedSecrets::new(
+                StaticSecret::new(testing.secret_json()),
+                Duration::from_secs(3600),
+            ));
+            // Oen's own timeouts and back-off, as deployed: this is the real API.
+            let gateway = HttpOenGateway::new(
+                OenClientConfig::new(&testing.api_base_url, testing.merchant.clone()),
+                secrets.clone(),
+            )?;
+            (
+                None,
+                secrets,
+                gateway,
+                testing.merchant,
+                testing.hosted_base_url,
+            )
+        }
+    };
 
-    let secrets = dev::dev_secrets(dev::DEV_API_TOKEN);
     let adapters = Adapters {
         store: Arc::new(MemoryStore::new()),
         vault: Arc::new(LocalVault::random()),
-        oen: Arc::new(dev::local_oen(&sim.base_url(), secrets.clone())?),
+        oen: Arc::new(gateway),
         events: Arc::new(MemoryEvents::default()),
         clock: Arc::new(ShiftedClock::default()),
         queue: Arc::new(MemoryQueue::default()),
         secrets,
+        merchant,
     };
 
-    let app = router(&adapters, &url, &sim);
+    let app = router(&adapters, &url, sim.clone(), hosted_base_url);
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let served = axum::serve(
@@ -270,7 +348,12 @@ pub async fn start(opts: Options) -> Result<DevStack, DevStackError> {
             tracing::error!(error = %e, "the dev stack's server stopped");
         }
     });
-    tracing::info!(%addr, sim = %sim.base_url(), "oen-dev listening");
+    match &sim {
+        Some(sim) => tracing::info!(%addr, sim = %sim.base_url(), "oen-dev listening"),
+        None => {
+            tracing::info!(%addr, merchant = %adapters.merchant, "oen-dev listening, Oen's testing environment plays Oen")
+        }
+    }
 
     Ok(DevStack {
         addr,
@@ -283,7 +366,12 @@ pub async fn start(opts: Options) -> Result<DevStack, DevStackError> {
 }
 
 /// Every route of the stack on one router.
-fn router(adapters: &Adapters, url: &str, sim: &Arc<Simulator>) -> Router {
+fn router(
+    adapters: &Adapters,
+    url: &str,
+    sim: Option<Arc<Simulator>>,
+    hosted_base_url: String,
+) -> Router {
     let deps = adapters.binding_deps();
     // Oen sends the browser back here, with `ref` added by checkout-start.
     let return_url = format!("{url}/demo/return");
@@ -292,20 +380,21 @@ fn router(adapters: &Adapters, url: &str, sim: &Arc<Simulator>) -> Router {
         secrets: adapters.secrets.clone(),
         success_url: return_url.clone(),
         failure_url: return_url,
-        hosted_base_url: sim.hosted_base_url_template(),
+        hosted_base_url,
         link_max_ttl: config::DEFAULT_LINK_MAX_TTL,
     }));
     let webhook = webhook::router(Arc::new(webhook::App {
         deps,
         secrets: adapters.secrets.clone(),
-        // Loopback only; Oen's source-address allowlist has nothing to add here.
+        // The simulator calls over loopback; Oen's testing environment through the developer's
+        // tunnel, whose source addresses are the tunnel's: an allowlist has nothing to add.
         allowed_ips: vec![],
     }));
     let demo = Arc::new(Demo {
         url: url.to_owned(),
         plans: dev::dev_plans(),
         adapters: adapters.clone(),
-        sim: sim.clone(),
+        sim,
         last_run: Default::default(),
     });
     checkout
@@ -355,6 +444,7 @@ mod tests {
         let opts = Options::parse_from(["oen-dev"]);
         assert_eq!(opts.host, IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(opts.port, 8080);
+        assert_eq!(opts.oen, OenTarget::Simulator);
         let opts = Options::parse_from(["oen-dev", "--port", "0", "--host", "0.0.0.0"]);
         assert_eq!(opts.port, 0);
         assert!(opts.host.is_unspecified());

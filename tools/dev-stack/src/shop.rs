@@ -91,7 +91,7 @@ pub(crate) async fn index(State(demo): State<Arc<Demo>>) -> Response {
         "<p>This page plays the merchant's website. Submitting the form does what the merchant's \
          backend does for a logged-in customer: it mints a signed start link (merchant \
          <code>{merchant}</code>, the development signing key) and sends the browser to it. \
-         <code>checkout-start</code> then opens a card page at Oen — here the simulator — and \
+         <code>checkout-start</code> then opens a card page at Oen — here {oen} — and \
          Oen's token webhook reaches <code>webhook</code> on this same server.</p>\
          <form method=\"post\" action=\"/demo/start\">\
          <label for=\"customer\">Customer id</label>\
@@ -105,15 +105,39 @@ pub(crate) async fn index(State(demo): State<Arc<Demo>>) -> Response {
          <section aria-labelledby=\"behind\"><h2 id=\"behind\">Behind the scenes</h2><ul>\
          <li><a href=\"/demo/state\">Inspect state</a>: sessions, subscriptions, cards (last 4 \
          digits only), charge periods and Oen's transactions, audit entries, domain events, \
-         webhook deliveries, and the charger's buttons.</li>\
-         <li><a href=\"{ledger}\">The simulator's ledger</a> (Oen's view of transactions, as \
-         JSON).</li></ul></section>",
-        merchant = escape(dev::DEV_MERCHANT_ID),
+         webhook deliveries, and the charger's buttons.</li>{ledger}</ul></section>",
+        merchant = escape(demo.adapters.merchant.as_str()),
         customer = escape(&customer),
-        cards = test_cards(),
-        ledger = escape(&format!("{}/_sim/ledger", demo.sim.base_url())),
+        oen = if demo.sim.is_some() {
+            "the simulator"
+        } else {
+            "Oen's testing environment"
+        },
+        cards = match &demo.sim {
+            Some(_) => test_cards(),
+            None => testing_cards(),
+        },
+        ledger = match &demo.sim {
+            Some(sim) => format!(
+                "<li><a href=\"{}\">The simulator's ledger</a> (Oen's view of transactions, as \
+                 JSON).</li>",
+                escape(&format!("{}/_sim/ledger", sim.base_url()))
+            ),
+            None => String::new(),
+        },
     );
     page("Demo shop", &body)
+}
+
+/// Oen publishes no test cards for its testing environment: its contact gives them out.
+fn testing_cards() -> String {
+    section(
+        "test-cards",
+        "Test cards",
+        "<p>Oen's testing environment plays Oen: bind a test card that Oen gave you (Oen \
+         publishes no list). Charging happens when you run the charger on the \
+         <a href=\"/demo/state\">state page</a>, against Oen's testing API.</p>",
+    )
 }
 
 #[derive(Deserialize)]

@@ -4,11 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use oen_dev::{DevStack, Options};
+use oen_dev::{DevStack, OenSettings, OenTarget, Options};
 use oen_pay::store::{Record, SessionState, SubscriptionStatus};
 use oen_sim::cards;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::Value;
+
+/// The dev stack's default: the simulator plays Oen.
+const SIMULATOR: &str = "the simulator plays Oen by default";
 
 async fn stack() -> DevStack {
     oen_dev::start(Options {
@@ -78,7 +81,7 @@ async fn bind_through_the_demo(
     );
     let hosted = location(&opened);
     assert!(
-        hosted.starts_with(&stack.sim().hosted_base_url()),
+        hosted.starts_with(&stack.sim().expect(SIMULATOR).hosted_base_url()),
         "{hosted}"
     );
 
@@ -149,7 +152,10 @@ async fn a_card_bound_through_the_demo_shows_on_the_state_page_without_its_token
         home.contains(cards::SUCCESS) && home.contains(cards::ABANDONED_3DS),
         "the page lists the simulator's test cards"
     );
-    assert!(home.contains(&format!("{}/_sim/ledger", stack.sim().base_url())));
+    assert!(home.contains(&format!(
+        "{}/_sim/ledger",
+        stack.sim().expect(SIMULATOR).base_url()
+    )));
 
     let (reference, _) =
         bind_through_the_demo(&stack, &browser, "cust-demo-1", cards::SUCCESS).await;
@@ -158,6 +164,7 @@ async fn a_card_bound_through_the_demo_shows_on_the_state_page_without_its_token
 
     let deliveries = stack
         .sim()
+        .expect(SIMULATOR)
         .wait_for_webhooks(1, Duration::from_secs(10))
         .await
         .unwrap();
@@ -319,7 +326,11 @@ async fn bad_demo_input_is_refused_escaped_and_stores_nothing() {
     assert!(body.contains("e-mail"), "{body}");
 
     assert!(stack.store().snapshot().is_empty());
-    assert!(stack.sim().webhook_deliveries().is_empty());
+    assert!(stack
+        .sim()
+        .expect(SIMULATOR)
+        .webhook_deliveries()
+        .is_empty());
 }
 
 #[tokio::test]
@@ -356,10 +367,10 @@ async fn the_charger_button_charges_due_periods_once_and_skipping_ahead_makes_th
     run(browser.clone(), base.to_owned()).await;
     let (_, state) = get_text(&browser, &format!("{base}/demo/state")).await;
     assert!(state.contains("cust-charge / premium → paid (P"), "{state}");
-    assert_eq!(stack.sim().ledger().len(), 1);
+    assert_eq!(stack.sim().expect(SIMULATOR).ledger().len(), 1);
     // Running again changes nothing: the next period is a month away.
     run(browser.clone(), base.to_owned()).await;
-    assert_eq!(stack.sim().ledger().len(), 1);
+    assert_eq!(stack.sim().expect(SIMULATOR).ledger().len(), 1);
     let (_, state) = get_text(&browser, &format!("{base}/demo/state")).await;
     assert!(state.contains("Nothing was due."), "{state}");
     let skipped = browser
@@ -370,7 +381,7 @@ async fn the_charger_button_charges_due_periods_once_and_skipping_ahead_makes_th
         .unwrap();
     assert_eq!(skipped.status(), StatusCode::SEE_OTHER);
     run(browser.clone(), base.to_owned()).await;
-    let ledger = stack.sim().ledger();
+    let ledger = stack.sim().expect(SIMULATOR).ledger();
     assert_eq!(ledger.len(), 2);
     assert_ne!(
         ledger[0].order_id, ledger[1].order_id,
@@ -384,4 +395,59 @@ async fn the_charger_button_charges_due_periods_once_and_skipping_ahead_makes_th
         .await
         .unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn with_oens_testing_environment_no_simulator_runs_and_the_webhook_answers_at_the_printed_url(
+) {
+    let opts = Options {
+        port: 0,
+        oen: OenTarget::Testing,
+        merchant_id: Some("ming-dev".into()),
+        public_url: Some("https://ming-dev.tunnel.example".into()),
+        ..Options::default()
+    };
+    let env = |name: &str| (name == "OEN_API_TOKEN").then(|| "testing-token-xyz".to_owned());
+    let settings = OenSettings::resolve(&opts, &env, || "key-for-this-test-0123".to_owned())
+        .expect("complete testing options");
+    let OenSettings::Testing(testing) = &settings else {
+        panic!("expected Oen's testing environment, got {settings:?}");
+    };
+    assert_eq!(
+        testing.webhook_url,
+        "https://ming-dev.tunnel.example/oen/webhook/key-for-this-test-0123"
+    );
+    let stack = oen_dev::start_with(opts, settings)
+        .await
+        .expect("the dev stack starts on a free port");
+    assert!(stack.sim().is_none());
+    let browser = browser();
+    let base = stack.url();
+
+    let (status, home) = get_text(&browser, &format!("{base}/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(home.contains("<code>ming-dev</code>"), "{home}");
+    assert!(home.contains("Oen's testing environment"), "{home}");
+    assert!(!home.contains("_sim/ledger"), "{home}");
+    assert!(!home.contains("testing-token-xyz"));
+    let (status, state) = get_text(&browser, &format!("{base}/demo/state")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(state.contains("Oen's back office"), "{state}");
+
+    // What the tunnel forwards: the route under the printed path key is the webhook (which
+    // refuses a page it never opened), any other key is not.
+    let webhook = |key: &str| {
+        browser
+            .post(format!("{base}/oen/webhook/{key}"))
+            .header("content-type", "application/json")
+            .body(
+                r#"{"purpose":"token","merchantId":"ming-dev","id":"2HhngP9sVb3mK1xYdQe7Wc0RtUi","success":false,"message":""}"#,
+            )
+            .send()
+    };
+    let refused = webhook("key-for-this-test-0123").await.unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let unknown = webhook(oen_pay::dev::DEV_WEBHOOK_PATH_KEY).await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    stack.shutdown().await;
 }

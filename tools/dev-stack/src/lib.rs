@@ -279,47 +279,13 @@ pub async fn start_with(opts: Options, oen: OenSettings) -> Result<DevStack, Dev
     let addr = listener.local_addr().map_err(bind_err)?;
     let url = base_url(addr);
 
-    let (sim, secrets, gateway, merchant, hosted_base_url) = match oen {
-        OenSettings::Simulator => {
-            let sim = Simulator::start(SimConfig {
-                merchant_id: dev::DEV_MERCHANT_ID.into(),
-                api_token: dev::DEV_API_TOKEN.into(),
-                webhook_url: Some(format!("{url}/oen/webhook/{}", dev::DEV_WEBHOOK_PATH_KEY)),
-                bind_host: opts.host,
-                port: opts.sim_port,
-                ..SimConfig::default()
-            })
-            .await?;
-            let secrets = dev::dev_secrets(dev::DEV_API_TOKEN);
-            let gateway = dev::local_oen(&sim.base_url(), secrets.clone())?;
-            let hosted = sim.hosted_base_url_template();
-            (
-                Some(Arc::new(sim)),
-                secrets,
-                gateway,
-                dev::dev_merchant(),
-                hosted,
-            )
-        }
-        OenSettings::Testing(testing) => {
-            let secrets: Arc<dyn SecretSource> = Arc::new(CachedSecrets::new(
-                StaticSecret::new(testing.secret_json()),
-                Duration::from_secs(3600),
-            ));
-            // Oen's own timeouts and back-off, as deployed: this is the real API.
-            let gateway = HttpOenGateway::new(
-                OenClientConfig::new(&testing.api_base_url, testing.merchant.clone()),
-                secrets.clone(),
-            )?;
-            (
-                None,
-                secrets,
-                gateway,
-                testing.merchant,
-                testing.hosted_base_url,
-            )
-        }
-    };
+    let OenSide {
+        sim,
+        secrets,
+        gateway,
+        merchant,
+        hosted_base_url,
+    } = OenSide::start(oen, &opts, &url).await?;
 
     let adapters = Adapters {
         store: Arc::new(MemoryStore::new()),
@@ -363,6 +329,62 @@ pub async fn start_with(opts: Options, oen: OenSettings) -> Result<DevStack, Dev
         stop: Some(stop),
         server: Some(server),
     })
+}
+
+/// Oen as the stack reaches it: the simulator started here, or Oen's testing environment.
+struct OenSide {
+    sim: Option<Arc<Simulator>>,
+    secrets: Arc<dyn SecretSource>,
+    gateway: HttpOenGateway,
+    merchant: MerchantId,
+    /// Where checkout-start sends the browser, with `{merchantId}` in it.
+    hosted_base_url: String,
+}
+
+impl OenSide {
+    /// `url` is the stack's own base URL, where the simulator delivers its webhooks.
+    async fn start(oen: OenSettings, opts: &Options, url: &str) -> Result<Self, DevStackError> {
+        match oen {
+            OenSettings::Simulator => {
+                let sim = Simulator::start(SimConfig {
+                    merchant_id: dev::DEV_MERCHANT_ID.into(),
+                    api_token: dev::DEV_API_TOKEN.into(),
+                    webhook_url: Some(format!("{url}/oen/webhook/{}", dev::DEV_WEBHOOK_PATH_KEY)),
+                    bind_host: opts.host,
+                    port: opts.sim_port,
+                    ..SimConfig::default()
+                })
+                .await?;
+                let secrets = dev::dev_secrets(dev::DEV_API_TOKEN);
+                Ok(Self {
+                    gateway: dev::local_oen(&sim.base_url(), secrets.clone())?,
+                    hosted_base_url: sim.hosted_base_url_template(),
+                    sim: Some(Arc::new(sim)),
+                    secrets,
+                    merchant: dev::dev_merchant(),
+                })
+            }
+            OenSettings::Testing(testing) => {
+                let secrets: Arc<dyn SecretSource> = Arc::new(CachedSecrets::new(
+                    StaticSecret::new(testing.secret_json()),
+                    Duration::from_secs(3600),
+                ));
+                // The client's deployed timeouts and back-off, not the simulator's short ones:
+                // this is Oen's real API.
+                let gateway = HttpOenGateway::new(
+                    OenClientConfig::new(&testing.api_base_url, testing.merchant.clone()),
+                    secrets.clone(),
+                )?;
+                Ok(Self {
+                    sim: None,
+                    secrets,
+                    gateway,
+                    merchant: testing.merchant,
+                    hosted_base_url: testing.hosted_base_url,
+                })
+            }
+        }
+    }
 }
 
 /// Every route of the stack on one router.

@@ -106,8 +106,8 @@ class Journey:
         step("waiting for charger")
         started = time.monotonic()
         # A payload the charger refuses: it answers without planning anything.
-        self.answer_before(deadline, "charger",
-                           lambda: self.invoke_charger({"warm-up": True}, expect_ok=False))
+        self.answer_before(deadline, "charger", lambda: self.invoke_charger(
+            {"warm-up": True}, expect_ok=False, timeout=max(1, deadline - time.monotonic())))
         step(f"charger answers after {time.monotonic() - started:.0f} s")
 
     def answer_before(self, deadline, name, attempt):
@@ -115,7 +115,8 @@ class Journey:
         while time.monotonic() < deadline:
             try:
                 return attempt()
-            except (OSError, urllib.error.URLError, JourneyFailed) as e:
+            except (OSError, urllib.error.URLError, JourneyFailed,
+                    subprocess.TimeoutExpired) as e:
                 last = e
                 time.sleep(2)
         raise JourneyFailed(
@@ -165,19 +166,21 @@ class Journey:
             f"binding not bound; last status {state}; simulator's deliveries: {deliveries[:1000]}")
 
     # 3. -------------------------------------------------------------------------------------
-    def invoke_charger(self, payload, expect_ok=True):
+    def invoke_charger(self, payload, expect_ok=True, timeout=300):
         """Invokes the charger through `cargo lambda invoke`; returns its answer."""
         result = subprocess.run(
             [self.args.cargo_lambda, "lambda", "invoke", "charger",
              "--invoke-address", "127.0.0.1", "--invoke-port", str(self.args.invoke_port),
              "--output-format", "json", "--data-ascii", json.dumps(payload)],
-            capture_output=True, text=True, timeout=300)
+            capture_output=True, text=True, timeout=timeout)
         if result.returncode != 0:
             if expect_ok:
                 raise JourneyFailed(
                     f"cargo lambda invoke charger failed: {result.stderr.strip()[-2000:]}")
-            if "error sending request" in result.stderr or "Connection refused" in result.stderr:
-                raise JourneyFailed("charger not reachable")
+            # The refusal of the warm-up payload is the charger's own answer; anything else
+            # (not listening yet, still building) is not.
+            if "Unrecognised" not in result.stderr:
+                raise JourneyFailed(f"charger not answering: {result.stderr.strip()[-500:]}")
             return None
         return json.loads(result.stdout) if result.stdout.strip() else None
 

@@ -47,25 +47,41 @@ impl OenClientConfig {
 }
 
 pub struct HttpOenGateway {
-    http: reqwest::Client,
+    /// Built on the first call rather than with the gateway: building it loads the platform's
+    /// root certificates (rustls-platform-verifier reads the system store), milliseconds that a
+    /// cold start should not pay before it is known to call Oen at all (the webhook never does;
+    /// the charger's scheduled planning run does not). Certificate verification is unchanged.
+    http: tokio::sync::OnceCell<reqwest::Client>,
     config: OenClientConfig,
     secrets: Arc<dyn SecretSource>,
 }
 
 impl HttpOenGateway {
+    /// The gateway; its HTTP client is built on the first call, and a failure to build it is
+    /// that call's [`OenError::NotSent`] (nothing left the process). The `Result` stays for the
+    /// callers that check it.
     pub fn new(config: OenClientConfig, secrets: Arc<dyn SecretSource>) -> Result<Self, OenError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            // Oen never redirects an API call; a redirect is an answer to classify, not follow.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| OenError::NotSent(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
-            http,
+            http: tokio::sync::OnceCell::new(),
             config,
             secrets,
         })
+    }
+
+    /// The HTTP client, built once: concurrent first calls wait for the one build.
+    async fn http(&self) -> Result<&reqwest::Client, OenError> {
+        self.http
+            .get_or_try_init(|| async {
+                reqwest::Client::builder()
+                    .connect_timeout(self.config.connect_timeout)
+                    .timeout(self.config.request_timeout)
+                    // Oen never redirects an API call; a redirect is an answer to classify, not
+                    // follow.
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .map_err(|e| OenError::NotSent(format!("cannot build the HTTP client: {e}")))
+            })
+            .await
     }
 
     /// One HTTP exchange, classified. Secrets are read per call from the cached source; an
@@ -144,7 +160,11 @@ impl HttpOenGateway {
         api_token: &str,
     ) -> Result<Value, OenError> {
         let url = format!("{}{}", self.config.base_url, path);
-        let mut req = self.http.request(method, &url).bearer_auth(api_token);
+        let mut req = self
+            .http()
+            .await?
+            .request(method, &url)
+            .bearer_auth(api_token);
         if let Some(body) = body {
             req = req
                 .header(reqwest::header::CONTENT_TYPE, "application/json")

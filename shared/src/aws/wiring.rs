@@ -17,9 +17,50 @@ use crate::clock::SystemClock;
 /// re-read sooner, so a rotated API key takes effect on the next call.
 pub const SECRET_TTL: Duration = Duration::from_secs(300);
 
-/// The AWS SDK configuration from the standard variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, …).
+/// The AWS SDK configuration from the standard variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, …),
+/// with [`https_client`].
 pub async fn aws_config() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(https_client())
+        .load()
+        .await
+}
+
+/// The SDK's default HTTPS client (rustls with aws-lc, the system's root certificates, the
+/// connection pool), minus one thing: the default builds and drops a connector whenever a
+/// client is constructed, so that the root certificates load then, once for the configuration
+/// and again for every service client. Measured with `tools/coldstart`, that was most of what
+/// each function's cold start spent beyond a hello-world's. Here the first AWS request builds
+/// the connector, once per process; it is cached and reused as before. (Unlike the default, it
+/// reads no proxy from the environment: Lambda's network needs none.)
+pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_runtime_api::client::http::SharedHttpClient::new(OnFirstRequest(
+        aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+            .build_https(),
+    ))
+}
+
+/// Forwards to the inner client everything but the validation hook that loads certificates at
+/// construction.
+#[derive(Debug)]
+struct OnFirstRequest(aws_smithy_runtime_api::client::http::SharedHttpClient);
+
+impl aws_smithy_runtime_api::client::http::HttpClient for OnFirstRequest {
+    fn http_connector(
+        &self,
+        settings: &aws_smithy_runtime_api::client::http::HttpConnectorSettings,
+        components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+    ) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    fn connector_metadata(
+        &self,
+    ) -> Option<aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata> {
+        self.0.connector_metadata()
+    }
 }
 
 /// The secret (Oen API token, webhook path key, link keys), cached for [`SECRET_TTL`].

@@ -111,6 +111,27 @@ fn events(aws: &aws_config::SdkConfig, bus: &str) -> Arc<super::EventBridgeSink>
     ))
 }
 
+/// A function's binding dependencies around the three ports it is wired with: the store, the
+/// clock, the plans and the merchant are the same for every function.
+#[cfg(feature = "aws-dynamodb")]
+fn binding_deps(
+    aws: &aws_config::SdkConfig,
+    config: &Config,
+    vault: Arc<dyn crate::vault::TokenVault>,
+    oen: Arc<dyn crate::oen::OenGateway>,
+    events: Arc<dyn crate::events::EventSink>,
+) -> BindingDeps {
+    BindingDeps {
+        store: store(aws, config),
+        vault,
+        oen,
+        events,
+        clock: Arc::new(SystemClock),
+        plans: config.plans.clone(),
+        merchant: config.merchant_id.clone(),
+    }
+}
+
 /// What checkout-start needs: the store and Oen. It never touches a card token and publishes
 /// no event, so it holds no key and no event bus ([`Withheld`](crate::withheld::Withheld)).
 #[cfg(all(feature = "aws-dynamodb", feature = "aws-secretsmanager"))]
@@ -124,15 +145,13 @@ pub fn checkout_start_deps(
         "checkout-start",
         config.merchant_id.clone(),
     ));
-    Ok(BindingDeps {
-        store: store(aws, config),
-        vault: withheld.clone(),
-        oen: Arc::new(oen(config, oen_config, secrets)?),
-        events: withheld,
-        clock: Arc::new(SystemClock),
-        plans: config.plans.clone(),
-        merchant: config.merchant_id.clone(),
-    })
+    Ok(binding_deps(
+        aws,
+        config,
+        withheld.clone(),
+        Arc::new(oen(config, oen_config, secrets)?),
+        withheld,
+    ))
 }
 
 /// What the webhook needs: the store, the key to encrypt card tokens, the event bus. It only
@@ -147,18 +166,16 @@ pub fn webhook_deps(
     webhook: &crate::config::WebhookConfig,
     aws: &aws_config::SdkConfig,
 ) -> BindingDeps {
-    BindingDeps {
-        store: store(aws, config),
-        vault: vault(aws, &webhook.token_key_id),
-        oen: Arc::new(crate::withheld::Withheld::new(
+    binding_deps(
+        aws,
+        config,
+        vault(aws, &webhook.token_key_id),
+        Arc::new(crate::withheld::Withheld::new(
             "webhook",
             config.merchant_id.clone(),
         )),
-        events: events(aws, &webhook.event_bus_name),
-        clock: Arc::new(SystemClock),
-        plans: config.plans.clone(),
-        merchant: config.merchant_id.clone(),
-    }
+        events(aws, &webhook.event_bus_name),
+    )
 }
 
 /// What the charger needs: every adapter, plus the work queue.
@@ -176,15 +193,13 @@ pub fn charge_deps(
     aws: &aws_config::SdkConfig,
     secrets: Arc<dyn SecretSource>,
 ) -> Result<crate::charging::ChargeDeps, OenError> {
-    let binding = BindingDeps {
-        store: store(aws, config),
-        vault: vault(aws, &charger.token_key_id),
-        oen: Arc::new(oen(config, oen_config, secrets)?),
-        events: events(aws, &charger.event_bus_name),
-        clock: Arc::new(SystemClock),
-        plans: config.plans.clone(),
-        merchant: config.merchant_id.clone(),
-    };
+    let binding = binding_deps(
+        aws,
+        config,
+        vault(aws, &charger.token_key_id),
+        Arc::new(oen(config, oen_config, secrets)?),
+        events(aws, &charger.event_bus_name),
+    );
     let queue = super::SqsQueue::new(
         aws_sdk_sqs::Client::new(aws),
         charger.charge_queue_url.clone(),

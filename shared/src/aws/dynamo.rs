@@ -126,14 +126,17 @@ type Item = HashMap<String, AttributeValue>;
 /// The [`Store`] on one DynamoDB table (schema in `template.yaml`, resource `Table`).
 #[derive(Clone)]
 pub struct DynamoStore {
-    client: aws_sdk_dynamodb::Client,
+    client: super::lazy::LazyClient<aws_sdk_dynamodb::Client>,
     table: String,
 }
 
 impl DynamoStore {
-    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+    pub fn new(
+        client: impl Into<super::lazy::LazyClient<aws_sdk_dynamodb::Client>>,
+        table: impl Into<String>,
+    ) -> Self {
         Self {
-            client,
+            client: client.into(),
             table: table.into(),
         }
     }

@@ -6,14 +6,17 @@ use crate::events::{DomainEvent, EventError, EventSink, EVENT_SOURCE};
 
 /// Publishes to an EventBridge bus, `DetailType` = the event type, `Detail` = the event.
 pub struct EventBridgeSink {
-    client: aws_sdk_eventbridge::Client,
+    client: super::lazy::LazyClient<aws_sdk_eventbridge::Client>,
     bus: String,
 }
 
 impl EventBridgeSink {
-    pub fn new(client: aws_sdk_eventbridge::Client, bus: impl Into<String>) -> Self {
+    pub fn new(
+        client: impl Into<super::lazy::LazyClient<aws_sdk_eventbridge::Client>>,
+        bus: impl Into<String>,
+    ) -> Self {
         Self {
-            client,
+            client: client.into(),
             bus: bus.into(),
         }
     }

@@ -8,14 +8,17 @@ use crate::domain::CardToken;
 use crate::vault::{Ciphertext, TokenVault, VaultContext, VaultError};
 
 pub struct KmsVault {
-    client: aws_sdk_kms::Client,
+    client: super::lazy::LazyClient<aws_sdk_kms::Client>,
     key_id: String,
 }
 
 impl KmsVault {
-    pub fn new(client: aws_sdk_kms::Client, key_id: impl Into<String>) -> Self {
+    pub fn new(
+        client: impl Into<super::lazy::LazyClient<aws_sdk_kms::Client>>,
+        key_id: impl Into<String>,
+    ) -> Self {
         Self {
-            client,
+            client: client.into(),
             key_id: key_id.into(),
         }
     }

@@ -10,6 +10,7 @@ pub mod dynamo;
 mod eventbridge;
 #[cfg(feature = "aws-kms")]
 mod kms;
+pub mod lazy;
 #[cfg(feature = "aws-secretsmanager")]
 mod secrets_manager;
 #[cfg(feature = "aws-sqs")]

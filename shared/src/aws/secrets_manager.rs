@@ -6,14 +6,17 @@ use crate::secrets::{FetchSecret, SecretError};
 
 /// Reads the secret JSON from AWS Secrets Manager.
 pub struct SecretsManagerFetcher {
-    client: aws_sdk_secretsmanager::Client,
+    client: super::lazy::LazyClient<aws_sdk_secretsmanager::Client>,
     secret_id: String,
 }
 
 impl SecretsManagerFetcher {
-    pub fn new(client: aws_sdk_secretsmanager::Client, secret_id: impl Into<String>) -> Self {
+    pub fn new(
+        client: impl Into<super::lazy::LazyClient<aws_sdk_secretsmanager::Client>>,
+        secret_id: impl Into<String>,
+    ) -> Self {
         Self {
-            client,
+            client: client.into(),
             secret_id: secret_id.into(),
         }
     }

@@ -6,14 +6,17 @@ use crate::queue::{QueueError, WorkMessage, WorkQueue};
 
 /// SQS: `SendMessageBatch`, ten messages a call.
 pub struct SqsQueue {
-    client: aws_sdk_sqs::Client,
+    client: super::lazy::LazyClient<aws_sdk_sqs::Client>,
     url: String,
 }
 
 impl SqsQueue {
-    pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
+    pub fn new(
+        client: impl Into<super::lazy::LazyClient<aws_sdk_sqs::Client>>,
+        url: impl Into<String>,
+    ) -> Self {
         Self {
-            client,
+            client: client.into(),
             url: url.into(),
         }
     }

@@ -68,7 +68,7 @@ impl aws_smithy_runtime_api::client::http::HttpClient for OnFirstRequest {
 pub fn secrets(aws: &aws_config::SdkConfig, config: &Config) -> Arc<dyn SecretSource> {
     Arc::new(crate::secrets::CachedSecrets::new(
         super::SecretsManagerFetcher::new(
-            aws_sdk_secretsmanager::Client::new(aws),
+            super::lazy::LazyClient::on_first_use(aws, aws_sdk_secretsmanager::Client::new),
             config.secret_id.clone(),
         ),
         SECRET_TTL,
@@ -90,7 +90,7 @@ pub fn oen(
 #[cfg(feature = "aws-dynamodb")]
 fn store(aws: &aws_config::SdkConfig, config: &Config) -> Arc<super::DynamoStore> {
     Arc::new(super::DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(aws),
+        super::lazy::LazyClient::on_first_use(aws, aws_sdk_dynamodb::Client::new),
         config.table_name.clone(),
     ))
 }
@@ -98,7 +98,7 @@ fn store(aws: &aws_config::SdkConfig, config: &Config) -> Arc<super::DynamoStore
 #[cfg(feature = "aws-kms")]
 fn vault(aws: &aws_config::SdkConfig, key_id: &str) -> Arc<super::KmsVault> {
     Arc::new(super::KmsVault::new(
-        aws_sdk_kms::Client::new(aws),
+        super::lazy::LazyClient::on_first_use(aws, aws_sdk_kms::Client::new),
         key_id.to_owned(),
     ))
 }
@@ -106,7 +106,7 @@ fn vault(aws: &aws_config::SdkConfig, key_id: &str) -> Arc<super::KmsVault> {
 #[cfg(feature = "aws-eventbridge")]
 fn events(aws: &aws_config::SdkConfig, bus: &str) -> Arc<super::EventBridgeSink> {
     Arc::new(super::EventBridgeSink::new(
-        aws_sdk_eventbridge::Client::new(aws),
+        super::lazy::LazyClient::on_first_use(aws, aws_sdk_eventbridge::Client::new),
         bus.to_owned(),
     ))
 }
@@ -201,7 +201,7 @@ pub fn charge_deps(
         events(aws, &charger.event_bus_name),
     );
     let queue = super::SqsQueue::new(
-        aws_sdk_sqs::Client::new(aws),
+        super::lazy::LazyClient::on_first_use(aws, aws_sdk_sqs::Client::new),
         charger.charge_queue_url.clone(),
     );
     Ok(crate::charging::ChargeDeps::new(

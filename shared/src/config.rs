@@ -156,6 +156,9 @@ pub struct CheckoutConfig {
     pub failure_url: String,
     /// `LINK_MAX_TTL`: how far ahead of its use a start link may expire.
     pub link_max_ttl: Duration,
+    /// `STATUS_ALLOWED_ORIGINS`: the web origins (`https://shop.example`) whose pages may read
+    /// `GET /checkout/status` from the browser (CORS); empty allows none but the API's own.
+    pub status_allowed_origins: Vec<String>,
 }
 
 impl CheckoutConfig {
@@ -175,8 +178,40 @@ impl CheckoutConfig {
                 Some(raw) => link_max_ttl(&raw)?,
                 None => DEFAULT_LINK_MAX_TTL,
             },
+            status_allowed_origins: allowed_origins(
+                &vars.get("STATUS_ALLOWED_ORIGINS").unwrap_or_default(),
+            )?,
         })
     }
+}
+
+/// `STATUS_ALLOWED_ORIGINS`: comma-separated origins, each a scheme and host with an optional
+/// port and nothing else, as a browser sends them in `Origin`. `*` is refused: a binding's
+/// state is for the merchant's own pages, not for any site that learns a reference.
+fn allowed_origins(raw: &str) -> Result<Vec<String>, ConfigError> {
+    const NAME: &str = "STATUS_ALLOWED_ORIGINS";
+    let invalid = |reason: String| ConfigError::Invalid { name: NAME, reason };
+    let mut origins = Vec::new();
+    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        if entry == "*" {
+            return Err(invalid(
+                "`*` is not allowed: list the origins of the merchant's return pages".into(),
+            ));
+        }
+        let url = reqwest::Url::parse(entry)
+            .map_err(|e| invalid(format!("{entry:?} is not an origin ({e})")))?;
+        let origin = url.origin().ascii_serialization();
+        if !matches!(url.scheme(), "http" | "https") || !entry.eq_ignore_ascii_case(&origin) {
+            return Err(invalid(format!(
+                "{entry:?} is not an origin: write a scheme and host, with a port if not the \
+                 default, and no path, like https://shop.example"
+            )));
+        }
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    Ok(origins)
 }
 
 /// The webhook's own: the key that encrypts card tokens, the event bus, and who may post.
@@ -433,6 +468,7 @@ mod tests {
                 "FAILURE_URL",
                 "LINK_MAX_TTL",
                 "OEN_HOSTED_BASE_URL",
+                "STATUS_ALLOWED_ORIGINS",
                 "SUCCESS_URL"
             ])
         );
@@ -498,6 +534,36 @@ mod tests {
         assert_eq!(c.charge_policy.unknown_alarm_after, Duration::hours(6));
         assert_eq!(c.concurrency, 64);
         assert!(!c.charge_policy.auto_refund_duplicates);
+    }
+
+    #[test]
+    fn status_allowed_origins_are_exact_origins() {
+        let read = |raw: &str| {
+            let mut v = base();
+            v.insert("STATUS_ALLOWED_ORIGINS", raw.to_owned());
+            checkout(&v).map(|c| c.status_allowed_origins)
+        };
+        assert_eq!(
+            checkout(&base()).unwrap().status_allowed_origins,
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            read(" https://Shop.Example , http://127.0.0.1:3000,https://shop.example").unwrap(),
+            vec!["https://shop.example", "http://127.0.0.1:3000"]
+        );
+        // A default port is not part of the origin a browser sends.
+        assert!(read("https://shop.example:443").is_err());
+        for bad in [
+            "*",
+            "https://shop.example/",
+            "https://shop.example/return",
+            "https://shop.example?x=1",
+            "shop.example",
+            "ftp://shop.example",
+        ] {
+            let e = read(bad).unwrap_err().to_string();
+            assert!(e.contains("STATUS_ALLOWED_ORIGINS"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -38,6 +38,9 @@ const EVENT_TOKEN: &str = "2HhnhWm8Qe0sPz4LbXv9KdYt1Ra";
 const EVENT_REF: &str = "Ref0000000000000000001";
 const EVENT_CHECKOUT: &str = "2HhngP9sVb3mK1xYdQe7Wc0RtUi";
 /// How long the test's start links live.
+/// The merchant's return pages, allowed to read the status route from the browser.
+const SHOP_ORIGIN: &str = "https://shop.example";
+
 const LINK_LIFE: chrono::Duration = chrono::Duration::minutes(10);
 /// The request id of `events/checkout-start-valid.json`.
 const START_REQUEST_ID: &str = "JKJaXmPLvHcESHA=";
@@ -279,7 +282,52 @@ fn checkout_router(deps: BindingDeps, sim: &Simulator) -> Router {
         failure_url: "https://shop.example/card/failed".into(),
         hosted_base_url: sim.hosted_base_url_template(),
         link_max_ttl: DEFAULT_LINK_MAX_TTL,
+        status_allowed_origins: vec![SHOP_ORIGIN.into()],
     }))
+}
+
+/// The status answer `want` is readable by the merchant's page (`SHOP_ORIGIN`, however the
+/// browser cases it) and by no other origin, and says that it varies by origin.
+async fn assert_status_cors(s: &Stack, status_event: &serde_json::Value, want: StatusCode) {
+    for (origin, allowed) in [
+        (Some(SHOP_ORIGIN), Some(SHOP_ORIGIN)),
+        (Some("https://SHOP.example"), Some(SHOP_ORIGIN)),
+        (Some("https://evil.example"), None),
+        (Some("https://shop.example.evil.example"), None),
+        (Some("http://shop.example"), None),
+        (None, None),
+    ] {
+        let mut e = status_event.clone();
+        if let Some(origin) = origin {
+            e["headers"]["origin"] = origin.into();
+        }
+        let (status, headers, _) = invoke(&s.checkout, &e).await;
+        assert_eq!(status, want, "{origin:?}");
+        assert_eq!(
+            headers
+                .get("access-control-allow-origin")
+                .map(|v| v.to_str().unwrap()),
+            allowed,
+            "{origin:?}"
+        );
+        assert!(
+            headers
+                .get_all("vary")
+                .iter()
+                .any(|v| v.to_str().unwrap().eq_ignore_ascii_case("origin")),
+            "{origin:?}: {headers:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_merchants_page_can_read_a_status_error_from_another_origin() {
+    let s = stack(Backend::Memory, Vec::new()).await;
+    let mut status_event = event("checkout-status.json");
+    status_event["rawQueryString"] = "ref=Ref0000000000000000404".into();
+    assert_status_cors(&s, &status_event, StatusCode::NOT_FOUND).await;
+    status_event["rawQueryString"] = "ref=not-a-reference".into();
+    assert_status_cors(&s, &status_event, StatusCode::BAD_REQUEST).await;
 }
 
 fn ctx(customer: &str, binding: &BindingRef) -> VaultContext {
@@ -442,6 +490,7 @@ async fn full_flow_stores_only_ciphertext_that_decrypts_under_its_context(backen
     assert_eq!(body["state"], "bound");
     assert_eq!(body["last4"], "4242");
     assert!(!body.to_string().contains(&token));
+    assert_status_cors(&s, &status_event, StatusCode::OK).await;
 
     // Nothing anywhere holds the plaintext token.
     if let Some(table) = &s.table {

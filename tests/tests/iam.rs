@@ -552,6 +552,7 @@ async fn drive() -> Journey {
         failure_url: c.checkout.failure_url,
         hosted_base_url: c.checkout.hosted_base_url,
         link_max_ttl: c.checkout.link_max_ttl,
+        status_allowed_origins: c.checkout.status_allowed_origins,
     }));
 
     // The webhook, as its main.rs builds it, served on loopback where the simulator posts.

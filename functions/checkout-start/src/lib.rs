@@ -7,6 +7,9 @@
 //!   unknown plan or a malformed customer, 502 Oen failed. A link opens one binding session: used
 //!   again, it answers 302 to the same page while that is open, else 409.
 //! - `GET /checkout/status?ref=…` → `{"state":"pending|bound|failed|expired","last4":…,"reason":…}`.
+//!   A page on one of `STATUS_ALLOWED_ORIGINS` may read it from another origin: the answer, errors
+//!   included, carries `Access-Control-Allow-Origin` for that origin (a plain GET needs no
+//!   preflight); any other origin gets no CORS header, so its browser withholds the answer.
 
 use std::sync::Arc;
 
@@ -55,6 +58,8 @@ pub struct App {
     pub hosted_base_url: String,
     /// How far ahead of its use a start link may expire (`LINK_MAX_TTL`).
     pub link_max_ttl: Duration,
+    /// Origins whose pages may read the status route (`STATUS_ALLOWED_ORIGINS`).
+    pub status_allowed_origins: Vec<String>,
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -178,7 +183,37 @@ async fn status(
     parts: Parts,
     query: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let rid = request_id(&parts);
+    let mut r = binding_status(&app, &parts, query).await;
+    allow_origin(&app.status_allowed_origins, &parts, &mut r);
+    r
+}
+
+/// CORS for the status route: an allowed `Origin` is echoed back; the answer varies by it.
+fn allow_origin(allowed: &[String], parts: &Parts, r: &mut Response) {
+    if allowed.is_empty() {
+        return;
+    }
+    r.headers_mut()
+        .append(header::VARY, HeaderValue::from_static("origin"));
+    let Some(origin) = parts.headers.get(header::ORIGIN) else {
+        return;
+    };
+    let allowed = origin
+        .to_str()
+        .ok()
+        .and_then(|o| allowed.iter().find(|a| a.eq_ignore_ascii_case(o)));
+    if let Some(value) = allowed.and_then(|a| HeaderValue::from_str(a).ok()) {
+        r.headers_mut()
+            .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    }
+}
+
+async fn binding_status(
+    app: &App,
+    parts: &Parts,
+    query: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let rid = request_id(parts);
     let raw = query.ok().and_then(|q| q.0.reference);
     let Some(raw) = raw else {
         return json_error(

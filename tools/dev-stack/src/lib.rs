@@ -404,6 +404,8 @@ fn router(
         failure_url: return_url,
         hosted_base_url,
         link_max_ttl: config::DEFAULT_LINK_MAX_TTL,
+        // The demo's return page is served from the stack's own origin.
+        status_allowed_origins: Vec::new(),
     }));
     let webhook = webhook::router(Arc::new(webhook::App {
         deps,

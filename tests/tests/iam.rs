@@ -542,7 +542,7 @@ async fn drive() -> Journey {
     let env = environment(&t, "CheckoutStartFunction", &names, &sim);
     let lookup = |name: &str| env.get(name).cloned();
     let c = checkout_start::Configuration::read(&Vars::new(&lookup)).unwrap();
-    let aws_checkout = checkout_recorder.sdk_config().await;
+    let aws_checkout = wiring::AwsConfig::loaded(checkout_recorder.sdk_config().await);
     let secrets = wiring::secrets(&aws_checkout, &c.config);
     let checkout = checkout_start::router(Arc::new(checkout_start::App {
         deps: wiring::checkout_start_deps(&c.config, &c.oen, &aws_checkout, secrets.clone())
@@ -560,7 +560,7 @@ async fn drive() -> Journey {
     let env = environment(&t, "WebhookFunction", &names, &sim);
     let lookup = |name: &str| env.get(name).cloned();
     let w = webhook::Configuration::read(&Vars::new(&lookup)).unwrap();
-    let aws_webhook = webhook_recorder.sdk_config().await;
+    let aws_webhook = wiring::AwsConfig::loaded(webhook_recorder.sdk_config().await);
     let webhook = webhook::router(Arc::new(webhook::App {
         deps: wiring::webhook_deps(&w.config, &w.webhook, &aws_webhook),
         secrets: wiring::secrets(&aws_webhook, &w.config),
@@ -584,7 +584,7 @@ async fn drive() -> Journey {
     let env = environment(&t, "ChargerFunction", &names, &sim);
     let lookup = |name: &str| env.get(name).cloned();
     let ch = charger::Configuration::read(&Vars::new(&lookup)).unwrap();
-    let aws_charger = charger_recorder.sdk_config().await;
+    let aws_charger = wiring::AwsConfig::loaded(charger_recorder.sdk_config().await);
     let clock = TestClock::at(Utc::now());
     let mut deps = wiring::charge_deps(
         &ch.config,
@@ -596,12 +596,13 @@ async fn drive() -> Journey {
     .unwrap();
     deps.clock = Arc::new(clock.clone());
     // An operator's hand, for what no deployed function does (cancel at period end), unrecorded.
+    let operator_aws = wiring::AwsConfig::loaded(aws.clone());
     let mut operator = wiring::charge_deps(
         &ch.config,
         &ch.oen,
         &ch.charger,
-        &aws,
-        wiring::secrets(&aws, &ch.config),
+        &operator_aws,
+        wiring::secrets(&operator_aws, &ch.config),
     )
     .unwrap();
     operator.clock = Arc::new(clock.clone());

@@ -11,7 +11,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let c = Configuration::read(&Vars::new(&env_lookup))?;
     let settings = charger::Settings::from_config(&c.charger);
-    let aws = wiring::aws_config().await;
+    let aws = wiring::AwsConfig::from_environment();
     let secrets = wiring::secrets(&aws, &c.config);
     let deps = Arc::new(wiring::charge_deps(
         &c.config, &c.oen, &c.charger, &aws, secrets,

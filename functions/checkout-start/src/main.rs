@@ -8,7 +8,7 @@ use oen_pay::config::{env_lookup, Vars};
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let c = Configuration::read(&Vars::new(&env_lookup))?;
-    let aws = wiring::aws_config().await;
+    let aws = wiring::AwsConfig::from_environment();
     let secrets = wiring::secrets(&aws, &c.config);
     let app = App {
         deps: wiring::checkout_start_deps(&c.config, &c.oen, &aws, secrets.clone())?,

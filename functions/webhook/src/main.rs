@@ -8,7 +8,7 @@ use webhook::{router, App, Configuration};
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let c = Configuration::read(&Vars::new(&env_lookup))?;
-    let aws = wiring::aws_config().await;
+    let aws = wiring::AwsConfig::from_environment();
     let app = App {
         deps: wiring::webhook_deps(&c.config, &c.webhook, &aws),
         secrets: wiring::secrets(&aws, &c.config),

@@ -149,6 +149,8 @@ impl DynamoStore {
         let condition = Condition::of(put.expect);
         let result = self
             .client
+            .get()
+            .await
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
@@ -189,6 +191,8 @@ impl DynamoStore {
         }
         let result = self
             .client
+            .get()
+            .await
             .transact_write_items()
             .set_transact_items(Some(writes))
             .send()
@@ -242,6 +246,8 @@ impl DynamoStore {
         // page's last entry; otherwise this is the last page, exactly as in the memory store.
         let out = self
             .client
+            .get()
+            .await
             .query()
             .table_name(&self.table)
             .index_name(DUE_INDEX)
@@ -540,6 +546,8 @@ impl Store for DynamoStore {
         let (pk, sk) = pk_sk(key);
         let out = self
             .client
+            .get()
+            .await
             .get_item()
             .table_name(&self.table)
             .key(PK, AttributeValue::S(pk))

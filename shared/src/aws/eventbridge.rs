@@ -27,7 +27,7 @@ impl EventSink for EventBridgeSink {
     async fn publish(&self, events: &[DomainEvent]) -> Result<(), EventError> {
         // PutEvents takes at most 10 entries.
         for chunk in events.chunks(10) {
-            let mut req = self.client.put_events();
+            let mut req = self.client.get().await.put_events();
             for e in chunk {
                 let detail = serde_json::to_string(e).map_err(|err| EventError(err.to_string()))?;
                 req = req.entries(

@@ -33,6 +33,8 @@ impl TokenVault for KmsVault {
     ) -> Result<Ciphertext, VaultError> {
         let mut req = self
             .client
+            .get()
+            .await
             .encrypt()
             .key_id(&self.key_id)
             .plaintext(Blob::new(token.expose().as_bytes()));
@@ -56,6 +58,8 @@ impl TokenVault for KmsVault {
         // Naming the key makes KMS refuse a ciphertext made under any other key.
         let mut req = self
             .client
+            .get()
+            .await
             .decrypt()
             .key_id(&self.key_id)
             .ciphertext_blob(Blob::new(ciphertext.0.clone()));

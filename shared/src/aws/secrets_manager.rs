@@ -27,6 +27,8 @@ impl FetchSecret for SecretsManagerFetcher {
     async fn fetch(&self) -> Result<String, SecretError> {
         let out = self
             .client
+            .get()
+            .await
             .get_secret_value()
             .secret_id(&self.secret_id)
             .send()

@@ -26,7 +26,12 @@ impl SqsQueue {
 impl WorkQueue for SqsQueue {
     async fn enqueue(&self, messages: &[WorkMessage]) -> Result<(), QueueError> {
         for chunk in messages.chunks(10) {
-            let mut req = self.client.send_message_batch().queue_url(&self.url);
+            let mut req = self
+                .client
+                .get()
+                .await
+                .send_message_batch()
+                .queue_url(&self.url);
             for (i, m) in chunk.iter().enumerate() {
                 let body = serde_json::to_string(m).map_err(|e| QueueError(e.to_string()))?;
                 let entry = aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()

@@ -17,14 +17,7 @@ use crate::clock::SystemClock;
 /// re-read sooner, so a rotated API key takes effect on the next call.
 pub const SECRET_TTL: Duration = Duration::from_secs(300);
 
-/// The AWS SDK configuration from the standard variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, …),
-/// with [`https_client`].
-pub async fn aws_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(https_client())
-        .load()
-        .await
-}
+pub use super::lazy::AwsConfig;
 
 /// The SDK's default HTTPS client (rustls with aws-lc, the system's root certificates, the
 /// connection pool), minus one thing: the default builds and drops a connector whenever a
@@ -65,7 +58,7 @@ impl aws_smithy_runtime_api::client::http::HttpClient for OnFirstRequest {
 
 /// The secret (Oen API token, webhook path key, link keys), cached for [`SECRET_TTL`].
 #[cfg(feature = "aws-secretsmanager")]
-pub fn secrets(aws: &aws_config::SdkConfig, config: &Config) -> Arc<dyn SecretSource> {
+pub fn secrets(aws: &AwsConfig, config: &Config) -> Arc<dyn SecretSource> {
     Arc::new(crate::secrets::CachedSecrets::new(
         super::SecretsManagerFetcher::new(
             super::lazy::LazyClient::on_first_use(aws, aws_sdk_secretsmanager::Client::new),
@@ -88,7 +81,7 @@ pub fn oen(
 }
 
 #[cfg(feature = "aws-dynamodb")]
-fn store(aws: &aws_config::SdkConfig, config: &Config) -> Arc<super::DynamoStore> {
+fn store(aws: &AwsConfig, config: &Config) -> Arc<super::DynamoStore> {
     Arc::new(super::DynamoStore::new(
         super::lazy::LazyClient::on_first_use(aws, aws_sdk_dynamodb::Client::new),
         config.table_name.clone(),
@@ -96,7 +89,7 @@ fn store(aws: &aws_config::SdkConfig, config: &Config) -> Arc<super::DynamoStore
 }
 
 #[cfg(feature = "aws-kms")]
-fn vault(aws: &aws_config::SdkConfig, key_id: &str) -> Arc<super::KmsVault> {
+fn vault(aws: &AwsConfig, key_id: &str) -> Arc<super::KmsVault> {
     Arc::new(super::KmsVault::new(
         super::lazy::LazyClient::on_first_use(aws, aws_sdk_kms::Client::new),
         key_id.to_owned(),
@@ -104,7 +97,7 @@ fn vault(aws: &aws_config::SdkConfig, key_id: &str) -> Arc<super::KmsVault> {
 }
 
 #[cfg(feature = "aws-eventbridge")]
-fn events(aws: &aws_config::SdkConfig, bus: &str) -> Arc<super::EventBridgeSink> {
+fn events(aws: &AwsConfig, bus: &str) -> Arc<super::EventBridgeSink> {
     Arc::new(super::EventBridgeSink::new(
         super::lazy::LazyClient::on_first_use(aws, aws_sdk_eventbridge::Client::new),
         bus.to_owned(),
@@ -115,7 +108,7 @@ fn events(aws: &aws_config::SdkConfig, bus: &str) -> Arc<super::EventBridgeSink>
 /// clock, the plans and the merchant are the same for every function.
 #[cfg(feature = "aws-dynamodb")]
 fn binding_deps(
-    aws: &aws_config::SdkConfig,
+    aws: &AwsConfig,
     config: &Config,
     vault: Arc<dyn crate::vault::TokenVault>,
     oen: Arc<dyn crate::oen::OenGateway>,
@@ -138,7 +131,7 @@ fn binding_deps(
 pub fn checkout_start_deps(
     config: &Config,
     oen_config: &OenConfig,
-    aws: &aws_config::SdkConfig,
+    aws: &AwsConfig,
     secrets: Arc<dyn SecretSource>,
 ) -> Result<BindingDeps, OenError> {
     let withheld = Arc::new(crate::withheld::Withheld::new(
@@ -164,7 +157,7 @@ pub fn checkout_start_deps(
 pub fn webhook_deps(
     config: &Config,
     webhook: &crate::config::WebhookConfig,
-    aws: &aws_config::SdkConfig,
+    aws: &AwsConfig,
 ) -> BindingDeps {
     binding_deps(
         aws,
@@ -190,7 +183,7 @@ pub fn charge_deps(
     config: &Config,
     oen_config: &OenConfig,
     charger: &crate::config::ChargerConfig,
-    aws: &aws_config::SdkConfig,
+    aws: &AwsConfig,
     secrets: Arc<dyn SecretSource>,
 ) -> Result<crate::charging::ChargeDeps, OenError> {
     let binding = binding_deps(

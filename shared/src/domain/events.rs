@@ -25,12 +25,13 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 8] = [
+    pub const ALL: [EventType; 9] = [
         EventType::CardBound,
         EventType::PaymentSucceeded,
         EventType::PaymentFailed,
         EventType::PaymentUnknown,
         EventType::PaymentRefunded,
+        EventType::PaymentDuplicateDetected,
         EventType::SubscriptionPastDue,
         EventType::SubscriptionRequiresPaymentMethod,
         EventType::SubscriptionCanceled,
@@ -316,6 +317,9 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", kind.as_str()));
             assert_eq!(serde_json::from_str::<EventType>(&json).unwrap(), kind);
         }
+        // Every event the outbox may hold reads back, the duplicate report included.
+        let duplicate = serde_json::to_string(&EventType::PaymentDuplicateDetected).unwrap();
+        assert!(serde_json::from_str::<EventType>(&duplicate).is_ok());
         for name in ["\"payment\"", "\"Payment.Succeeded\"", "\"\"", "1"] {
             assert!(serde_json::from_str::<EventType>(name).is_err(), "{name}");
         }

@@ -353,11 +353,12 @@ impl DomainEvent {
         Self::of_charge(EventType::ChargeSucceeded, about, charge, at, detail)
     }
 
-    /// `charge.failed`, once per one-off charge (a decline is final for it).
+    /// `charge.failed`, once per attempt of a one-off charge that ended with nothing charged:
+    /// a decline (final), or a reconciliation that found nothing at Oen (`not_charged`).
     pub fn charge_failed(charge: &OneOffCharge, code: &str, hard: bool, at: DateTime<Utc>) -> Self {
         let detail = serde_json::json!({"code": code, "hard": hard});
-        let about = charge.order_id.as_str();
-        Self::of_charge(EventType::ChargeFailed, about, charge, at, detail)
+        let about = format!("{}:{}", charge.order_id, charge.attempts);
+        Self::of_charge(EventType::ChargeFailed, &about, charge, at, detail)
     }
 
     /// `charge.unknown`, once per attempt of a one-off charge whose outcome could not be known.

@@ -367,16 +367,13 @@ pub async fn reconcile(
         .await
         .unwrap_or(Outcome::NothingCharged);
     let written = held.write(&outcome, false).await?;
-    Ok(match (&written.charge.state, outcome) {
-        (ChargeState::Paid { transaction, .. }, _) => WorkOutcome::Paid {
-            transaction: transaction.clone(),
+    Ok(match written.charge.state {
+        ChargeState::Paid { transaction, .. } => WorkOutcome::Paid {
+            transaction,
             charged: false,
         },
-        (ChargeState::Unknown { reconcile_at, .. }, _) => WorkOutcome::Unknown {
-            reconcile_at: *reconcile_at,
-        },
-        (ChargeState::Declined { code, .. }, _) => WorkOutcome::Declined { code: code.clone() },
-        (_, Outcome::NotSent(_)) => WorkOutcome::NotSent,
-        _ => WorkOutcome::Released,
+        ChargeState::Unknown { reconcile_at, .. } => WorkOutcome::Unknown { reconcile_at },
+        ChargeState::Declined { code, .. } => WorkOutcome::Declined { code },
+        ChargeState::NotCharged { .. } | ChargeState::Charging { .. } => WorkOutcome::Released,
     })
 }

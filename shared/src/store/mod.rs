@@ -7,9 +7,11 @@
 //! compare-and-set like any other. If any condition fails, nothing is written and the caller gets
 //! [`StoreError::Conflict`].
 //!
-//! Two sharded indexes list work without a scan: [`Store::due`] the subscriptions whose next
+//! Three sharded indexes list work without a scan: [`Store::due`] the subscriptions whose next
 //! action has come, [`Store::outbox_pending`] the outbox entries (domain events committed with
-//! their state change) that have not reached the event bus yet.
+//! their state change) that have not reached the event bus yet, and [`Store::charges_due`] the
+//! one-off charges whose running attempt's lease ends or whose unknown outcome is due for
+//! reconciliation.
 
 mod memory;
 

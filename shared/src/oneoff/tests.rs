@@ -786,3 +786,32 @@ async fn the_newest_card_is_charged_and_get_answers_only_known_charges() {
         assert_eq!((err.status(), err.code()), (404, "charge_not_found"));
     }
 }
+
+#[tokio::test]
+async fn planning_pages_through_every_due_charge_of_a_shard() {
+    // GIVEN seven unknown charges due in one shard, and planning pages of two
+    let mut w = World::new(FakeOen::default()).await;
+    w.charge_deps.policy.plan_page = 2;
+    let shard = 5;
+    let ids = crate::store::contract::charge_ids_in_shard(shard, 7);
+    let since = t0() - Duration::minutes(10);
+    let puts: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let mut c = crate::store::contract::one_off_charge_with_id(id.clone(), "cust-1", None);
+            c.state = ChargeState::Unknown {
+                since,
+                reconcile_at: t0(),
+                checks: 0,
+            };
+            c.next_action_at = Some(t0());
+            crate::store::Put::new(c, crate::store::Expect::Absent)
+        })
+        .collect();
+    w.charge_deps.store.commit(puts).await.unwrap();
+    // WHEN the charger runs THEN each is reconciled once (Oen has nothing: released)
+    let outcomes = w.run_charger().await;
+    assert_eq!(outcomes, vec![WorkOutcome::Released; 7]);
+    assert_eq!(w.oen.calls(), 0);
+    assert!(w.run_charger().await.is_empty());
+}

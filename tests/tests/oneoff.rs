@@ -225,21 +225,20 @@ async fn a_504_before_anything_was_charged_is_reconciled_to_not_charged_never_ch
     assert!(s.sim.ledger().is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_holder_killed_after_sending_is_answered_from_the_order_not_charged_again() {
-    let s = Arc::new(stack().await);
-    customer_with_card(&s, "cust-killed", cards::SUCCESS).await;
-    // Oen commits the charge, then holds its answer long enough for the kill.
+/// A request for `customer` that sent its charge (Oen committed it and holds its answer) and
+/// then died: nothing of its outcome is written.
+async fn killed_after_sending(s: &Arc<Stack>, customer: &str) {
+    customer_with_card(s, customer, cards::SUCCESS).await;
     s.sim.set_gateway_timeout_delay(StdDuration::from_secs(60));
     s.sim.force_next(
         ForceTarget::AnyCharge,
         ForcedOutcome::GatewayTimeoutAfterCommit,
     );
     let holder = {
-        let s = s.clone();
+        let (s, customer) = (s.clone(), customer.to_owned());
         tokio::spawn(async move {
             let deps = deps(&s);
-            let req = request("cust-killed", 300);
+            let req = request(&customer, 300);
             oneoff::create(&deps, Some(KEY), &req, &ctx("doomed")).await
         })
     };
@@ -248,9 +247,43 @@ async fn a_holder_killed_after_sending_is_answered_from_the_order_not_charged_ag
         assert!(Instant::now() < deadline, "the request never reached Oen");
         tokio::time::sleep(StdDuration::from_millis(20)).await;
     }
-    // The request dies with the charge sent: nothing of its outcome is written.
     holder.abort();
     assert!(holder.await.unwrap_err().is_cancelled());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_killed_after_sending_is_reconciled_by_the_janitor_then_the_key_answers() {
+    let s = Arc::new(stack().await);
+    killed_after_sending(&s, "cust-vanished").await;
+    // No request comes back. While the lease runs the janitor leaves it alone; after it, the
+    // charger's janitor settles the charge from the order (paid shows at once).
+    assert!(s.run().await.is_empty(), "not due while the lease runs");
+    s.advance(Duration::seconds(91));
+    let outcomes = s.run().await;
+    assert!(
+        matches!(
+            outcomes.as_slice(),
+            [WorkOutcome::Paid { charged: false, .. }]
+        ),
+        "{outcomes:?}"
+    );
+    // The key's first reply comes from that, and is kept.
+    let reply = create(&s, KEY, &request("cust-vanished", 300))
+        .await
+        .unwrap();
+    assert_eq!((reply.status, reply.replayed), (201, false));
+    let again = create(&s, KEY, &request("cust-vanished", 300))
+        .await
+        .unwrap();
+    assert_eq!((again.replayed, &again.body), (true, &reply.body));
+    assert_eq!(ledger_of(&s, &reply.body), ["charged"]);
+    assert_eq!(s.sim.ledger().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_killed_after_sending_is_answered_from_the_order_not_charged_again() {
+    let s = Arc::new(stack().await);
+    killed_after_sending(&s, "cust-killed").await;
     let err = create(&s, KEY, &request("cust-killed", 300))
         .await
         .unwrap_err();

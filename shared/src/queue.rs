@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::domain::{CustomerId, PlanId};
+use crate::domain::{ChargeId, CustomerId, PlanId};
 use crate::store::DueCursor;
 
 /// One unit of work. Planning is itself fanned out through the queue, one page of one shard of
@@ -24,6 +24,15 @@ pub enum WorkMessage {
     },
     /// Look at one subscription: charge its due period, or reconcile an unknown one.
     Charge { customer: CustomerId, plan: PlanId },
+    /// Plan one more page of one shard of the one-off charges' due index (the first page is
+    /// read with the subscriptions' by `Plan`).
+    PlanCharges {
+        shard: u16,
+        now: DateTime<Utc>,
+        cursor: Option<String>,
+    },
+    /// Reconcile one one-off charge whose holder vanished or whose outcome is unknown.
+    ReconcileCharge { charge: ChargeId },
 }
 
 impl WorkMessage {
@@ -99,6 +108,13 @@ mod tests {
         let p = WorkMessage::plan(3, DateTime::from_timestamp(0, 0).unwrap(), None);
         let back: WorkMessage = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
         assert_eq!(back, p);
+        let r = WorkMessage::ReconcileCharge {
+            charge: ChargeId::parse("AAAAAAAAAAAAAAAAAAAA").unwrap(),
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"kind":"reconcile_charge","charge":"AAAAAAAAAAAAAAAAAAAA"}"#
+        );
         assert!(serde_json::from_str::<WorkMessage>(
             r#"{"kind":"charge","customer":"bad id","plan":"p"}"#
         )

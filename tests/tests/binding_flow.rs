@@ -996,6 +996,22 @@ impl Store for FlakyStore {
     ) -> Result<oen_pay::store::OutboxPage, oen_pay::store::StoreError> {
         self.inner.outbox_pending(shard, until, limit, after).await
     }
+    async fn cards_of(
+        &self,
+        customer: &oen_pay::domain::CustomerId,
+    ) -> Result<Vec<oen_pay::store::Versioned<oen_pay::store::Card>>, oen_pay::store::StoreError>
+    {
+        self.inner.cards_of(customer).await
+    }
+    async fn charges_due(
+        &self,
+        shard: u16,
+        now: chrono::DateTime<Utc>,
+        limit: usize,
+        after: Option<oen_pay::store::DueCursor>,
+    ) -> Result<oen_pay::store::ChargeDuePage, oen_pay::store::StoreError> {
+        self.inner.charges_due(shard, now, limit, after).await
+    }
 }
 
 #[tokio::test]

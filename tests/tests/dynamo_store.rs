@@ -9,7 +9,8 @@ use oen_pay::aws::dynamo::pk_sk;
 use oen_pay::aws::{DynamoStore, DUE_INDEX};
 use oen_pay::domain::{BindingRef, CardToken, Ciphertext, CustomerId, MerchantId};
 use oen_pay::store::contract::{
-    self, ids_in_shard, link_claim, session, subscription, subscription_with_id, t0,
+    self, idempotency_record, ids_in_shard, link_claim, one_off_charge, session, subscription,
+    subscription_with_id, t0,
 };
 use oen_pay::store::{
     outbox_shard_of, shard_of, Card, DueCursor, Expect, Key, MemoryStore, Put, Store, StoreError,
@@ -344,6 +345,60 @@ async fn outbox_items_are_indexed_while_pending_and_expire_a_week_after_delivery
 }
 
 /// Both stores end a page that empties the shard with no cursor, even when the page is full.
+#[tokio::test]
+async fn one_off_charges_are_indexed_while_due_and_idempotency_keys_expire_after_24_hours() {
+    let store = fresh_store().await;
+    let due_at = t0() + Duration::seconds(90);
+    let mut charge = one_off_charge("c-one-off-raw", Some(due_at));
+    let key = idempotency_record("key-raw-0001", &charge.id);
+    store
+        .commit(vec![
+            Put::new(charge.clone(), Expect::Absent),
+            Put::new(key.clone(), Expect::Absent),
+        ])
+        .await
+        .unwrap();
+    let item = raw_item(&store, &Key::Charge(charge.id.clone())).await;
+    assert_eq!(
+        item.get("pk"),
+        Some(&AttributeValue::S(format!("CHARGE#{}", charge.id)))
+    );
+    let shard = oen_pay::store::charge_shard_of(&charge.id);
+    assert_eq!(
+        item.get("due_shard"),
+        Some(&AttributeValue::S(format!("CHARGE#{shard:02}")))
+    );
+    assert_eq!(
+        item.get("due_at"),
+        Some(&AttributeValue::N(due_at.timestamp_micros().to_string()))
+    );
+    assert!(!item.contains_key("ttl"), "a record of money never expires");
+    let item = raw_item(&store, &oen_pay::store::Record::from(key.clone()).key()).await;
+    assert_eq!(
+        item.get("pk"),
+        Some(&AttributeValue::S("IDEM#ming#key-raw-0001".into()))
+    );
+    assert_eq!(
+        item.get("ttl"),
+        Some(&AttributeValue::N(
+            (t0() + Duration::hours(24)).timestamp().to_string()
+        ))
+    );
+    // Settled: off the index (and so off the janitor's list).
+    charge.next_action_at = None;
+    store
+        .commit(vec![Put::new(charge.clone(), Expect::Version(1))])
+        .await
+        .unwrap();
+    let item = raw_item(&store, &Key::Charge(charge.id.clone())).await;
+    assert!(!item.contains_key("due_shard"), "{item:?}");
+    let page = store
+        .charges_due(shard, t0() + Duration::days(1), 10, None)
+        .await
+        .unwrap();
+    assert!(page.entries.is_empty(), "{page:?}");
+}
+
 #[tokio::test]
 async fn a_full_last_page_has_no_next_cursor_in_either_store() {
     async fn check(store: impl Store) {

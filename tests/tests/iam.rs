@@ -776,6 +776,24 @@ async fn charging_flows(w: &World, operator: &ChargeDeps) {
         .unwrap();
     }
 
+    // A one-off charge by the merchant (no deployed function makes one yet; unrecorded)
+    // whose outcome is unknown: Oen answers C026. The charger's janitor reconciles it.
+    let one_off = oen_pay::oneoff::OneOffRequest::from_json(
+        br#"{"customer":"cust-unknown","amount":120,"description":"Late fee"}"#,
+    )
+    .unwrap();
+    let merchant = oen_pay::oneoff::OneOffDeps::new(&operator.adapters, &operator.policy, "api");
+    let owner = charging::WorkContext {
+        owner: "merchant-request".into(),
+        deadline: None,
+    };
+    let key = Some("iam-journey-one-off-1");
+    let accepted = oen_pay::oneoff::create(&merchant, key, &one_off, &owner)
+        .await
+        .unwrap();
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    let one_off_id = accepted.body["id"].as_str().unwrap().to_owned();
+
     // --- The charger: a scheduled run past the vanished lease and the relay's grace.
     w.clock.advance(Duration::minutes(3));
     let answer = w.scheduled_run().await;
@@ -820,6 +838,8 @@ async fn charging_flows(w: &World, operator: &ChargeDeps) {
         w.period("cust-unknown", 0).await,
         PeriodState::Paid { .. }
     ));
+    let settled = oen_pay::oneoff::get(&merchant, &one_off_id).await.unwrap();
+    assert_eq!(settled.status, oen_pay::oneoff::ChargeStatus::Succeeded);
 
     // Dunning runs out: the declined subscription is canceled.
     for days in [1, 3, 5, 7] {

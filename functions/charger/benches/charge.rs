@@ -15,7 +15,7 @@
 //! to that limit shows.
 //!
 //! Counting wrappers around the ports count the AWS calls each charge would make (DynamoDB
-//! `get` / `commit` / `due`, KMS decrypt / encrypt, Secrets Manager fetches); the commits that
+//! `get` / `commit` / `due` (every Query: the due indexes, a customer's cards), KMS decrypt / encrypt, Secrets Manager fetches); the commits that
 //! only mark published events delivered in the outbox are shown apart as well. At the end the
 //! simulator's ledger must hold exactly one `charged` transaction per seeded subscription and
 //! every subscription must have moved on to period 1, or the run exits non-zero.
@@ -48,8 +48,8 @@ use oen_pay::oen::{
 use oen_pay::queue::{MemoryQueue, QueueError, WorkMessage, WorkQueue};
 use oen_pay::secrets::{CachedSecrets, FetchSecret, SecretError, SecretSource, StaticSecret};
 use oen_pay::store::{
-    Card, DueCursor, DuePage, Expect, Key, MemoryStore, OutboxPage, Put, Record, Store, StoreError,
-    Subscription, SubscriptionStatus, Versioned,
+    Card, ChargeDuePage, DueCursor, DuePage, Expect, Key, MemoryStore, OutboxPage, Put, Record,
+    Store, StoreError, Subscription, SubscriptionStatus, Versioned,
 };
 use oen_pay::vault::{Ciphertext, LocalVault, TokenVault, VaultContext, VaultError};
 use oen_sim::{cards, SimConfig, Simulator};
@@ -226,6 +226,22 @@ impl Store for CountingStore {
     ) -> Result<OutboxPage, StoreError> {
         bump(&self.calls.due);
         self.inner.outbox_pending(shard, until, limit, after).await
+    }
+
+    async fn cards_of(&self, customer: &CustomerId) -> Result<Vec<Versioned<Card>>, StoreError> {
+        bump(&self.calls.due);
+        self.inner.cards_of(customer).await
+    }
+
+    async fn charges_due(
+        &self,
+        shard: u16,
+        now: DateTime<Utc>,
+        limit: usize,
+        after: Option<DueCursor>,
+    ) -> Result<ChargeDuePage, StoreError> {
+        bump(&self.calls.due);
+        self.inner.charges_due(shard, now, limit, after).await
     }
 }
 

@@ -15,6 +15,8 @@
 //! | charge period   | `SUB#{subscription}` | `PERIOD#{period:06}` |                        |
 //! | audit entry     | `AUDIT#{customer}`   | `{at}#{id}`          |                        |
 //! | outbox entry    | `OUTBOX#{event id}`  | `EVENT`              | pending: `due_shard`, `due_at`; delivered: `ttl` |
+//! | one-off charge  | `CHARGE#{charge id}` | `CHARGE`             | with a next action: `due_shard`, `due_at` |
+//! | idempotency key | `IDEM#{merchant}#{key}` | `KEY`             | `ttl` (24 h)           |
 //!
 //! A customer's cards and subscriptions share a partition, so one query lists them; periods
 //! live under their subscription and sort by number; audit entries sort by time (`at` as
@@ -83,10 +85,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1 as codec;
 
-use crate::domain::{CustomerId, PlanId};
+use crate::domain::{ChargeId, CustomerId, PlanId};
 use crate::store::{
-    check_commit, outbox_shard_of, shard_of, DueCursor, DueEntry, DuePage, Expect, Key, OutboxPage,
-    Page, PendingEvent, Put, Record, Store, StoreError, Versioned,
+    charge_shard_of, check_commit, outbox_shard_of, shard_of, Card, ChargeDue, ChargeDuePage,
+    DueCursor, DueEntry, DuePage, Expect, Key, OutboxPage, Page, PendingEvent, Put, Record, Store,
+    StoreError, Versioned,
 };
 
 /// The name of the sparse due-date index (`due_shard` HASH, `due_at` RANGE, keys only).
@@ -105,10 +108,13 @@ pub fn pk_sk(key: &Key) -> (String, String) {
         } => (format!("SUB#{subscription}"), format!("PERIOD#{period:06}")),
         Key::Audit { customer, sort } => (format!("AUDIT#{customer}"), sort.clone()),
         Key::Outbox(id) => (format!("{OUTBOX_PREFIX}{id}"), "EVENT".into()),
+        Key::Charge(id) => (format!("{CHARGE_PREFIX}{id}"), "CHARGE".into()),
+        Key::Idempotency { merchant, key } => (format!("IDEM#{merchant}#{key}"), "KEY".into()),
     }
 }
 
 const OUTBOX_PREFIX: &str = "OUTBOX#";
+const CHARGE_PREFIX: &str = "CHARGE#";
 
 const PK: &str = "pk";
 const SK: &str = "sk";
@@ -356,6 +362,10 @@ fn outbox_shard_name(shard: u16) -> String {
     format!("{OUTBOX_PREFIX}{shard:02}")
 }
 
+fn charge_shard_name(shard: u16) -> String {
+    format!("{CHARGE_PREFIX}{shard:02}")
+}
+
 /// The item of `record` stored at `version`.
 fn to_item(record: &Record, version: u64) -> Result<Item, StoreError> {
     let kind = record.kind();
@@ -367,6 +377,8 @@ fn to_item(record: &Record, version: u64) -> Result<Item, StoreError> {
         Record::Period(p) => codec::to_item(p),
         Record::Audit(a) => codec::to_item(a),
         Record::Outbox(o) => codec::to_item(o),
+        Record::Charge(c) => codec::to_item(c),
+        Record::Idempotency(i) => codec::to_item(i),
     };
     let mut item: Item =
         body.map_err(|e| StoreError::Invalid(format!("a {kind} cannot be stored: {e}")))?;
@@ -391,6 +403,9 @@ fn to_item(record: &Record, version: u64) -> Result<Item, StoreError> {
             outbox_shard_name(outbox_shard_of(&o.event.id)),
             o.created_at,
         )),
+        Record::Charge(c) => c
+            .next_action_at
+            .map(|at| (charge_shard_name(charge_shard_of(&c.id)), at)),
         _ => None,
     };
     if let Some((partition, at)) = indexed {
@@ -426,6 +441,8 @@ fn from_item(mut item: Item) -> Result<Versioned<Record>, StoreError> {
         "period" => Record::Period(codec::from_item(item).map_err(unreadable)?),
         "audit" => Record::Audit(codec::from_item(item).map_err(unreadable)?),
         "outbox" => Record::Outbox(codec::from_item(item).map_err(unreadable)?),
+        "charge" => Record::Charge(codec::from_item(item).map_err(unreadable)?),
+        "idempotency" => Record::Idempotency(codec::from_item(item).map_err(unreadable)?),
         other => return Err(corrupt(format!("unknown kind {other:?}"))),
     };
     if pk_sk(&record.key()) != (pk.clone(), sk.clone()) {
@@ -540,6 +557,18 @@ fn pending_event(position: IndexPosition) -> Result<PendingEvent, StoreError> {
     })
 }
 
+/// A one-off charges' index entry: the charge id parsed back from the charge's key.
+fn charge_due(position: IndexPosition) -> Result<ChargeDue, StoreError> {
+    let corrupt = || position.not_a("a one-off charge key");
+    let charge = position
+        .pk
+        .strip_prefix(CHARGE_PREFIX)
+        .and_then(|id| ChargeId::parse(id).ok())
+        .ok_or_else(corrupt)?;
+    let due_at = DateTime::from_timestamp_micros(position.due_at).ok_or_else(corrupt)?;
+    Ok(ChargeDue { charge, due_at })
+}
+
 #[async_trait]
 impl Store for DynamoStore {
     async fn get(&self, key: &Key) -> Result<Option<Versioned<Record>>, StoreError> {
@@ -601,5 +630,57 @@ impl Store for DynamoStore {
         self.index_page(outbox_shard_name(shard), until, limit, after)
             .await?
             .try_map(pending_event)
+    }
+
+    async fn cards_of(&self, customer: &CustomerId) -> Result<Vec<Versioned<Card>>, StoreError> {
+        let mut cards = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :card)")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":pk", AttributeValue::S(format!("CUST#{customer}")))
+                .expression_attribute_values(":card", AttributeValue::S("CARD#".into()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| unavailable("Query", &e))?;
+            for item in out.items.unwrap_or_default() {
+                let Versioned { value, version } = from_item(item)?;
+                match value {
+                    Record::Card(card) => cards.push(Versioned {
+                        value: card,
+                        version,
+                    }),
+                    other => {
+                        return Err(StoreError::Corrupt(format!(
+                            "a {} is stored under a card's key",
+                            other.kind()
+                        )))
+                    }
+                }
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(cards);
+            }
+        }
+    }
+
+    async fn charges_due(
+        &self,
+        shard: u16,
+        now: DateTime<Utc>,
+        limit: usize,
+        after: Option<DueCursor>,
+    ) -> Result<ChargeDuePage, StoreError> {
+        self.index_page(charge_shard_name(shard), now, limit, after)
+            .await?
+            .try_map(charge_due)
     }
 }

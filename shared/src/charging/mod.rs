@@ -109,6 +109,12 @@ pub enum WorkOutcome {
     NotSent,
     /// Our configuration is wrong; nothing about the customer changed.
     ConfigError,
+    /// A one-off charge reconciled to a decline: final.
+    Declined {
+        code: String,
+    },
+    /// A one-off charge reconciled to "nothing was charged": released to its key.
+    Released,
 }
 
 #[derive(Debug, Error)]
@@ -142,6 +148,13 @@ pub async fn handle(
         }
         WorkMessage::Charge { customer, plan } => {
             worker::charge(deps, customer, plan, ctx, worker::Trigger::Schedule).await
+        }
+        WorkMessage::PlanCharges { shard, now, cursor } => {
+            plan::plan_charges_page(deps, *shard, *now, cursor.clone().map(DueCursor)).await
+        }
+        WorkMessage::ReconcileCharge { charge } => {
+            let deps = crate::oneoff::OneOffDeps::new(&deps.adapters, &deps.policy, "charger");
+            crate::oneoff::reconcile(&deps, charge, ctx).await
         }
     }
 }

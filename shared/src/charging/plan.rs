@@ -1,6 +1,8 @@
 //! Planning: the scheduled run fans out one message per shard of the due index, and each
 //! planning message turns one page of its shard into charge messages (plus a continuation), so
-//! that no invocation does unbounded work.
+//! that no invocation does unbounded work. The first page of a shard also reads the same shard
+//! of the one-off charges' due index (`crate::oneoff`): one query, and no message when nothing
+//! is due there.
 
 use chrono::{DateTime, Utc};
 
@@ -24,6 +26,7 @@ pub(super) async fn plan_page(
     now: DateTime<Utc>,
     cursor: Option<DueCursor>,
 ) -> Result<WorkOutcome, WorkError> {
+    let first_page = cursor.is_none();
     let page = deps
         .store
         .due(shard, now, deps.policy.plan_page, cursor)
@@ -44,8 +47,59 @@ pub(super) async fn plan_page(
     if !messages.is_empty() {
         deps.queue.enqueue(&messages).await?;
     }
+    let (charges, more_charges) = if first_page {
+        one_off_page(deps, shard, now, None).await?
+    } else {
+        (0, false)
+    };
+    Ok(WorkOutcome::Planned {
+        enqueued: enqueued + charges,
+        continued: continued || more_charges,
+    })
+}
+
+/// A later page of one shard of the one-off charges' due index.
+pub(super) async fn plan_charges_page(
+    deps: &ChargeDeps,
+    shard: u16,
+    now: DateTime<Utc>,
+    cursor: Option<DueCursor>,
+) -> Result<WorkOutcome, WorkError> {
+    let (enqueued, continued) = one_off_page(deps, shard, now, cursor).await?;
     Ok(WorkOutcome::Planned {
         enqueued,
         continued,
     })
+}
+
+/// One page of due one-off charges: a reconcile message each, and the next page's message.
+/// How many were enqueued, and whether a page follows.
+async fn one_off_page(
+    deps: &ChargeDeps,
+    shard: u16,
+    now: DateTime<Utc>,
+    cursor: Option<DueCursor>,
+) -> Result<(usize, bool), WorkError> {
+    let page = deps
+        .store
+        .charges_due(shard, now, deps.policy.plan_page, cursor)
+        .await?;
+    let mut messages: Vec<WorkMessage> = page
+        .entries
+        .into_iter()
+        .map(|e| WorkMessage::ReconcileCharge { charge: e.charge })
+        .collect();
+    let enqueued = messages.len();
+    let continued = page.next.is_some();
+    if let Some(next) = page.next {
+        messages.push(WorkMessage::PlanCharges {
+            shard,
+            now,
+            cursor: Some(next.0),
+        });
+    }
+    if !messages.is_empty() {
+        deps.queue.enqueue(&messages).await?;
+    }
+    Ok((enqueued, continued))
 }

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{
-    Amount, AnomalyRefund, BindingSession, ChargePeriod, CustomerId, OrderId, PaymentAnomaly,
-    SessionState, Subscription, TransactionId,
+    Amount, AnomalyRefund, BindingSession, ChargePeriod, CustomerId, OneOffCharge, OrderId,
+    PaymentAnomaly, SessionState, Subscription, TransactionId,
 };
 
 /// Every event type the project emits (the EventBridge `DetailType`).
@@ -22,18 +22,25 @@ pub enum EventType {
     SubscriptionPastDue,
     SubscriptionRequiresPaymentMethod,
     SubscriptionCanceled,
+    ChargeSucceeded,
+    ChargeFailed,
+    ChargeUnknown,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 8] = [
+    pub const ALL: [EventType; 12] = [
         EventType::CardBound,
         EventType::PaymentSucceeded,
         EventType::PaymentFailed,
         EventType::PaymentUnknown,
         EventType::PaymentRefunded,
+        EventType::PaymentDuplicateDetected,
         EventType::SubscriptionPastDue,
         EventType::SubscriptionRequiresPaymentMethod,
         EventType::SubscriptionCanceled,
+        EventType::ChargeSucceeded,
+        EventType::ChargeFailed,
+        EventType::ChargeUnknown,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +54,9 @@ impl EventType {
             EventType::SubscriptionPastDue => "subscription.past_due",
             EventType::SubscriptionRequiresPaymentMethod => "subscription.requires_payment_method",
             EventType::SubscriptionCanceled => "subscription.canceled",
+            EventType::ChargeSucceeded => "charge.succeeded",
+            EventType::ChargeFailed => "charge.failed",
+            EventType::ChargeUnknown => "charge.unknown",
         }
     }
 }
@@ -300,6 +310,69 @@ impl DomainEvent {
     }
 }
 
+/// What every event about a one-off charge says of it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChargeData<'a, T: Serialize> {
+    charge: &'a str,
+    order_id: &'a OrderId,
+    amount: Amount,
+    reference: Option<&'a str>,
+    #[serde(flatten)]
+    detail: T,
+}
+
+/// Events about one-off charges (`crate::oneoff`).
+impl DomainEvent {
+    fn of_charge(
+        kind: EventType,
+        about: &str,
+        charge: &OneOffCharge,
+        at: DateTime<Utc>,
+        detail: impl Serialize,
+    ) -> Self {
+        Self::new(kind, about, at, &charge.customer).with(ChargeData {
+            charge: charge.id.as_str(),
+            order_id: &charge.order_id,
+            amount: charge.amount,
+            reference: charge.reference.as_deref(),
+            detail,
+        })
+    }
+
+    /// `charge.succeeded`, once per one-off charge; `reconciled` when the payment was found by
+    /// asking Oen rather than by our own charge call.
+    pub fn charge_succeeded(
+        charge: &OneOffCharge,
+        transaction: &TransactionId,
+        reconciled: bool,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let detail = serde_json::json!({"transaction": transaction, "reconciled": reconciled});
+        let about = charge.order_id.as_str();
+        Self::of_charge(EventType::ChargeSucceeded, about, charge, at, detail)
+    }
+
+    /// `charge.failed`, once per attempt of a one-off charge that ended with nothing charged:
+    /// a decline (final), or a reconciliation that found nothing at Oen (`not_charged`).
+    pub fn charge_failed(charge: &OneOffCharge, code: &str, hard: bool, at: DateTime<Utc>) -> Self {
+        let detail = serde_json::json!({"code": code, "hard": hard});
+        let about = format!("{}:{}", charge.order_id, charge.attempts);
+        Self::of_charge(EventType::ChargeFailed, &about, charge, at, detail)
+    }
+
+    /// `charge.unknown`, once per attempt of a one-off charge whose outcome could not be known.
+    pub fn charge_unknown(
+        charge: &OneOffCharge,
+        reconcile_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let about = format!("{}:{}", charge.order_id, charge.attempts);
+        let detail = serde_json::json!({"reconcileAt": reconcile_at});
+        Self::of_charge(EventType::ChargeUnknown, &about, charge, at, detail)
+    }
+}
+
 /// One attempt of an order: the order id and how many attempts have reached Oen.
 fn attempt_key(period: &ChargePeriod) -> String {
     format!("{}:{}", period.order_id, period.attempts)
@@ -316,6 +389,9 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", kind.as_str()));
             assert_eq!(serde_json::from_str::<EventType>(&json).unwrap(), kind);
         }
+        // Every event the outbox may hold reads back, the duplicate report included.
+        let duplicate = serde_json::to_string(&EventType::PaymentDuplicateDetected).unwrap();
+        assert!(serde_json::from_str::<EventType>(&duplicate).is_ok());
         for name in ["\"payment\"", "\"Payment.Succeeded\"", "\"\"", "1"] {
             assert!(serde_json::from_str::<EventType>(name).is_err(), "{name}");
         }

@@ -3,6 +3,7 @@
 mod events;
 mod ids;
 mod money;
+mod oneoff;
 mod plan;
 mod records;
 mod token;
@@ -14,6 +15,9 @@ pub use ids::{
     TransactionId,
 };
 pub use money::Amount;
+pub use oneoff::{
+    ChargeId, ChargeState, IdempotencyKey, IdempotencyRecord, OneOffCharge, StoredReply,
+};
 pub use plan::{taipei, taipei_date, taipei_time, Catalog, Interval, Plan, ProductDetail};
 pub use records::{
     AnomalyKind, AnomalyRefund, AuditEntry, BindingSession, BindingState, Card, CarriedPeriod,

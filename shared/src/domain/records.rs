@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Amount, BindingRef, CheckoutId, Ciphertext, CustomerId, DomainEvent, LinkId, OrderId, Plan,
-    PlanId, ProductDetail, SubscriptionId, TransactionId,
+    Amount, BindingRef, CheckoutId, Ciphertext, CustomerId, DomainEvent, IdempotencyRecord, LinkId,
+    OneOffCharge, OrderId, Plan, PlanId, ProductDetail, SubscriptionId, TransactionId,
 };
 
 /// A card binding started by `checkout-start`: our reference, whom it is for, and Oen's page id.
@@ -330,6 +330,9 @@ pub enum Record {
     Period(ChargePeriod),
     Audit(AuditEntry),
     Outbox(OutboxEntry),
+    // One-off charges (`crate::oneoff`).
+    Charge(OneOffCharge),
+    Idempotency(IdempotencyRecord),
 }
 
 impl Record {
@@ -343,13 +346,17 @@ impl Record {
             Record::Period(_) => "period",
             Record::Audit(_) => "audit",
             Record::Outbox(_) => "outbox",
+            Record::Charge(_) => "charge",
+            Record::Idempotency(_) => "idempotency",
         }
     }
 
     /// When the store may forget the record (DynamoDB TTL). Sessions outlive their page by a day
     /// so the return page can still read their state; link claims outlive their link by a day,
     /// so that no clock skew lets a link that is still accepted be claimed twice; a delivered
-    /// outbox entry is kept [`OutboxEntry::KEPT_AFTER_DELIVERY`]; a pending one never expires.
+    /// outbox entry is kept [`OutboxEntry::KEPT_AFTER_DELIVERY`]; a pending one never expires;
+    /// an idempotency key goes when it expires (its reader checks the expiry too: the store's
+    /// removal lags). A one-off charge is a record of money and never expires.
     pub fn expires_at(&self) -> Option<DateTime<Utc>> {
         match self {
             Record::Session(s) => Some(s.expires_at + chrono::Duration::days(1)),
@@ -357,6 +364,7 @@ impl Record {
             Record::Outbox(o) => o
                 .delivered_at
                 .map(|at| at + OutboxEntry::KEPT_AFTER_DELIVERY),
+            Record::Idempotency(i) => Some(i.expires_at),
             _ => None,
         }
     }
@@ -383,4 +391,4 @@ macro_rules! into_record {
         }
     )*};
 }
-into_record!(BindingSession => Session, LinkClaim => Link, Card => Card, Subscription => Subscription, ChargePeriod => Period, AuditEntry => Audit, OutboxEntry => Outbox);
+into_record!(BindingSession => Session, LinkClaim => Link, Card => Card, Subscription => Subscription, ChargePeriod => Period, AuditEntry => Audit, OutboxEntry => Outbox, OneOffCharge => Charge, IdempotencyRecord => Idempotency);

@@ -13,6 +13,9 @@ use crate::domain::{
     TransactionId,
 };
 
+mod one_off;
+pub use one_off::*;
+
 pub fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
@@ -183,6 +186,12 @@ where
     outbox_index_lists_pending_entries_of_the_shard_oldest_first(make().await).await;
     outbox_index_pages_with_a_cursor(make().await).await;
     delivering_an_entry_takes_it_off_the_outbox_index(make().await).await;
+    // One-off charges.
+    one_off_records_round_trip(make().await).await;
+    an_idempotency_key_is_claimed_once(Arc::new(make().await)).await;
+    charges_due_index_lists_charges_with_a_next_action_oldest_first(make().await).await;
+    charges_due_index_pages_with_a_cursor(make().await).await;
+    cards_of_lists_the_customers_cards_only(make().await).await;
 }
 
 pub async fn put_if_absent_refuses_a_second_put(store: impl Store) {

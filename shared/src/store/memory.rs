@@ -11,20 +11,24 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{
-    outbox_shard_of, shard_of, DueCursor, DueEntry, DuePage, Expect, Key, OutboxPage, PendingEvent,
-    Put, Record, Store, StoreError, Versioned,
+    charge_shard_of, outbox_shard_of, shard_of, Card, ChargeDue, ChargeDuePage, DueCursor,
+    DueEntry, DuePage, Expect, Key, OutboxPage, PendingEvent, Put, Record, Store, StoreError,
+    Versioned,
 };
-use crate::domain::{CustomerId, PlanId};
+use crate::domain::{ChargeId, CustomerId, PlanId};
 
 type DueKey = (u16, i64, CustomerId, PlanId);
 /// Shard, created at (µs), event id: the outbox index.
 type OutboxKey = (u16, i64, String);
+/// Shard, next action (µs), charge id: the one-off charges' due index.
+type ChargeKey = (u16, i64, ChargeId);
 
 #[derive(Default)]
 struct Inner {
     records: BTreeMap<Key, Versioned<Record>>,
     due: BTreeSet<DueKey>,
     outbox: BTreeSet<OutboxKey>,
+    charges: BTreeSet<ChargeKey>,
 }
 
 impl Inner {
@@ -42,6 +46,13 @@ impl Inner {
                 self.outbox.insert(k);
             } else {
                 self.outbox.remove(&k);
+            }
+        }
+        if let Some(k) = charge_key(record) {
+            if insert {
+                self.charges.insert(k);
+            } else {
+                self.charges.remove(&k);
             }
         }
     }
@@ -89,6 +100,16 @@ fn outbox_key(record: &Record) -> Option<OutboxKey> {
             o.created_at.timestamp_micros(),
             o.event.id.clone(),
         )),
+        _ => None,
+    }
+}
+
+/// Only one-off charges with a next action are listed.
+fn charge_key(record: &Record) -> Option<ChargeKey> {
+    match record {
+        Record::Charge(c) => c
+            .next_action_at
+            .map(|t| (charge_shard_of(&c.id), t.timestamp_micros(), c.id.clone())),
         _ => None,
     }
 }
@@ -217,11 +238,49 @@ impl Store for MemoryStore {
             .collect();
         Ok(OutboxPage { entries, next })
     }
+
+    async fn cards_of(&self, customer: &CustomerId) -> Result<Vec<Versioned<Card>>, StoreError> {
+        let inner = self.lock();
+        let cards = inner.records.values().filter_map(|v| match &v.value {
+            Record::Card(c) if c.customer == *customer => Some(Versioned {
+                value: c.clone(),
+                version: v.version,
+            }),
+            _ => None,
+        });
+        Ok(cards.collect())
+    }
+
+    async fn charges_due(
+        &self,
+        shard: u16,
+        now: DateTime<Utc>,
+        limit: usize,
+        after: Option<DueCursor>,
+    ) -> Result<ChargeDuePage, StoreError> {
+        let now = now.timestamp_micros();
+        let first = (shard, i64::MIN, min_charge());
+        let within = |k: &ChargeKey| k.0 == shard && k.1 <= now;
+        let (keys, next) = index_page(&self.lock().charges, first, after.as_ref(), within, limit)?;
+        let entries = keys
+            .into_iter()
+            .map(|(_, at, charge)| ChargeDue {
+                charge,
+                due_at: from_micros(at),
+            })
+            .collect();
+        Ok(ChargeDuePage { entries, next })
+    }
 }
 
 // The smallest valid ids, to start a range scan at the beginning of a shard.
 fn min_customer() -> CustomerId {
     CustomerId::parse("-").unwrap_or_else(|_| unreachable!("'-' is a valid customer id"))
+}
+
+fn min_charge() -> ChargeId {
+    ChargeId::parse("00000000000000000000")
+        .unwrap_or_else(|_| unreachable!("twenty zeros are a valid charge id"))
 }
 
 fn min_plan() -> PlanId {

@@ -7,9 +7,11 @@
 //! compare-and-set like any other. If any condition fails, nothing is written and the caller gets
 //! [`StoreError::Conflict`].
 //!
-//! Two sharded indexes list work without a scan: [`Store::due`] the subscriptions whose next
+//! Three sharded indexes list work without a scan: [`Store::due`] the subscriptions whose next
 //! action has come, [`Store::outbox_pending`] the outbox entries (domain events committed with
-//! their state change) that have not reached the event bus yet.
+//! their state change) that have not reached the event bus yet, and [`Store::charges_due`] the
+//! one-off charges whose running attempt's lease ends or whose unknown outcome is due for
+//! reconciliation.
 
 mod memory;
 
@@ -20,11 +22,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
-use crate::domain::{BindingRef, CustomerId, LinkId, PlanId, SubscriptionId};
+use crate::domain::{
+    BindingRef, ChargeId, CustomerId, IdempotencyKey, LinkId, MerchantId, PlanId, SubscriptionId,
+};
 
 pub use crate::domain::{
-    AuditEntry, BindingSession, Card, ChargePeriod, LinkClaim, OutboxEntry, PeriodState, Record,
-    SessionState, Subscription, SubscriptionStatus,
+    AuditEntry, BindingSession, Card, ChargePeriod, ChargeState, IdempotencyRecord, LinkClaim,
+    OneOffCharge, OutboxEntry, PeriodState, Record, SessionState, Subscription, SubscriptionStatus,
 };
 pub use memory::MemoryStore;
 
@@ -59,6 +63,14 @@ pub enum Key {
     },
     /// An outbox entry, by its event's stable id.
     Outbox(String),
+    // One-off charges (`crate::oneoff`).
+    /// A one-off charge, by its id.
+    Charge(ChargeId),
+    /// A merchant's idempotency key.
+    Idempotency {
+        merchant: MerchantId,
+        key: IdempotencyKey,
+    },
 }
 
 impl Record {
@@ -78,6 +90,11 @@ impl Record {
                 sort: format!("{}#{}", a.at.format("%Y-%m-%dT%H:%M:%S%.6fZ"), a.id),
             },
             Record::Outbox(o) => Key::Outbox(o.event.id.clone()),
+            Record::Charge(c) => Key::Charge(c.id.clone()),
+            Record::Idempotency(i) => Key::Idempotency {
+                merchant: i.merchant.clone(),
+                key: i.key.clone(),
+            },
         }
     }
 }
@@ -191,6 +208,16 @@ impl<T> Page<T> {
 pub type DuePage = Page<DueEntry>;
 pub type OutboxPage = Page<PendingEvent>;
 
+/// One one-off charge whose running attempt's lease ends, or whose unknown outcome is due for
+/// reconciliation (`crate::oneoff`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeDue {
+    pub charge: ChargeId,
+    pub due_at: DateTime<Utc>,
+}
+
+pub type ChargeDuePage = Page<ChargeDue>;
+
 /// The most puts one [`Store::commit`] takes (DynamoDB's TransactWriteItems limit is 100;
 /// the domain needs a handful).
 pub const MAX_PUTS: usize = 25;
@@ -238,6 +265,21 @@ pub trait Store: Send + Sync {
         limit: usize,
         after: Option<DueCursor>,
     ) -> Result<OutboxPage, StoreError>;
+
+    // One-off charges (`crate::oneoff`).
+
+    /// Every card of `customer`, in no particular order.
+    async fn cards_of(&self, customer: &CustomerId) -> Result<Vec<Versioned<Card>>, StoreError>;
+
+    /// One-off charges of `shard` whose `next_action_at` is at or before `now`, oldest first,
+    /// `limit` at most a page: the janitor's work. Shards by [`charge_shard_of`].
+    async fn charges_due(
+        &self,
+        shard: u16,
+        now: DateTime<Utc>,
+        limit: usize,
+        after: Option<DueCursor>,
+    ) -> Result<ChargeDuePage, StoreError>;
 }
 
 /// Typed reads on top of [`Store::get`].
@@ -291,6 +333,22 @@ pub trait StoreExt: Store {
     async fn outbox_entry(&self, id: &str) -> Result<Option<Versioned<OutboxEntry>>, StoreError> {
         read(self, Key::Outbox(id.to_owned())).await
     }
+
+    async fn one_off_charge(
+        &self,
+        id: &ChargeId,
+    ) -> Result<Option<Versioned<OneOffCharge>>, StoreError> {
+        read(self, Key::Charge(id.clone())).await
+    }
+
+    async fn idempotency(
+        &self,
+        merchant: &MerchantId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Versioned<IdempotencyRecord>>, StoreError> {
+        let (merchant, key) = (merchant.clone(), key.clone());
+        read(self, Key::Idempotency { merchant, key }).await
+    }
 }
 
 impl<S: Store + ?Sized> StoreExt for S {}
@@ -316,6 +374,11 @@ where
 /// The due-index shard of a subscription (FNV-1a of its id).
 pub fn shard_of(subscription: &SubscriptionId) -> u16 {
     fnv_shard(subscription.as_str(), DUE_SHARDS)
+}
+
+/// The due-index shard of a one-off charge (FNV-1a of its id), one of [`DUE_SHARDS`].
+pub fn charge_shard_of(charge: &ChargeId) -> u16 {
+    fnv_shard(charge.as_str(), DUE_SHARDS)
 }
 
 /// The outbox-index shard of an event (FNV-1a of its id).

@@ -75,6 +75,10 @@ fn subject(message: &WorkMessage) -> String {
     match message {
         WorkMessage::Charge { customer, plan } => format!("{customer} / {plan}"),
         WorkMessage::Plan { shard, .. } => format!("planning shard {shard}"),
+        WorkMessage::PlanCharges { shard, .. } => {
+            format!("planning one-off charges, shard {shard}")
+        }
+        WorkMessage::ReconcileCharge { charge } => format!("one-off charge {charge}"),
     }
 }
 
@@ -105,6 +109,8 @@ fn describe(outcome: &WorkOutcome) -> String {
         WorkOutcome::ConfigError => {
             "configuration error: nothing changed for the customer".to_owned()
         }
+        WorkOutcome::Declined { code } => format!("reconciled as declined ({code})"),
+        WorkOutcome::Released => "reconciled: nothing was charged".to_owned(),
     }
 }
 

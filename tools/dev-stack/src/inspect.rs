@@ -78,6 +78,9 @@ impl Records {
                 Record::Outbox(o) => by_kind.outbox.push(o),
                 // A link claim only points at the session listed above.
                 Record::Link(_) => {}
+                // One-off charges are not shown yet: the page gains them with the merchant
+                // API's operations (issue 10).
+                Record::Charge(_) | Record::Idempotency(_) => {}
             }
         }
         by_kind.sessions.sort_by_key(|x| Reverse(x.created_at));

@@ -30,6 +30,8 @@ fn outcome_name(o: &WorkOutcome) -> &'static str {
         WorkOutcome::NotSent => "not sent",
         WorkOutcome::ConfigError => "config error",
         WorkOutcome::Planned { .. } | WorkOutcome::Skipped(_) => "other",
+        // One-off charges' outcomes; a period never ends so.
+        WorkOutcome::Declined { .. } | WorkOutcome::Released => "one-off",
     }
 }
 

@@ -638,6 +638,8 @@ impl Store for DynamoStore {
         loop {
             let out = self
                 .client
+                .get()
+                .await
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("#pk = :pk AND begins_with(#sk, :card)")

@@ -1,0 +1,278 @@
+//! `oenpay`: operate an oen-pay stack from the command line. See `oenpay --help`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use oenpay::{new_idempotency_key, render, Answer, Api, CliError};
+use serde_json::{json, Value};
+
+/// Operate an oen-pay stack: look customers up, cancel or resume subscriptions, refund, charge a
+/// saved card once, mint start links.
+#[derive(Debug, Parser)]
+#[command(name = "oenpay", version)]
+struct Cli {
+    /// The merchant API: the stack's `MerchantApiUrl` output (https; requests are signed with
+    /// your AWS credentials), or the local dev stack (`http://127.0.0.1:8080`, unsigned).
+    #[arg(long, env = "OENPAY_ENDPOINT", global = true)]
+    endpoint: Option<String>,
+    /// The API's AWS region, when the endpoint is a custom domain (else it is read from the
+    /// endpoint's host name, or AWS_REGION).
+    #[arg(long, global = true)]
+    region: Option<String>,
+    /// Print the API's JSON answer instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Mint a signed start link for a customer to bind a card and subscribe to a plan.
+    Link {
+        #[arg(long)]
+        customer: String,
+        #[arg(long)]
+        plan: String,
+        /// How long the link stays usable, in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: i64,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// A customer's subscriptions, cards (last four digits) and recent periods.
+    Customers {
+        #[command(subcommand)]
+        command: CustomersCommand,
+    },
+    /// Show, cancel or resume a subscription.
+    Subscriptions {
+        #[command(subcommand)]
+        command: SubscriptionsCommand,
+    },
+    /// Refund a paid period, whole or in part (Oen allows one refund per transaction).
+    Refund {
+        /// The period's order id (`oenpay customers show` lists them).
+        order_id: String,
+        /// NT$ to refund; the whole charge without it.
+        #[arg(long)]
+        amount: Option<i64>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Charge a customer's saved card once (an add-on, a late fee).
+    Charge {
+        #[arg(long)]
+        customer: String,
+        /// NT$, a whole number.
+        #[arg(long)]
+        amount: i64,
+        #[arg(long)]
+        description: String,
+        /// Your own reference for this charge (an invoice number).
+        #[arg(long)]
+        reference: Option<String>,
+        /// Makes the charge safe to repeat: the same key never charges twice. Without it a
+        /// key is made and printed; repeat the command with it after a lost answer.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Look at one-off charges.
+    Charges {
+        #[command(subcommand)]
+        command: ChargesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CustomersCommand {
+    Show { customer: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum SubscriptionsCommand {
+    Show {
+        id: String,
+    },
+    /// Cancel now (nothing is charged again) or at the end of the paid period.
+    Cancel {
+        id: String,
+        #[arg(long, value_enum)]
+        at: CancelAt,
+    },
+    /// Undo a cancel at period end, before the period ends.
+    Resume {
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CancelAt {
+    Now,
+    PeriodEnd,
+}
+
+#[derive(Debug, Subcommand)]
+enum ChargesCommand {
+    Show { id: String },
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("oenpay: {e}");
+            if let Some(hint) = e.hint() {
+                eprintln!("oenpay: {hint}");
+            }
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let endpoint = cli.endpoint.clone().ok_or_else(|| {
+        CliError::Usage(
+            "no endpoint: pass --endpoint (or set OENPAY_ENDPOINT) to the stack's \
+             MerchantApiUrl output, or http://127.0.0.1:8080 for the dev stack"
+                .into(),
+        )
+    })?;
+    let api = Api::connect(&endpoint, cli.region.clone()).await?;
+    let (answer, human): (Answer, fn(&Value) -> String) = match cli.command {
+        Command::Link {
+            customer,
+            plan,
+            ttl,
+            email,
+            name,
+        } => {
+            let mut body = json!({"customer": customer, "plan": plan, "ttlSeconds": ttl});
+            if let Some(email) = email {
+                body["email"] = email.into();
+            }
+            if let Some(name) = name {
+                body["name"] = name.into();
+            }
+            (
+                api.send("POST", &["v1", "links"], Some(&body), &[]).await?,
+                render::link,
+            )
+        }
+        Command::Customers {
+            command: CustomersCommand::Show { customer },
+        } => (
+            api.send("GET", &["v1", "customers", &customer], None, &[])
+                .await?,
+            render::customer,
+        ),
+        Command::Subscriptions { command } => match command {
+            SubscriptionsCommand::Show { id } => (
+                api.send("GET", &["v1", "subscriptions", &id], None, &[])
+                    .await?,
+                render::subscription,
+            ),
+            SubscriptionsCommand::Cancel { id, at } => {
+                let at = match at {
+                    CancelAt::Now => "now",
+                    CancelAt::PeriodEnd => "period_end",
+                };
+                (
+                    api.send(
+                        "POST",
+                        &["v1", "subscriptions", &id, "cancel"],
+                        Some(&json!({ "at": at })),
+                        &[],
+                    )
+                    .await?,
+                    render::subscription,
+                )
+            }
+            SubscriptionsCommand::Resume { id } => (
+                api.send("POST", &["v1", "subscriptions", &id, "resume"], None, &[])
+                    .await?,
+                render::subscription,
+            ),
+        },
+        Command::Refund {
+            order_id,
+            amount,
+            reason,
+        } => {
+            let mut body = json!({});
+            if let Some(amount) = amount {
+                body["amount"] = amount.into();
+            }
+            if let Some(reason) = reason {
+                body["reason"] = reason.into();
+            }
+            (
+                api.send(
+                    "POST",
+                    &["v1", "periods", &order_id, "refund"],
+                    Some(&body),
+                    &[],
+                )
+                .await?,
+                render::refund,
+            )
+        }
+        Command::Charge {
+            customer,
+            amount,
+            description,
+            reference,
+            idempotency_key,
+        } => {
+            let key = match idempotency_key {
+                Some(key) => key,
+                None => {
+                    let key = new_idempotency_key();
+                    eprintln!(
+                        "oenpay: Idempotency-Key {key}: after a lost answer, repeat this \
+                         command with --idempotency-key {key}; it never charges twice"
+                    );
+                    key
+                }
+            };
+            let mut body =
+                json!({"customer": customer, "amount": amount, "description": description});
+            if let Some(reference) = reference {
+                body["reference"] = reference.into();
+            }
+            (
+                api.send(
+                    "POST",
+                    &["v1", "charges"],
+                    Some(&body),
+                    &[("idempotency-key", &key)],
+                )
+                .await?,
+                render::charge,
+            )
+        }
+        Command::Charges {
+            command: ChargesCommand::Show { id },
+        } => (
+            api.send("GET", &["v1", "charges", &id], None, &[]).await?,
+            render::charge,
+        ),
+    };
+    let out = if cli.json {
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(&answer.body).unwrap_or_default()
+        )
+    } else {
+        human(&answer.body)
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
+    Ok(())
+}

@@ -23,6 +23,7 @@ pub mod events;
 pub mod links;
 pub mod metrics;
 pub mod oen;
+pub mod ops;
 pub mod outbox;
 pub mod queue;
 pub mod secrets;

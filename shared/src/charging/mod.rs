@@ -38,7 +38,7 @@ use crate::domain::TransactionId;
 use crate::queue::{QueueError, WorkMessage, WorkQueue};
 use crate::store::{DueCursor, StoreError};
 
-pub use operations::{cancel, charge_now, refund, OperationError};
+pub use operations::{cancel, charge_now, refund, resume, OperationError};
 pub use plan::schedule;
 pub use policy::ChargePolicy;
 

@@ -113,6 +113,37 @@ pub async fn cancel(
     Ok(())
 }
 
+/// Operator action: undo a cancel at period end, so the subscription renews as before.
+/// Idempotent: a subscription not set to end is left alone (`Ok(false)`). A subscription
+/// already canceled cannot be resumed: the customer binds a card again instead.
+pub async fn resume(
+    deps: &ChargeDeps,
+    customer: &CustomerId,
+    plan: &PlanId,
+) -> Result<bool, OperationError> {
+    let now = deps.clock.now();
+    let sub = subscription(deps, customer, plan).await?;
+    if sub.value.status == SubscriptionStatus::Canceled {
+        return Err(OperationError::Refused(
+            "the subscription is canceled already; the customer must bind a card again to subscribe anew".into(),
+        ));
+    }
+    if !sub.value.cancel_at_period_end {
+        return Ok(false);
+    }
+    let mut s = sub.value.clone();
+    s.cancel_at_period_end = false;
+    s.updated_at = now;
+    let audit = AuditEntry::new(s.customer.clone(), now, "operator", "resume", None, "");
+    deps.store
+        .commit(vec![
+            Put::new(s, Expect::Version(sub.version)),
+            Put::new(audit, Expect::Absent),
+        ])
+        .await?;
+    Ok(true)
+}
+
 /// A subscription set to end at period end has reached it with nothing uncertain: cancel it.
 pub(super) async fn end_at_period_end(
     deps: &ChargeDeps,

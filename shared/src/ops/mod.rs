@@ -39,23 +39,26 @@ pub const MAX_NAME_CHARS: usize = 100;
 pub const MAX_REASON_CHARS: usize = 200;
 
 /// What the operations need: the charging adapters (store, Oen, events, clock, plans), the
-/// secret holding the link signing key, and where start links point.
+/// secret holding the link signing key, and how long start links may live.
 #[derive(Clone)]
 pub struct Operations {
     pub deps: ChargeDeps,
     pub secrets: Arc<dyn SecretSource>,
-    /// The `checkout-start` route a start link opens (`https://…/checkout/start`).
-    pub start_url: String,
     /// `LINK_MAX_TTL`: the longest `ttlSeconds` a link may be minted with (checkout-start
     /// refuses links that live longer).
     pub link_max_ttl: Duration,
 }
 
 impl Operations {
-    /// Mints a signed start link for `customer` and `plan`, valid `ttlSeconds`. `email` is
-    /// signed into the link (Oen's page is pre-filled with it); `name` is validated and not
-    /// kept yet.
-    pub async fn mint_link(&self, request: LinkRequest) -> Result<LinkView, OpsError> {
+    /// Mints a signed start link to `start_url` (the `checkout-start` route the customer's
+    /// browser opens, `https://…/checkout/start`) for `customer` and `plan`, valid
+    /// `ttlSeconds`. `email` is signed into the link (Oen's page is pre-filled with it); `name`
+    /// is validated and not kept yet.
+    pub async fn mint_link(
+        &self,
+        start_url: &str,
+        request: LinkRequest,
+    ) -> Result<LinkView, OpsError> {
         let customer =
             CustomerId::parse(&request.customer).map_err(|e| OpsError::invalid("customer", e))?;
         let plan = self
@@ -99,7 +102,7 @@ impl Operations {
         let url = {
             use secrecy::ExposeSecret;
             links::mint(
-                &self.start_url,
+                start_url,
                 secrets.secrets.link_signing_key.expose_secret().as_bytes(),
                 &customer,
                 &plan,

@@ -17,6 +17,8 @@ use crate::store::contract;
 use crate::store::{Expect, MemoryStore, Put, Store};
 use crate::withheld::Withheld;
 
+const START: &str = "https://pay.example/checkout/start";
+
 fn now() -> DateTime<Utc> {
     contract::t0()
 }
@@ -36,7 +38,6 @@ fn operations() -> (Operations, Arc<MemoryStore>) {
     let ops = Operations {
         deps: ChargeDeps::new(binding, withheld, ChargePolicy::default()),
         secrets: dev::dev_secrets(dev::DEV_API_TOKEN),
-        start_url: "https://pay.example/checkout/start".into(),
         link_max_ttl: Duration::hours(24),
     };
     (ops, store)
@@ -81,9 +82,10 @@ fn link_request(ttl: i64) -> LinkRequest {
 #[tokio::test]
 async fn a_minted_link_verifies_as_checkout_start_would_until_it_expires() {
     let (ops, _) = operations();
-    let link = ops.mint_link(link_request(600)).await.unwrap();
+    let link = ops.mint_link(START, link_request(600)).await.unwrap();
     assert_eq!(link.expires_at, now() + Duration::seconds(600));
-    let query = link.url.split_once('?').unwrap().1;
+    let (base, query) = link.url.split_once('?').unwrap();
+    assert_eq!(base, START);
     let key = dev::DEV_LINK_SIGNING_KEY.as_bytes();
     let verified =
         links::verify(query, key, &dev::dev_plans(), now(), Duration::hours(24)).unwrap();
@@ -122,7 +124,7 @@ async fn a_link_request_with_a_bad_field_names_the_field() {
     r.name = Some("x".repeat(MAX_NAME_CHARS + 1));
     cases.push((r, "name"));
     for (request, field) in cases {
-        let e = ops.mint_link(request).await.unwrap_err();
+        let e = ops.mint_link(START, request).await.unwrap_err();
         assert_eq!(e.code(), "invalid_request");
         assert!(e.to_string().starts_with(field), "{e}");
     }

@@ -277,7 +277,7 @@ impl Store for MemoryStore {
                 _ => None,
             })
             .collect();
-        periods.sort_by(|a, b| b.value.period.cmp(&a.value.period));
+        periods.sort_by_key(|p| std::cmp::Reverse(p.value.period));
         periods.truncate(limit);
         Ok(periods)
     }

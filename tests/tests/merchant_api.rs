@@ -841,3 +841,61 @@ async fn unknown_and_malformed_ids_get_stable_codes() {
         SubscriptionStatus::Active
     );
 }
+
+/// Operations on in-memory adapters (enough for links and lookups; Oen and the key withheld).
+fn memory_app() -> Arc<App> {
+    use oen_pay::charging::{ChargeDeps, ChargePolicy};
+    use oen_pay::withheld::Withheld;
+    let withheld = Arc::new(Withheld::new("merchant-api-test", dev::dev_merchant()));
+    let binding = dev::binding_deps(
+        Arc::new(oen_pay::store::MemoryStore::new()),
+        withheld.clone(),
+        withheld.clone(),
+        Arc::new(oen_pay::events::MemoryEvents::default()),
+        Arc::new(oen_pay::clock::SystemClock),
+    );
+    Arc::new(App {
+        ops: Operations {
+            deps: ChargeDeps::new(binding, withheld, ChargePolicy::default()),
+            secrets: dev::dev_secrets(dev::DEV_API_TOKEN),
+            link_max_ttl: Duration::hours(24),
+        },
+        start_link_url: None,
+    })
+}
+
+/// A request as `axum::serve` hands it over: no API Gateway context at all.
+fn plain_request() -> axum::extract::Request {
+    axum::http::Request::builder()
+        .method("POST")
+        .uri("/v1/links")
+        .header("host", "127.0.0.1:8080")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(
+            json!({"customer":"cust-local","plan":"premium","ttlSeconds":60}).to_string(),
+        ))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn only_the_local_mode_asked_for_by_name_serves_requests_without_a_context() {
+    let local = router(memory_app(), Access::LocalUnauthenticated);
+    let response = local.oneshot(plain_request()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let link: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        link["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:8080/checkout/start?"),
+        "{link}"
+    );
+
+    let deployed = router(memory_app(), Access::RequireIam);
+    let response = deployed.oneshot(plain_request()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let refused: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(refused["error"]["code"], "forbidden");
+}

@@ -81,8 +81,18 @@ pub async fn cancel(
     plan: &PlanId,
     at_period_end: bool,
 ) -> Result<(), OperationError> {
-    let now = deps.clock.now();
     let sub = subscription(deps, customer, plan).await?;
+    cancel_subscription(deps, sub, at_period_end).await
+}
+
+/// [`cancel`] of the subscription as read (at its version): if it changed since, or another
+/// subscription replaced it, nothing is written ([`StoreError::Conflict`]).
+pub async fn cancel_subscription(
+    deps: &ChargeDeps,
+    sub: Versioned<Subscription>,
+    at_period_end: bool,
+) -> Result<(), OperationError> {
+    let now = deps.clock.now();
     if sub.value.status == SubscriptionStatus::Canceled {
         return Ok(());
     }
@@ -121,8 +131,17 @@ pub async fn resume(
     customer: &CustomerId,
     plan: &PlanId,
 ) -> Result<bool, OperationError> {
-    let now = deps.clock.now();
     let sub = subscription(deps, customer, plan).await?;
+    resume_subscription(deps, sub).await
+}
+
+/// [`resume`] of the subscription as read (at its version): if it changed since, or another
+/// subscription replaced it, nothing is written ([`StoreError::Conflict`]).
+pub async fn resume_subscription(
+    deps: &ChargeDeps,
+    sub: Versioned<Subscription>,
+) -> Result<bool, OperationError> {
+    let now = deps.clock.now();
     if sub.value.status == SubscriptionStatus::Canceled {
         return Err(OperationError::Refused(
             "the subscription is canceled already; the customer must bind a card again to subscribe anew".into(),
@@ -216,11 +235,24 @@ pub async fn refund(
     amount: Option<Amount>,
     reason: Option<String>,
 ) -> Result<Amount, OperationError> {
-    let now = deps.clock.now();
     let sub = subscription(deps, customer, plan).await?;
+    refund_period(deps, &sub.value, period, amount, reason).await
+}
+
+/// [`refund`] of period `period` of `sub`, as the caller found it (by its key or its id); the
+/// period's own version guards the write.
+pub async fn refund_period(
+    deps: &ChargeDeps,
+    sub: &Subscription,
+    period: u32,
+    amount: Option<Amount>,
+    reason: Option<String>,
+) -> Result<Amount, OperationError> {
+    let now = deps.clock.now();
+    let customer = &sub.customer;
     let p = deps
         .store
-        .period(&sub.value.id, period)
+        .period(&sub.id, period)
         .await?
         .ok_or_else(|| OperationError::Refused(format!("period {period} has no charge")))?;
     let (transaction, wanted) = refundable(&p.value, amount)?;

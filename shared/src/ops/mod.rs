@@ -158,9 +158,9 @@ impl Operations {
         request: CancelRequest,
     ) -> Result<SubscriptionView, OpsError> {
         let id = parse_subscription_id(id)?;
-        let sub = self.find(&id).await?.value;
+        let sub = self.find(&id).await?;
         let at_period_end = request.at == CancelAt::PeriodEnd;
-        charging::cancel(&self.deps, &sub.customer, &sub.plan, at_period_end).await?;
+        charging::cancel_subscription(&self.deps, sub, at_period_end).await?;
         self.subscription_now(&id).await
     }
 
@@ -168,8 +168,8 @@ impl Operations {
     /// customer binds a card again instead.
     pub async fn resume(&self, id: &str) -> Result<SubscriptionView, OpsError> {
         let id = parse_subscription_id(id)?;
-        let sub = self.find(&id).await?.value;
-        match charging::resume(&self.deps, &sub.customer, &sub.plan).await {
+        let sub = self.find(&id).await?;
+        match charging::resume_subscription(&self.deps, sub).await {
             Ok(_) => self.subscription_now(&id).await,
             Err(OperationError::Refused(_)) => Err(OpsError::Conflict(format!(
                 "subscription {id} is canceled already and cannot be resumed; send the customer a new start link to subscribe again"
@@ -221,15 +221,7 @@ impl Operations {
             return Ok(recorded);
         }
         let transaction = refund_precheck(&period, amount)?;
-        let result = charging::refund(
-            &self.deps,
-            &sub.customer,
-            &sub.plan,
-            n,
-            amount,
-            request.reason,
-        )
-        .await;
+        let result = charging::refund_period(&self.deps, &sub, n, amount, request.reason).await;
         match result {
             Ok(refunded) => Ok(refund_view(&period, transaction, refunded.ntd(), false)),
             // A refund of this period was recorded meanwhile (a concurrent repeat): answer it

@@ -312,3 +312,38 @@ async fn a_recorded_refund_is_replayed_without_oen_and_another_one_is_a_conflict
     let stored = store.period(&sub2.id, 0).await.unwrap().unwrap();
     assert_eq!(stored.value.refunded, None);
 }
+
+#[tokio::test]
+async fn a_subscription_replaced_after_it_was_found_is_left_alone() {
+    let (ops, store) = operations();
+    let (sub, _) = subscribed(&store, "cust-x").await;
+    let found = store.subscription_by_id(&sub.id).await.unwrap().unwrap();
+    // The customer binds again meanwhile: a new subscription under the same key.
+    let replacement = contract::subscription("cust-x", Some(now()));
+    store
+        .commit(vec![Put::new(
+            replacement.clone(),
+            Expect::Version(found.version),
+        )])
+        .await
+        .unwrap();
+    for at_period_end in [false, true] {
+        let e = charging::cancel_subscription(&ops.deps, found.clone(), at_period_end)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                OperationError::Store(crate::store::StoreError::Conflict(_))
+            ),
+            "{e:?}"
+        );
+    }
+    let current = store.subscription_by_id(&replacement.id).await.unwrap();
+    assert_eq!(current.map(|s| s.value), Some(replacement));
+    let e = ops
+        .cancel(sub.id.as_str(), CancelRequest { at: CancelAt::Now })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "not_found");
+}

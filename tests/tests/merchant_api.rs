@@ -899,3 +899,136 @@ async fn only_the_local_mode_asked_for_by_name_serves_requests_without_a_context
     let refused: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(refused["error"]["code"], "forbidden");
 }
+
+/// The charging stack on the in-memory store and vault (moto's DynamoDB restores a snapshot of
+/// every table when a transaction fails, undoing a concurrent one's writes: racing commits are
+/// judged on the store whose semantics the contract suite pins down).
+async fn memory_api() -> Api {
+    use oen_pay::charging::{ChargeDeps, ChargePolicy};
+    use oen_pay::clock::TestClock;
+    use oen_pay::domain::taipei_time;
+    use oen_pay::events::MemoryEvents;
+    use oen_pay::queue::MemoryQueue;
+    use oen_pay::vault::LocalVault;
+    let sim = oen_sim::Simulator::start(oen_sim::SimConfig {
+        api_token: dev::DEV_API_TOKEN.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let secrets = dev::dev_secrets(dev::DEV_API_TOKEN);
+    let clock = TestClock::at(taipei_time(2027, 1, 31, 10, 0));
+    let events = Arc::new(MemoryEvents::default());
+    let queue = Arc::new(MemoryQueue::default());
+    let binding = dev::binding_deps(
+        Arc::new(oen_pay::store::MemoryStore::new()),
+        Arc::new(LocalVault::random()),
+        Arc::new(dev::local_oen(&sim.base_url(), secrets.clone()).unwrap()),
+        events.clone(),
+        Arc::new(clock.clone()),
+    );
+    let deps = ChargeDeps::new(binding.clone(), queue.clone(), ChargePolicy::default());
+    let app = App {
+        ops: Operations {
+            deps: deps.clone(),
+            secrets,
+            link_max_ttl: Duration::hours(24),
+        },
+        start_link_url: None,
+    };
+    let s = Stack {
+        sim,
+        deps,
+        binding,
+        queue,
+        clock,
+        events,
+        table: String::new(),
+        key: String::new(),
+    };
+    Api {
+        s,
+        router: router(Arc::new(app), Access::RequireIam),
+    }
+}
+
+#[tokio::test]
+async fn concurrent_repeats_of_a_refund_make_one_and_all_answer_it() {
+    let a = memory_api().await;
+    let sub = a.paid("cust-race").await;
+    let path = format!("/v1/periods/{}/refund", a.order(&sub, 0));
+    let event = signed("POST", &path, Some(json!({"reason": "double click"})));
+    let answers = futures_join_all((0..4).map(|_| a.invoke(&event))).await;
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert_eq!(body["refunded"], 500, "{body}");
+    }
+    let made = answers
+        .iter()
+        .filter(|(_, b)| b["replayed"] == json!(false))
+        .count();
+    assert_eq!(made, 1, "{answers:?}");
+    let entry = &a.s.sim.ledger()[0];
+    assert_eq!((entry.status, entry.refund_amount), (Status::Refunded, 500));
+    let refunded =
+        a.s.events
+            .all()
+            .into_iter()
+            .filter(|e| e.kind == "payment.refunded")
+            .count();
+    assert_eq!(refunded, 1);
+
+    // A different refund racing in after Oen refunded: refused, though Oen's refund is kept.
+    let other = a.paid("cust-race-2").await;
+    let number = a.s.sim.ledger()[1].id.clone();
+    a.s.deps
+        .oen
+        .refund(&RefundRequest {
+            transaction_number: TransactionId::parse(&number).unwrap(),
+            amount: Some(oen_pay::domain::Amount::new(300).unwrap()),
+            reason: None,
+        })
+        .await
+        .unwrap();
+    let path = format!("/v1/periods/{}/refund", a.order(&other, 0));
+    let answer = a.call("POST", &path, Some(json!({"amount": 100}))).await;
+    assert_error(
+        &answer,
+        StatusCode::CONFLICT,
+        "conflict",
+        "refunded NT$300 already",
+    );
+    let (_, view) = a
+        .call("GET", &format!("/v1/subscriptions/{other}"), None)
+        .await;
+    assert_eq!(view["recentPeriods"][0]["refunded"], 300);
+}
+
+/// Runs the futures at once on this task and collects their outputs in order.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut pinned: Vec<_> = futures.map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, out) in pinned.iter_mut().zip(outputs.iter_mut()) {
+            if out.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *out = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|o| o.expect("every future finished"))
+        .collect()
+}

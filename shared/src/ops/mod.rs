@@ -222,8 +222,17 @@ impl Operations {
         }
         let transaction = refund_precheck(&period, amount)?;
         let result = charging::refund_period(&self.deps, &sub, n, amount, request.reason).await;
+        let wanted = amount.unwrap_or(period.amount);
         match result {
-            Ok(refunded) => Ok(refund_view(&period, transaction, refunded.ntd(), false)),
+            Ok(refunded) if refunded == wanted => {
+                Ok(refund_view(&period, transaction, refunded.ntd(), false))
+            }
+            // Oen had refunded the transaction already, another amount (a racing request, or
+            // one made in Oen's back office): that refund is now recorded; this one is not made.
+            Ok(refunded) => Err(OpsError::Conflict(format!(
+                "order {} was refunded {refunded} already; Oen allows one refund per transaction",
+                period.order_id
+            ))),
             // A refund of this period was recorded meanwhile (a concurrent repeat): answer it
             // if it is the same refund.
             Err(OperationError::Store(StoreError::Conflict(c))) => {

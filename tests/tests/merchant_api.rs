@@ -447,6 +447,30 @@ async fn cancel_now_stops_every_later_charge() {
         .all()
         .iter()
         .any(|e| e.kind == "subscription.canceled"));
+    // The audit trail names the IAM caller.
+    let actions = audited(&a.s, CALLER).await;
+    assert!(
+        actions.contains(&"subscription.canceled".to_owned()),
+        "{actions:?}"
+    );
+}
+
+/// The actions the audit entries stored in the stack's table attribute to `actor`.
+async fn audited(s: &Stack, actor: &str) -> Vec<String> {
+    let text =
+        |item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+         name: &str| {
+            item.get(name)
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default()
+        };
+    harness::scan_all(&harness::dynamo_client().await, &s.table)
+        .await
+        .into_iter()
+        .filter(|i| text(i, "kind") == "audit" && text(i, "actor") == actor)
+        .map(|i| text(&i, "action"))
+        .collect()
 }
 
 #[tokio::test]
@@ -568,6 +592,7 @@ async fn a_full_refund_is_made_once_and_repeating_it_answers_the_recorded_refund
         .all()
         .iter()
         .any(|e| e.kind == "payment.refunded"));
+    assert_eq!(audited(&a.s, CALLER).await, ["refund"]);
 }
 
 #[tokio::test]

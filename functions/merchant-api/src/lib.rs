@@ -348,7 +348,8 @@ async fn cancel(
         (Ok(id), Ok(r)) => (id, r),
         (Err(r), _) | (_, Err(r)) => return call.refuse(r),
     };
-    call.done("cancel", StatusCode::OK, app.ops.cancel(&id, request).await)
+    let result = app.ops.cancel(&call.caller.user_arn, &id, request).await;
+    call.done("cancel", StatusCode::OK, result)
 }
 
 /// A body that must be empty or `{}`.
@@ -367,7 +368,8 @@ async fn resume(
         (Ok(id), Ok(NoFields {})) => id,
         (Err(r), _) | (_, Err(r)) => return call.refuse(r),
     };
-    call.done("resume", StatusCode::OK, app.ops.resume(&id).await)
+    let result = app.ops.resume(&call.caller.user_arn, &id).await;
+    call.done("resume", StatusCode::OK, result)
 }
 
 async fn refund(
@@ -381,11 +383,8 @@ async fn refund(
         (Ok(o), Ok(r)) => (o, r),
         (Err(r), _) | (_, Err(r)) => return call.refuse(r),
     };
-    call.done(
-        "refund",
-        StatusCode::OK,
-        app.ops.refund(&order, request).await,
-    )
+    let result = app.ops.refund(&call.caller.user_arn, &order, request).await;
+    call.done("refund", StatusCode::OK, result)
 }
 
 async fn no_route(parts: Parts) -> Response {

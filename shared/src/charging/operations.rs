@@ -82,15 +82,17 @@ pub async fn cancel(
     at_period_end: bool,
 ) -> Result<(), OperationError> {
     let sub = subscription(deps, customer, plan).await?;
-    cancel_subscription(deps, sub, at_period_end).await
+    cancel_subscription(deps, sub, at_period_end, "operator").await
 }
 
 /// [`cancel`] of the subscription as read (at its version): if it changed since, or another
-/// subscription replaced it, nothing is written ([`StoreError::Conflict`]).
+/// subscription replaced it, nothing is written ([`StoreError::Conflict`]). `actor` names who
+/// in the audit entry.
 pub async fn cancel_subscription(
     deps: &ChargeDeps,
     sub: Versioned<Subscription>,
     at_period_end: bool,
+    actor: &str,
 ) -> Result<(), OperationError> {
     let now = deps.clock.now();
     if sub.value.status == SubscriptionStatus::Canceled {
@@ -103,7 +105,7 @@ pub async fn cancel_subscription(
         let audit = AuditEntry::new(
             s.customer.clone(),
             now,
-            "operator",
+            actor,
             "cancel.at_period_end",
             None,
             "",
@@ -117,7 +119,7 @@ pub async fn cancel_subscription(
         return Ok(());
     }
     let period = deps.store.period(&sub.value.id, sub.value.period).await?;
-    let (puts, event) = cancellation(&sub, period, "operator", "operator", now);
+    let (puts, event) = cancellation(&sub, period, actor, "operator", now);
     let recorded = outbox::commit(deps, puts, vec![event]).await?;
     outbox::ship(deps, recorded, "charger").await;
     Ok(())
@@ -132,14 +134,16 @@ pub async fn resume(
     plan: &PlanId,
 ) -> Result<bool, OperationError> {
     let sub = subscription(deps, customer, plan).await?;
-    resume_subscription(deps, sub).await
+    resume_subscription(deps, sub, "operator").await
 }
 
 /// [`resume`] of the subscription as read (at its version): if it changed since, or another
-/// subscription replaced it, nothing is written ([`StoreError::Conflict`]).
+/// subscription replaced it, nothing is written ([`StoreError::Conflict`]). `actor` names who
+/// in the audit entry.
 pub async fn resume_subscription(
     deps: &ChargeDeps,
     sub: Versioned<Subscription>,
+    actor: &str,
 ) -> Result<bool, OperationError> {
     let now = deps.clock.now();
     if sub.value.status == SubscriptionStatus::Canceled {
@@ -153,7 +157,7 @@ pub async fn resume_subscription(
     let mut s = sub.value.clone();
     s.cancel_at_period_end = false;
     s.updated_at = now;
-    let audit = AuditEntry::new(s.customer.clone(), now, "operator", "resume", None, "");
+    let audit = AuditEntry::new(s.customer.clone(), now, actor, "resume", None, "");
     deps.store
         .commit(vec![
             Put::new(s, Expect::Version(sub.version)),
@@ -236,17 +240,18 @@ pub async fn refund(
     reason: Option<String>,
 ) -> Result<Amount, OperationError> {
     let sub = subscription(deps, customer, plan).await?;
-    refund_period(deps, &sub.value, period, amount, reason).await
+    refund_period(deps, &sub.value, period, amount, reason, "operator").await
 }
 
 /// [`refund`] of period `period` of `sub`, as the caller found it (by its key or its id); the
-/// period's own version guards the write.
+/// period's own version guards the write. `actor` names who in the audit entry.
 pub async fn refund_period(
     deps: &ChargeDeps,
     sub: &Subscription,
     period: u32,
     amount: Option<Amount>,
     reason: Option<String>,
+    actor: &str,
 ) -> Result<Amount, OperationError> {
     let now = deps.clock.now();
     let customer = &sub.customer;
@@ -263,7 +268,7 @@ pub async fn refund_period(
     let audit = AuditEntry::new(
         customer.clone(),
         now,
-        "operator",
+        actor,
         "refund",
         None,
         format!("order {}, {refunded}", p.value.order_id),

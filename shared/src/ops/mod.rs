@@ -151,25 +151,27 @@ impl Operations {
 
     /// Cancels now (the current period is closed unless a charge may be under way, which is
     /// still reconciled; nothing is charged again), or at the end of the paid period.
-    /// Idempotent: canceling a canceled subscription answers it as it is.
+    /// Idempotent: canceling a canceled subscription answers it as it is. `actor` (who asks:
+    /// an IAM principal's ARN) goes into the audit entry, as for resume and refund.
     pub async fn cancel(
         &self,
+        actor: &str,
         id: &str,
         request: CancelRequest,
     ) -> Result<SubscriptionView, OpsError> {
         let id = parse_subscription_id(id)?;
         let sub = self.find(&id).await?;
         let at_period_end = request.at == CancelAt::PeriodEnd;
-        charging::cancel_subscription(&self.deps, sub, at_period_end).await?;
+        charging::cancel_subscription(&self.deps, sub, at_period_end, actor).await?;
         self.subscription_now(&id).await
     }
 
     /// Undoes a cancel at period end. A canceled subscription cannot be resumed (409): the
     /// customer binds a card again instead.
-    pub async fn resume(&self, id: &str) -> Result<SubscriptionView, OpsError> {
+    pub async fn resume(&self, actor: &str, id: &str) -> Result<SubscriptionView, OpsError> {
         let id = parse_subscription_id(id)?;
         let sub = self.find(&id).await?;
-        match charging::resume_subscription(&self.deps, sub).await {
+        match charging::resume_subscription(&self.deps, sub, actor).await {
             Ok(_) => self.subscription_now(&id).await,
             Err(OperationError::Refused(_)) => Err(OpsError::Conflict(format!(
                 "subscription {id} is canceled already and cannot be resumed; send the customer a new start link to subscribe again"
@@ -185,6 +187,7 @@ impl Operations {
     /// transaction is read before anything is sent again.
     pub async fn refund(
         &self,
+        actor: &str,
         order_id: &str,
         request: RefundRequest,
     ) -> Result<RefundView, OpsError> {
@@ -221,7 +224,8 @@ impl Operations {
             return Ok(recorded);
         }
         let transaction = refund_precheck(&period, amount)?;
-        let result = charging::refund_period(&self.deps, &sub, n, amount, request.reason).await;
+        let result =
+            charging::refund_period(&self.deps, &sub, n, amount, request.reason, actor).await;
         let wanted = amount.unwrap_or(period.amount);
         match result {
             Ok(refunded) if refunded == wanted => {

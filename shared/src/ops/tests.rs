@@ -18,6 +18,7 @@ use crate::store::{Expect, MemoryStore, Put, Store};
 use crate::withheld::Withheld;
 
 const START: &str = "https://pay.example/checkout/start";
+const ACTOR: &str = "arn:aws:sts::123456789012:assumed-role/merchant/backend";
 
 fn now() -> DateTime<Utc> {
     contract::t0()
@@ -157,6 +158,7 @@ async fn cancel_at_period_end_then_resume_then_cancel_now_which_cannot_be_resume
 
     let v = ops
         .cancel(
+            ACTOR,
             id,
             CancelRequest {
                 at: CancelAt::PeriodEnd,
@@ -167,23 +169,23 @@ async fn cancel_at_period_end_then_resume_then_cancel_now_which_cannot_be_resume
     assert!(v.cancel_at_period_end);
     assert_eq!(v.status, SubscriptionStatus::Active);
 
-    let v = ops.resume(id).await.unwrap();
+    let v = ops.resume(ACTOR, id).await.unwrap();
     assert!(!v.cancel_at_period_end);
     // Resuming what is not set to end changes nothing.
-    assert_eq!(ops.resume(id).await.unwrap(), v);
+    assert_eq!(ops.resume(ACTOR, id).await.unwrap(), v);
 
     let v = ops
-        .cancel(id, CancelRequest { at: CancelAt::Now })
+        .cancel(ACTOR, id, CancelRequest { at: CancelAt::Now })
         .await
         .unwrap();
     assert_eq!(v.status, SubscriptionStatus::Canceled);
     assert_eq!(v.next_action_at, None);
-    let e = ops.resume(id).await.unwrap_err();
+    let e = ops.resume(ACTOR, id).await.unwrap_err();
     assert_eq!((e.status(), e.code()), (409, "conflict"));
     assert!(e.to_string().contains("canceled already"), "{e}");
     // A second cancel answers the canceled subscription.
     let again = ops
-        .cancel(id, CancelRequest { at: CancelAt::Now })
+        .cancel(ACTOR, id, CancelRequest { at: CancelAt::Now })
         .await
         .unwrap();
     assert_eq!(again.status, SubscriptionStatus::Canceled);
@@ -195,9 +197,10 @@ async fn unknown_and_malformed_ids_are_404_and_400() {
     let unknown = SubscriptionId::generate();
     for e in [
         ops.subscription(unknown.as_str()).await.unwrap_err(),
-        ops.resume(unknown.as_str()).await.unwrap_err(),
+        ops.resume(ACTOR, unknown.as_str()).await.unwrap_err(),
         ops.customer("nobody").await.unwrap_err(),
         ops.refund(
+            ACTOR,
             OrderId::for_period(&unknown, 0).as_str(),
             RefundRequest::default(),
         )
@@ -209,7 +212,7 @@ async fn unknown_and_malformed_ids_are_404_and_400() {
     for e in [
         ops.subscription("short").await.unwrap_err(),
         ops.customer("a/b").await.unwrap_err(),
-        ops.refund("nope", RefundRequest::default())
+        ops.refund(ACTOR, "nope", RefundRequest::default())
             .await
             .unwrap_err(),
     ] {
@@ -251,6 +254,7 @@ async fn a_recorded_refund_is_replayed_without_oen_and_another_one_is_a_conflict
     // The same partial refund again: answered from the record (Oen here refuses every call).
     let replay = ops
         .refund(
+            ACTOR,
             order,
             RefundRequest {
                 amount: Some(200),
@@ -267,6 +271,7 @@ async fn a_recorded_refund_is_replayed_without_oen_and_another_one_is_a_conflict
     for amount in [None, Some(300)] {
         let e = ops
             .refund(
+                ACTOR,
                 order,
                 RefundRequest {
                     amount,
@@ -285,7 +290,7 @@ async fn a_recorded_refund_is_replayed_without_oen_and_another_one_is_a_conflict
         .await
         .unwrap();
     let e = ops
-        .refund(open.order_id.as_str(), RefundRequest::default())
+        .refund(ACTOR, open.order_id.as_str(), RefundRequest::default())
         .await
         .unwrap_err();
     assert_eq!(e.code(), "conflict");
@@ -293,6 +298,7 @@ async fn a_recorded_refund_is_replayed_without_oen_and_another_one_is_a_conflict
     let (sub2, paid2) = subscribed(&store, "cust-r2").await;
     let e = ops
         .refund(
+            ACTOR,
             paid2.order_id.as_str(),
             RefundRequest {
                 amount: Some(501),
@@ -305,7 +311,7 @@ async fn a_recorded_refund_is_replayed_without_oen_and_another_one_is_a_conflict
     assert!(e.to_string().contains("more than"), "{e}");
     // Oen unreachable: a 502 that says to repeat, and nothing recorded.
     let e = ops
-        .refund(paid2.order_id.as_str(), RefundRequest::default())
+        .refund(ACTOR, paid2.order_id.as_str(), RefundRequest::default())
         .await
         .unwrap_err();
     assert_eq!((e.status(), e.code()), (502, "upstream_unavailable"));
@@ -328,7 +334,7 @@ async fn a_subscription_replaced_after_it_was_found_is_left_alone() {
         .await
         .unwrap();
     for at_period_end in [false, true] {
-        let e = charging::cancel_subscription(&ops.deps, found.clone(), at_period_end)
+        let e = charging::cancel_subscription(&ops.deps, found.clone(), at_period_end, ACTOR)
             .await
             .unwrap_err();
         assert!(
@@ -342,7 +348,7 @@ async fn a_subscription_replaced_after_it_was_found_is_left_alone() {
     let current = store.subscription_by_id(&replacement.id).await.unwrap();
     assert_eq!(current.map(|s| s.value), Some(replacement));
     let e = ops
-        .cancel(sub.id.as_str(), CancelRequest { at: CancelAt::Now })
+        .cancel(ACTOR, sub.id.as_str(), CancelRequest { at: CancelAt::Now })
         .await
         .unwrap_err();
     assert_eq!(e.code(), "not_found");

@@ -16,13 +16,15 @@
 //! (`requestContext.authorizer.iam` with a `userArn` and an `accountId`), unless it was built
 //! [`Access::LocalUnauthenticated`] for the local dev stack, which must be asked for by name.
 
+mod access;
+
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, request::Parts, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -34,6 +36,8 @@ use oen_pay::ops::{
 };
 use oen_pay::web::request_id;
 use serde::{Deserialize, Serialize};
+
+pub use access::{iam_caller, Access, Caller};
 
 /// The largest request body read (the bodies are a few small fields).
 pub const MAX_BODY: usize = 16 * 1024;
@@ -56,28 +60,11 @@ impl Configuration {
     }
 }
 
-/// Who may call. There is no default: the Lambda host asks for [`Access::RequireIam`], the
-/// local dev stack (no API Gateway in front) for [`Access::LocalUnauthenticated`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Only requests whose API Gateway v2 context names an IAM caller.
-    RequireIam,
-    /// Anyone who can reach the socket: the local dev stack on loopback only.
-    LocalUnauthenticated,
-}
-
 /// What the handlers need, built once per cold start.
 pub struct App {
     pub ops: Operations,
     /// `START_LINK_URL`; without it links point at the domain the request came to.
     pub start_link_url: Option<String>,
-}
-
-/// The caller as API Gateway's IAM authorizer identified it (or the local dev stack).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub user_arn: String,
-    pub account_id: String,
 }
 
 pub fn router(app: Arc<App>, access: Access) -> Router {
@@ -96,50 +83,8 @@ pub fn router(app: Arc<App>, access: Access) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // Our own check answers 413 in our format; axum's default (2 MiB) must not come first.
         .layer(DefaultBodyLimit::max(MAX_BODY + 1))
-        .layer(middleware::from_fn_with_state(access, guard))
+        .layer(middleware::from_fn_with_state(access, access::guard))
         .with_state(app)
-}
-
-/// The IAM caller of a request, if API Gateway's v2 context names one.
-pub fn iam_caller(context: Option<&RequestContext>) -> Option<Caller> {
-    let Some(RequestContext::ApiGatewayV2(ctx)) = context else {
-        return None;
-    };
-    let iam = ctx.authorizer.as_ref()?.iam.as_ref()?;
-    let present = |v: &Option<String>| {
-        v.as_deref()
-            .filter(|s| !s.trim().is_empty())
-            .map(str::to_owned)
-    };
-    Some(Caller {
-        user_arn: present(&iam.user_arn)?,
-        account_id: present(&iam.account_id)?,
-    })
-}
-
-async fn guard(State(access): State<Access>, mut request: Request, next: Next) -> Response {
-    let caller = match access {
-        Access::LocalUnauthenticated => Caller {
-            user_arn: "local".into(),
-            account_id: "local".into(),
-        },
-        Access::RequireIam => match iam_caller(request.extensions().get::<RequestContext>()) {
-            Some(caller) => caller,
-            None => {
-                let (parts, _) = request.into_parts();
-                let rid = request_id(&parts);
-                tracing::warn!(request_id = %rid, path = %parts.uri.path(), "refused: no IAM identity in the request context");
-                return error(
-                        &rid,
-                        StatusCode::FORBIDDEN,
-                        "forbidden",
-                        "this API takes only requests signed with AWS SigV4 by an IAM principal allowed to invoke it",
-                    );
-            }
-        },
-    };
-    request.extensions_mut().insert(caller);
-    next.run(request).await
 }
 
 fn error(rid: &str, status: StatusCode, code: &'static str, message: &str) -> Response {

@@ -284,6 +284,35 @@ impl ChargerConfig {
     }
 }
 
+/// The merchant API's own: the event bus its cancels and refunds report to, where the start
+/// links it mints point, and how long they may live.
+#[derive(Debug, Clone)]
+pub struct MerchantApiConfig {
+    pub event_bus_name: String,
+    /// `START_LINK_URL`: the `checkout-start` URL minted links open. Unset (or empty), links
+    /// point at `https://{the domain the request came to}/checkout/start`, which is the same
+    /// HTTP API (the template sets it to the custom domain's when there is one).
+    pub start_link_url: Option<String>,
+    /// `LINK_MAX_TTL`: the longest life a minted link may have (checkout-start's own limit).
+    pub link_max_ttl: Duration,
+}
+
+impl MerchantApiConfig {
+    pub fn read(vars: &Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            event_bus_name: vars.require("EVENT_BUS_NAME")?,
+            start_link_url: match vars.get("START_LINK_URL") {
+                Some(_) => Some(vars.url("START_LINK_URL")?),
+                None => None,
+            },
+            link_max_ttl: match vars.get("LINK_MAX_TTL") {
+                Some(raw) => link_max_ttl(&raw)?,
+                None => DEFAULT_LINK_MAX_TTL,
+            },
+        })
+    }
+}
+
 fn charge_policy(
     dunning_days: Option<String>,
     unknown_alarm_hours: Option<String>,
@@ -489,6 +518,37 @@ mod tests {
                 "UNKNOWN_ALARM_HOURS",
             ])
         );
+        assert_eq!(
+            read(&|v| drop(MerchantApiConfig::read(v).unwrap())),
+            names(&["EVENT_BUS_NAME", "LINK_MAX_TTL", "START_LINK_URL"])
+        );
+    }
+
+    #[test]
+    fn the_merchant_apis_start_link_url_is_optional_and_checked() {
+        let api = with(&base(), MerchantApiConfig::read).unwrap();
+        assert_eq!(api.start_link_url, None);
+        assert_eq!(api.link_max_ttl, DEFAULT_LINK_MAX_TTL);
+        let mut v = base();
+        v.insert(
+            "START_LINK_URL",
+            "https://pay.example.com/checkout/start".into(),
+        );
+        v.insert("LINK_MAX_TTL", "3600".into());
+        let api = with(&v, MerchantApiConfig::read).unwrap();
+        assert_eq!(
+            api.start_link_url.as_deref(),
+            Some("https://pay.example.com/checkout/start")
+        );
+        assert_eq!(api.link_max_ttl, Duration::hours(1));
+        v.insert("START_LINK_URL", "pay.example.com/checkout/start".into());
+        assert!(matches!(
+            with(&v, MerchantApiConfig::read),
+            Err(ConfigError::Invalid {
+                name: "START_LINK_URL",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod links;
 pub mod metrics;
 pub mod oen;
 pub mod oneoff;
+pub mod ops;
 pub mod outbox;
 pub mod queue;
 pub mod secrets;

@@ -129,6 +129,12 @@ pub fn mint(
     format!("{base_url}{sep}{query}")
 }
 
+/// What a start link accepts as `email`: at most 254 characters, an `@`, no space or control
+/// character (Oen's page asks the customer to confirm it).
+pub fn is_email(e: &str) -> bool {
+    e.len() <= 254 && e.contains('@') && !e.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
 /// Verifies a raw query string: signature first (so nothing about an unsigned link is
 /// revealed), then expiry and lifetime (`expires` at most `max_ttl` after `now`), then content.
 pub fn verify(
@@ -192,13 +198,7 @@ pub fn verify(
         .clone();
     let email = match one("email")? {
         None => None,
-        Some(e)
-            if e.len() <= 254
-                && e.contains('@')
-                && !e.chars().any(|c| c.is_whitespace() || c.is_control()) =>
-        {
-            Some(e.to_owned())
-        }
+        Some(e) if is_email(e) => Some(e.to_owned()),
         Some(_) => return Err(LinkError::Invalid("email is not an e-mail address".into())),
     };
     Ok(StartLink {

@@ -14,6 +14,7 @@ use crate::events::{EventError, EventSink};
 use crate::oen::{
     ChargeReceipt, ChargeRequest, CheckoutRequest, OenError, OenGateway, RefundRequest, Transaction,
 };
+use crate::queue::{QueueError, WorkMessage, WorkQueue};
 use crate::vault::{TokenVault, VaultContext, VaultError};
 
 /// A port the named function does not hold.
@@ -51,6 +52,13 @@ impl TokenVault for Withheld {
 impl EventSink for Withheld {
     async fn publish(&self, _: &[DomainEvent]) -> Result<(), EventError> {
         Err(EventError(self.refusal("publish domain events")))
+    }
+}
+
+#[async_trait]
+impl WorkQueue for Withheld {
+    async fn enqueue(&self, _: &[WorkMessage]) -> Result<(), QueueError> {
+        Err(QueueError(self.refusal("enqueue charge work")))
     }
 }
 
@@ -118,5 +126,11 @@ mod tests {
             Err(OenError::NotSent(m)) if m == "webhook is not wired to call Oen: its role may not, and its flows never should"
         ));
         assert_eq!(w.merchant_id().as_str(), "ming");
+        assert!(w
+            .enqueue(&[])
+            .await
+            .unwrap_err()
+            .0
+            .starts_with("webhook is not wired to enqueue charge work"));
     }
 }

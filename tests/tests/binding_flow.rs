@@ -1012,6 +1012,32 @@ impl Store for FlakyStore {
     ) -> Result<oen_pay::store::ChargeDuePage, oen_pay::store::StoreError> {
         self.inner.charges_due(shard, now, limit, after).await
     }
+
+    async fn customer_records(
+        &self,
+        customer: &CustomerId,
+    ) -> Result<oen_pay::store::CustomerRecords, oen_pay::store::StoreError> {
+        self.inner.customer_records(customer).await
+    }
+    async fn subscription_by_id(
+        &self,
+        id: &oen_pay::domain::SubscriptionId,
+    ) -> Result<
+        Option<oen_pay::store::Versioned<oen_pay::store::Subscription>>,
+        oen_pay::store::StoreError,
+    > {
+        self.inner.subscription_by_id(id).await
+    }
+    async fn recent_periods(
+        &self,
+        subscription: &oen_pay::domain::SubscriptionId,
+        limit: usize,
+    ) -> Result<
+        Vec<oen_pay::store::Versioned<oen_pay::store::ChargePeriod>>,
+        oen_pay::store::StoreError,
+    > {
+        self.inner.recent_periods(subscription, limit).await
+    }
 }
 
 #[tokio::test]

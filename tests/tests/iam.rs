@@ -8,16 +8,16 @@
 //! Every DynamoDB statement confines the partition keys it serves (`dynamodb:LeadingKeys`); each
 //! key the function touched must match one of its patterns, and each pattern must be needed.
 //!
-//! One journey drives the three functions in turn, as a customer's life does: checkout-start
+//! One journey drives the four functions in turn, as a customer's life does: checkout-start
 //! opens binding sessions, Oen (the simulator) delivers their webhooks to the webhook function,
-//! the charger charges what they bound. Each test then judges one function on what its own
+//! the charger charges what they bound, and the merchant operates through the merchant API
+//! (links, lookups, refunds, cancels). Each test then judges one function on what its own
 //! recorder saw.
 //!
-//! Two things stand in for the deployment: the charger's clock, which the journey moves so that
-//! dunning's days pass, and Lambda's SQS poller, whose receive and delete run on the event
-//! source mapping's permissions (SAM's managed policy), not on the code's. The operator's cancel
-//! and refund belong to no deployed function yet; the journey uses one only to set a
-//! subscription to end at period end, unrecorded.
+//! Two things stand in for the deployment: the charger's (and the merchant API's) clock, which
+//! the journey moves so that dunning's days pass, and Lambda's SQS poller, whose receive and
+//! delete run on the event source mapping's permissions (SAM's managed policy), not on the
+//! code's.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -30,13 +30,14 @@ use chrono::{DateTime, Duration, Utc};
 use http_body_util::BodyExt;
 use lambda_runtime::{Context, LambdaEvent};
 use oen_pay::aws::{wiring, DynamoStore};
-use oen_pay::charging::{self, ChargeDeps};
+use oen_pay::charging::ChargeDeps;
 use oen_pay::clock::{Clock, TestClock};
 use oen_pay::config::Vars;
 use oen_pay::domain::{
     BindingRef, CardToken, CustomerId, DomainEvent, OrderId, OutboxEntry, PlanId,
 };
 use oen_pay::oen::{ChargeRequest, OenGateway};
+use oen_pay::ops::Operations;
 use oen_pay::store::{
     ChargePeriod, Expect, PeriodState, Put, SessionState, Store, StoreExt, Subscription,
     SubscriptionStatus,
@@ -150,6 +151,15 @@ fn statements(t: &Yaml, function: &str) -> Vec<Statement> {
     out
 }
 
+/// The value an `!If` takes with the parameters' defaults, under which every condition of the
+/// template is false (no custom domain, no fixed egress, no VPC); any other value as it is.
+fn deployed(v: &Yaml) -> &Yaml {
+    match intrinsic(v, "If").and_then(Yaml::as_sequence) {
+        Some(args) if args.len() == 3 => deployed(&args[2]),
+        _ => v,
+    }
+}
+
 /// Values for the parameters a deployer must give; the others take their defaults.
 fn parameter(t: &Yaml, name: &str) -> String {
     match name {
@@ -180,6 +190,7 @@ fn environment(
         &t["Resources"][function]["Properties"]["Environment"]["Variables"],
     ] {
         for (k, v) in vars.as_mapping().into_iter().flatten() {
+            let v = deployed(v);
             let value = match named_resource(v) {
                 Some(name) if t["Parameters"].get(&name).is_some() => parameter(t, &name),
                 Some(name) => names
@@ -279,11 +290,38 @@ fn ref_from(url: &str) -> String {
     r.split('&').next().unwrap().to_owned()
 }
 
+/// The signed sample event of the merchant API, turned into `method path` with `body`.
+fn merchant_event(method: &str, path: &str, body: Option<Value>) -> Value {
+    let mut e = event("merchant-api-refund.json");
+    e["rawPath"] = json!(path);
+    e["routeKey"] = json!(format!("{method} {path}"));
+    e["requestContext"]["routeKey"] = e["routeKey"].clone();
+    e["requestContext"]["http"]["method"] = json!(method);
+    e["requestContext"]["http"]["path"] = json!(path);
+    let fields = e.as_object_mut().unwrap();
+    fields.remove("pathParameters");
+    match body {
+        Some(b) => {
+            fields.insert("body".into(), json!(b.to_string()));
+        }
+        None => {
+            fields.remove("body");
+        }
+    }
+    e["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("content-length");
+    e
+}
+
 /// The parts of the stack the journey's steps share.
 struct World {
     sim: Simulator,
     /// checkout-start's router.
     checkout: Router,
+    /// merchant-api's router.
+    merchant: Router,
     /// The test's own view of the table (not recorded).
     store: DynamoStore,
     sqs: aws_sdk_sqs::Client,
@@ -350,6 +388,12 @@ impl World {
             })
             .collect();
         assert_eq!(state, want, "webhook deliveries: {deliveries:?}");
+    }
+
+    /// A signed request to the merchant API; its status and JSON answer.
+    async fn merchant(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let (status, _, text) = invoke(&self.merchant, &merchant_event(method, path, body)).await;
+        (status, serde_json::from_str(&text).unwrap())
     }
 
     async fn sub(&self, customer: &str) -> Subscription {
@@ -595,7 +639,31 @@ async fn drive() -> Journey {
     )
     .unwrap();
     deps.clock = Arc::new(clock.clone());
-    // An operator's hand, for what no deployed function does (cancel at period end), unrecorded.
+
+    // The merchant API, as its main.rs builds it, on the same clock.
+    let merchant_recorder = Recorder::start().await;
+    let env = environment(&t, "MerchantApiFunction", &names, &sim);
+    let lookup = |name: &str| env.get(name).cloned();
+    let m = merchant_api::Configuration::read(&Vars::new(&lookup)).unwrap();
+    let aws_merchant = wiring::AwsConfig::loaded(merchant_recorder.sdk_config().await);
+    let secrets = wiring::secrets(&aws_merchant, &m.config);
+    let mut merchant_deps =
+        wiring::merchant_api_deps(&m.config, &m.oen, &m.api, &aws_merchant, secrets.clone())
+            .unwrap();
+    merchant_deps.clock = Arc::new(clock.clone());
+    let merchant = merchant_api::router(
+        Arc::new(merchant_api::App {
+            ops: Operations {
+                deps: merchant_deps,
+                secrets,
+                link_max_ttl: m.api.link_max_ttl,
+            },
+            start_link_url: m.api.start_link_url,
+        }),
+        merchant_api::Access::RequireIam,
+    );
+
+    // The one-off charge's unrecorded hand, until the merchant API's route makes it.
     let operator_aws = wiring::AwsConfig::loaded(aws.clone());
     let mut operator = wiring::charge_deps(
         &ch.config,
@@ -609,6 +677,7 @@ async fn drive() -> Journey {
 
     let world = World {
         checkout,
+        merchant,
         store: DynamoStore::new(dynamo, table),
         sqs,
         queue_url,
@@ -641,6 +710,7 @@ async fn drive() -> Journey {
             ("CheckoutStartFunction", checkout_recorder.calls()),
             ("WebhookFunction", webhook_recorder.calls()),
             ("ChargerFunction", charger_recorder.calls()),
+            ("MerchantApiFunction", merchant_recorder.calls()),
         ]),
     }
 }
@@ -732,7 +802,8 @@ async fn binding_flows(w: &World, webhook: &Router, webhook_recorder: &Recorder)
 }
 
 /// The charger: paid, soft and hard declines, an unknown outcome reconciled, a duplicate
-/// payment refunded, the outbox relay, dunning running out, a cancel at period end.
+/// payment refunded, the outbox relay, dunning running out, then the merchant API's
+/// operations, and a cancel at period end carried out.
 async fn charging_flows(w: &World, operator: &ChargeDeps) {
     // A worker claimed cust-dup's first period, Oen charged its order twice, and the
     // worker vanished before writing anything down.
@@ -783,7 +854,7 @@ async fn charging_flows(w: &World, operator: &ChargeDeps) {
     )
     .unwrap();
     let merchant = oen_pay::oneoff::OneOffDeps::new(&operator.adapters, &operator.policy, "api");
-    let owner = charging::WorkContext {
+    let owner = oen_pay::charging::WorkContext {
         owner: "merchant-request".into(),
         deadline: None,
     };
@@ -851,12 +922,9 @@ async fn charging_flows(w: &World, operator: &ChargeDeps) {
         SubscriptionStatus::Canceled
     );
 
-    // Canceled at period end by an operator: at the period's end the charger ends it.
-    let customer = CustomerId::parse("cust-paid").unwrap();
-    let plan_id = PlanId::parse(PLAN).unwrap();
-    charging::cancel(operator, &customer, &plan_id, true)
-        .await
-        .unwrap();
+    merchant_flows(w).await;
+
+    // Canceled at period end through the merchant API: at the period's end the charger ends it.
     let renewal = w.sub("cust-paid").await.next_action_at.unwrap();
     w.clock.set(renewal);
     w.scheduled_run().await;
@@ -864,6 +932,87 @@ async fn charging_flows(w: &World, operator: &ChargeDeps) {
         w.sub("cust-paid").await.status,
         SubscriptionStatus::Canceled
     );
+}
+
+/// The merchant API: a start link, the lookups, a partial refund, a refund whose event a
+/// racing commit had recorded, a cancel now, and a cancel at period end resumed and set again.
+async fn merchant_flows(w: &World) {
+    let link = json!({"customer": "cust-new", "plan": PLAN, "ttlSeconds": 600});
+    let (status, body) = w.merchant("POST", "/v1/links", Some(link)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = w.merchant("GET", "/v1/customers/cust-paid", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let paid = w.sub("cust-paid").await;
+    let (status, body) = w
+        .merchant("GET", &format!("/v1/subscriptions/{}", paid.id), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let order = OrderId::for_period(&paid.id, 0);
+    let (status, body) = w
+        .merchant(
+            "POST",
+            &format!("/v1/periods/{order}/refund"),
+            Some(json!({"amount": 100})),
+        )
+        .await;
+    assert_eq!((status, &body["refunded"]), (StatusCode::OK, &json!(100)));
+
+    // Another refund's event is in the outbox already (a racing commit recorded it): the
+    // refund reads the entry and records its state change without the event.
+    let unknown = w.sub("cust-unknown").await;
+    let period = w.store.period(&unknown.id, 0).await.unwrap().unwrap().value;
+    let PeriodState::Paid { transaction, .. } = &period.state else {
+        panic!("cust-unknown's period 0 is not paid: {:?}", period.state);
+    };
+    let raced = DomainEvent::payment_refunded(
+        &unknown.customer,
+        &period,
+        transaction,
+        period.amount,
+        w.clock.now(),
+    );
+    w.store
+        .commit(vec![Put::new(
+            OutboxEntry::pending(raced, w.clock.now()),
+            Expect::Absent,
+        )])
+        .await
+        .unwrap();
+    let (status, body) = w
+        .merchant(
+            "POST",
+            &format!("/v1/periods/{}/refund", period.order_id),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let hard = w.sub("cust-hard").await;
+    let (status, body) = w
+        .merchant(
+            "POST",
+            &format!("/v1/subscriptions/{}/cancel", hard.id),
+            Some(json!({"at": "now"})),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["status"]),
+        (StatusCode::OK, &json!("canceled"))
+    );
+
+    let cancel = format!("/v1/subscriptions/{}/cancel", paid.id);
+    let at_end = json!({"at": "period_end"});
+    let (status, _) = w.merchant("POST", &cancel, Some(at_end.clone())).await;
+    assert_eq!(status, StatusCode::OK);
+    let resume = format!("/v1/subscriptions/{}/resume", paid.id);
+    let (status, body) = w.merchant("POST", &resume, None).await;
+    assert_eq!(
+        (status, &body["cancelAtPeriodEnd"]),
+        (StatusCode::OK, &json!(false))
+    );
+    let (status, _) = w.merchant("POST", &cancel, Some(at_end)).await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1003,4 +1152,9 @@ fn the_webhook_is_granted_exactly_what_it_calls() {
 #[test]
 fn the_charger_is_granted_exactly_what_it_calls() {
     judge("ChargerFunction");
+}
+
+#[test]
+fn the_merchant_api_is_granted_exactly_what_it_calls() {
+    judge("MerchantApiFunction");
 }

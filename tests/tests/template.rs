@@ -51,10 +51,11 @@ fn grants(t: &Value, function: &str) -> Vec<(String, String)> {
     out
 }
 
-const FUNCTIONS: [&str; 3] = [
+const FUNCTIONS: [&str; 4] = [
     "CheckoutStartFunction",
     "WebhookFunction",
     "ChargerFunction",
+    "MerchantApiFunction",
 ];
 
 #[test]
@@ -74,6 +75,7 @@ fn only_the_webhook_encrypts_and_only_the_charger_decrypts_card_tokens() {
         })
         .collect();
     assert!(kms["CheckoutStartFunction"].is_empty(), "{kms:?}");
+    assert!(kms["MerchantApiFunction"].is_empty(), "{kms:?}");
     assert_eq!(
         kms["WebhookFunction"],
         BTreeSet::from(["kms:Encrypt on GetAtt TokenKey.Arn".to_owned()])
@@ -98,7 +100,11 @@ fn every_grant_names_one_action_on_this_stacks_own_resources() {
             );
             let service = action.split(':').next().unwrap();
             let allowed: &[&str] = match service {
-                "dynamodb" => &["GetAtt Table.Arn", "Sub ${Table.Arn}/index/due-index"],
+                "dynamodb" => &[
+                    "GetAtt Table.Arn",
+                    "Sub ${Table.Arn}/index/due-index",
+                    "Sub ${Table.Arn}/index/subscription-index",
+                ],
                 "secretsmanager" => &["Ref OenSecret"],
                 "kms" => &["GetAtt TokenKey.Arn"],
                 "events" => &["GetAtt EventBus.Arn"],
@@ -132,6 +138,13 @@ fn each_function_reads_only_what_its_flows_need() {
     assert!(!webhook.contains("sqs:SendMessage") && !webhook.contains("dynamodb:Query"));
     let charger = actions("ChargerFunction");
     assert!(charger.contains("dynamodb:Query") && charger.contains("sqs:SendMessage"));
+    // The merchant API refunds and reports, but never charges, enqueues or touches a token.
+    let merchant = actions("MerchantApiFunction");
+    assert!(
+        !merchant.contains("sqs:SendMessage") && !merchant.iter().any(|a| a.starts_with("kms:")),
+        "{merchant:?}"
+    );
+    assert!(merchant.contains("events:PutEvents") && merchant.contains("dynamodb:Query"));
 }
 
 /// A value as CloudFormation resolves it at deployment: a parameter's default (or, for the
@@ -140,6 +153,12 @@ fn each_function_reads_only_what_its_flows_need() {
 /// `GetAtt X.Arn` an ARN.
 fn resolve(t: &Value, v: &Value) -> String {
     const ACCOUNT: &str = "arn:aws:service:ap-northeast-1:123456789012";
+    // With the parameters' defaults every condition is false (no custom domain, no fixed
+    // egress, no VPC, no alarm e-mail): an `!If` takes its second value.
+    if let Some(args) = intrinsic(v, "If").and_then(Value::as_sequence) {
+        assert_eq!(args.len(), 3, "!If {args:?}");
+        return resolve(t, &args[2]);
+    }
     if let Some(name) = intrinsic(v, "Ref").and_then(Value::as_str) {
         if let Some(param) = t["Parameters"].get(name) {
             if let Some(default) = param.get("Default") {
@@ -243,16 +262,18 @@ fn each_function_starts_on_exactly_the_environment_the_template_gives_it() {
     );
     let webhook = reads(&t, "WebhookFunction", webhook::Configuration::read);
     let charger = reads(&t, "ChargerFunction", charger::Configuration::read);
+    let merchant = reads(&t, "MerchantApiFunction", merchant_api::Configuration::read);
     // Least knowledge: only the functions that call Oen know where it is, only those that touch
     // card tokens know the key, and only the charger knows the work queue.
     for (name, knows) in [
-        ("OEN_ENVIRONMENT", [true, false, true]),
-        ("TOKEN_KEY_ID", [false, true, true]),
-        ("EVENT_BUS_NAME", [false, true, true]),
-        ("CHARGE_QUEUE_URL", [false, false, true]),
-        ("SUCCESS_URL", [true, false, false]),
+        ("OEN_ENVIRONMENT", [true, false, true, true]),
+        ("TOKEN_KEY_ID", [false, true, true, false]),
+        ("EVENT_BUS_NAME", [false, true, true, true]),
+        ("CHARGE_QUEUE_URL", [false, false, true, false]),
+        ("SUCCESS_URL", [true, false, false, false]),
+        ("START_LINK_URL", [false, false, false, true]),
     ] {
-        let read = [&checkout, &webhook, &charger].map(|r| r.contains(name));
+        let read = [&checkout, &webhook, &charger, &merchant].map(|r| r.contains(name));
         assert_eq!(read, knows, "{name}");
     }
 }
@@ -264,6 +285,7 @@ fn a_variable_the_template_leaves_out_stops_the_cold_start_with_its_name() {
         ("ChargerFunction", "CHARGE_QUEUE_URL"),
         ("WebhookFunction", "TOKEN_KEY_ID"),
         ("CheckoutStartFunction", "FAILURE_URL"),
+        ("MerchantApiFunction", "EVENT_BUS_NAME"),
     ] {
         let mut env = environment(&t, function);
         env.remove(variable);
@@ -272,6 +294,7 @@ fn a_variable_the_template_leaves_out_stops_the_cold_start_with_its_name() {
         let err = match function {
             "ChargerFunction" => charger::Configuration::read(&vars).err(),
             "WebhookFunction" => webhook::Configuration::read(&vars).err(),
+            "MerchantApiFunction" => merchant_api::Configuration::read(&vars).err(),
             _ => checkout_start::Configuration::read(&vars).err(),
         };
         assert_eq!(
@@ -288,6 +311,7 @@ fn each_function_builds_from_its_own_package_so_it_links_only_its_services() {
         ("CheckoutStartFunction", "checkout-start"),
         ("WebhookFunction", "webhook"),
         ("ChargerFunction", "charger"),
+        ("MerchantApiFunction", "merchant-api"),
     ] {
         let r = &t["Resources"][f];
         assert_eq!(
@@ -753,8 +777,13 @@ fn each_function_logs_to_its_own_group_with_the_retention_parameter() {
 }
 
 /// The functions that make HTTP calls to Oen (checkout-start opens the card page, the charger
-/// charges, queries and refunds); the webhook only receives Oen's posts.
-const OEN_CALLERS: [&str; 2] = ["CheckoutStartFunction", "ChargerFunction"];
+/// charges, queries and refunds, the merchant API refunds); the webhook only receives Oen's
+/// posts.
+const OEN_CALLERS: [&str; 3] = [
+    "CheckoutStartFunction",
+    "ChargerFunction",
+    "MerchantApiFunction",
+];
 
 /// The arguments of an intrinsic function written with its short tag (`!If [a, b, c]`).
 fn intrinsic<'v>(v: &'v Value, tag: &str) -> Option<&'v Value> {
@@ -1040,6 +1069,14 @@ fn the_outputs_name_what_an_operator_wires_up() {
         "Ref ChargeDeadLetterQueue"
     );
     assert_eq!(value("AlarmTopicArn"), "Ref AlarmTopic");
+    assert_eq!(
+        value("MerchantApiUrl"),
+        format!("If HasCustomDomain,Sub {domain}/v1,Sub {api}/v1")
+    );
+    assert_eq!(
+        value("MerchantApiInvokePolicyArn"),
+        "Ref MerchantApiInvokePolicy"
+    );
     for (name, output) in outputs.as_mapping().unwrap() {
         assert!(
             output["Description"].as_str().is_some(),
@@ -1111,6 +1148,30 @@ const CUSTOM_DOMAIN_RESOURCES: [(&str, &str, &str); 3] = [
     ),
 ];
 
+/// `v` as deployed without a custom domain: each `!If [HasCustomDomain, a, b]` is `b`.
+fn without_custom_domain(v: Value) -> Value {
+    if let Some(args) = intrinsic(&v, "If").and_then(Value::as_sequence) {
+        if args.first().and_then(Value::as_str) == Some("HasCustomDomain") {
+            return without_custom_domain(args[2].clone());
+        }
+    }
+    match v {
+        Value::Tagged(mut t) => {
+            t.value = without_custom_domain(t.value);
+            Value::Tagged(t)
+        }
+        Value::Sequence(items) => {
+            Value::Sequence(items.into_iter().map(without_custom_domain).collect())
+        }
+        Value::Mapping(map) => Value::Mapping(
+            map.into_iter()
+                .map(|(k, v)| (k, without_custom_domain(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 #[test]
 fn the_custom_domain_exists_only_when_a_domain_is_set() {
     let t = template();
@@ -1136,13 +1197,14 @@ fn the_custom_domain_exists_only_when_a_domain_is_set() {
     }
     // SAM's Domain property cannot be conditional: the API itself carries none.
     assert!(t["Resources"]["HttpApi"]["Properties"]["Domain"].is_null());
-    // Nothing else names the domain's resources, except under the same condition.
+    // Nothing else names the domain's resources, except under the same condition (a
+    // resource of its own, or a value chosen by `!If [HasCustomDomain, …]`).
     for (id, resource) in t["Resources"].as_mapping().unwrap() {
         let id = text(id);
         if CUSTOM_DOMAIN_RESOURCES.iter().any(|(own, _, _)| *own == id) {
             continue;
         }
-        let body = yaml_serde::to_string(resource).unwrap();
+        let body = yaml_serde::to_string(&without_custom_domain(resource.clone())).unwrap();
         assert!(
             !body.contains("ApiDomain") && !body.contains("DomainName}"),
             "{id} uses the custom domain unconditionally"
@@ -1268,4 +1330,92 @@ fn the_webhook_url_output_never_contains_the_path_key() {
         text(&t["Outputs"]["OenSecretArn"]["Value"]),
         "Ref OenSecret"
     );
+}
+
+/// Every HttpApi route of `function`: (method, path, its `Auth`).
+fn routes(t: &Value, function: &str) -> Vec<(String, String, Value)> {
+    let events = t["Resources"][function]["Properties"]["Events"]
+        .as_mapping()
+        .into_iter()
+        .flatten();
+    events
+        .filter(|(_, e)| e["Type"].as_str() == Some("HttpApi"))
+        .map(|(_, e)| {
+            let p = &e["Properties"];
+            assert_eq!(text(&p["ApiId"]), "Ref HttpApi");
+            (text(&p["Method"]), text(&p["Path"]), p["Auth"].clone())
+        })
+        .collect()
+}
+
+#[test]
+fn every_merchant_api_route_takes_only_iam_callers_and_the_public_routes_stay_public() {
+    let t = template();
+    let auth = &t["Resources"]["HttpApi"]["Properties"]["Auth"];
+    assert_eq!(auth["EnableIamAuthorizer"].as_bool(), Some(true));
+    assert!(
+        auth["DefaultAuthorizer"].is_null(),
+        "a default authorizer would close checkout-start and the webhook"
+    );
+    let merchant = routes(&t, "MerchantApiFunction");
+    let mut paths: Vec<String> = merchant
+        .iter()
+        .map(|(m, p, _)| format!("{m} {p}"))
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "GET /v1/customers/{customer}",
+            "GET /v1/subscriptions/{id}",
+            "POST /v1/links",
+            "POST /v1/periods/{orderId}/refund",
+            "POST /v1/subscriptions/{id}/cancel",
+            "POST /v1/subscriptions/{id}/resume",
+        ]
+    );
+    for (method, path, auth) in &merchant {
+        assert_eq!(
+            text(&auth["Authorizer"]),
+            "AWS_IAM",
+            "{method} {path} is not behind AWS_IAM"
+        );
+    }
+    for f in ["CheckoutStartFunction", "WebhookFunction"] {
+        for (method, path, auth) in routes(&t, f) {
+            assert!(auth.is_null(), "{f}: {method} {path} has an authorizer");
+        }
+    }
+    // The policy the merchant's backend attaches: execute-api:Invoke on exactly these routes
+    // (path parameters as wildcards), nothing of checkout-start or the webhook.
+    let policy = &t["Resources"]["MerchantApiInvokePolicy"];
+    assert_eq!(policy["Type"].as_str(), Some("AWS::IAM::ManagedPolicy"));
+    let statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap();
+    assert_eq!(statements.len(), 1);
+    assert_eq!(text(&statements[0]["Action"]), "execute-api:Invoke");
+    assert_eq!(statements[0]["Effect"].as_str(), Some("Allow"));
+    let prefix = "Sub arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${HttpApi}/$default/";
+    let mut granted: Vec<String> = list(&statements[0]["Resource"])
+        .into_iter()
+        .map(|r| {
+            r.strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("not a route of this API's stage: {r}"))
+                .to_owned()
+        })
+        .collect();
+    granted.sort();
+    let mut wanted: Vec<String> = merchant
+        .iter()
+        .map(|(m, p, _)| {
+            let path: Vec<&str> = p
+                .split('/')
+                .map(|s| if s.starts_with('{') { "*" } else { s })
+                .collect();
+            format!("{m}{}", path.join("/"))
+        })
+        .collect();
+    wanted.sort();
+    assert_eq!(granted, wanted);
 }

@@ -243,6 +243,32 @@ impl Store for CountingStore {
         bump(&self.calls.due);
         self.inner.charges_due(shard, now, limit, after).await
     }
+
+    // The merchant API's lookups; charging never calls them.
+    async fn customer_records(
+        &self,
+        customer: &oen_pay::domain::CustomerId,
+    ) -> Result<oen_pay::store::CustomerRecords, StoreError> {
+        bump(&self.calls.due);
+        self.inner.customer_records(customer).await
+    }
+
+    async fn subscription_by_id(
+        &self,
+        id: &oen_pay::domain::SubscriptionId,
+    ) -> Result<Option<Versioned<oen_pay::store::Subscription>>, StoreError> {
+        bump(&self.calls.due);
+        self.inner.subscription_by_id(id).await
+    }
+
+    async fn recent_periods(
+        &self,
+        subscription: &oen_pay::domain::SubscriptionId,
+        limit: usize,
+    ) -> Result<Vec<Versioned<oen_pay::store::ChargePeriod>>, StoreError> {
+        bump(&self.calls.due);
+        self.inner.recent_periods(subscription, limit).await
+    }
 }
 
 /// KMS: Encrypt / Decrypt.

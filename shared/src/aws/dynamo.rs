@@ -11,7 +11,7 @@
 //! | binding session | `BIND#{reference}`   | `SESSION`            | `ttl`                  |
 //! | link claim      | `LINK#{link id}`     | `CLAIM`              | `ttl`                  |
 //! | card            | `CUST#{customer}`    | `CARD#{binding}`     | `ciphertext` is binary |
-//! | subscription    | `CUST#{customer}`    | `SUB#{plan}`         | `due_shard`, `due_at`  |
+//! | subscription    | `CUST#{customer}`    | `SUB#{plan}`         | `due_shard`, `due_at`; its `id` keys `subscription-index` |
 //! | charge period   | `SUB#{subscription}` | `PERIOD#{period:06}` |                        |
 //! | audit entry     | `AUDIT#{customer}`   | `{at}#{id}`          |                        |
 //! | outbox entry    | `OUTBOX#{event id}`  | `EVENT`              | pending: `due_shard`, `due_at`; delivered: `ttl` |
@@ -59,6 +59,23 @@
 //! rewrites the item without them, which takes it off the index; `pk` names the event. A
 //! subscription's `DUE#` partitions and the outbox's `OUTBOX#` partitions never share a key.
 //!
+//! # Finding a subscription by its id (the merchant API)
+//!
+//! A subscription is keyed by customer and plan, but the merchant API names it by its id (and
+//! a period by its order id, `{subscription id}P{period:06}`). The global secondary index
+//! [`SUBSCRIPTION_INDEX`] is keyed on the subscription item's own `id` attribute (HASH, keys
+//! only): every subscription ever written carries it, so subscriptions stored before the index
+//! existed are found as well as new ones, with no pointer item to backfill and no write of
+//! ours to keep in step (DynamoDB maintains the index). Audit entries also have an `id` (their
+//! 8-character suffix, never a 16-character subscription id) and land in the index too; a
+//! lookup keeps only keys `CUST#…`/`SUB#…`. The index is eventually consistent, so the
+//! subscription it names is then read with a consistent `GetItem`, and must still carry that id
+//! (a customer who binds again after a cancel gets a new subscription under the same key).
+//!
+//! A customer's cards and subscriptions are one `Query` of `CUST#{customer}`; a subscription's
+//! recent periods one `Query` of `SUB#{subscription}` on `begins_with(sk, "PERIOD#")`, newest
+//! first. Both read consistently.
+//!
 //! # Conditional writes
 //!
 //! Every put replaces the whole item under a condition on its previous state:
@@ -85,15 +102,21 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1 as codec;
 
-use crate::domain::{ChargeId, CustomerId, PlanId};
+use crate::domain::{ChargeId, CustomerId, PlanId, SubscriptionId};
 use crate::store::{
     charge_shard_of, check_commit, outbox_shard_of, shard_of, Card, ChargeDue, ChargeDuePage,
-    DueCursor, DueEntry, DuePage, Expect, Key, OutboxPage, Page, PendingEvent, Put, Record, Store,
-    StoreError, Versioned,
+    ChargePeriod, CustomerRecords, DueCursor, DueEntry, DuePage, Expect, Key, OutboxPage, Page,
+    PendingEvent, Put, Record, Store, StoreError, Subscription, Versioned,
 };
 
 /// The name of the sparse due-date index (`due_shard` HASH, `due_at` RANGE, keys only).
 pub const DUE_INDEX: &str = "due-index";
+
+/// The name of the index that finds a subscription by its id (`id` HASH, keys only).
+pub const SUBSCRIPTION_INDEX: &str = "subscription-index";
+
+/// The attribute [`SUBSCRIPTION_INDEX`] is keyed on: a subscription's own `id` field.
+const SUBSCRIPTION_ID: &str = "id";
 
 /// The table's partition and sort keys of a record (the layout in the module doc).
 pub fn pk_sk(key: &Key) -> (String, String) {
@@ -684,5 +707,161 @@ impl Store for DynamoStore {
         self.index_page(charge_shard_name(shard), now, limit, after)
             .await?
             .try_map(charge_due)
+    }
+
+    // ---- Lookups of the merchant API ----
+
+    async fn customer_records(&self, customer: &CustomerId) -> Result<CustomerRecords, StoreError> {
+        // The partition of the customer's cards and subscriptions (see `pk_sk`).
+        let pk = format!("CUST#{customer}");
+        let mut found = CustomerRecords::default();
+        for item in self.partition(pk, None, true, None).await? {
+            let Versioned { value, version } = from_item(item)?;
+            match value {
+                Record::Card(c) => found.cards.push(Versioned { value: c, version }),
+                Record::Subscription(s) => {
+                    found.subscriptions.push(Versioned { value: s, version })
+                }
+                other => {
+                    return Err(StoreError::Corrupt(format!(
+                        "a {} record is stored in the partition of customer {customer}",
+                        other.kind()
+                    )))
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn subscription_by_id(
+        &self,
+        id: &SubscriptionId,
+    ) -> Result<Option<Versioned<Subscription>>, StoreError> {
+        let out = self
+            .client
+            .get()
+            .await
+            .query()
+            .table_name(&self.table)
+            .index_name(SUBSCRIPTION_INDEX)
+            .key_condition_expression("#id = :id")
+            .expression_attribute_names("#id", SUBSCRIPTION_ID)
+            .expression_attribute_values(":id", AttributeValue::S(id.to_string()))
+            .send()
+            .await
+            .map_err(|e| unavailable("Query", &e))?;
+        // Audit entries carry an `id` too (8 characters, never a subscription's 16); only a
+        // subscription's key names a customer and a plan.
+        let text = |item: &Item, name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+        for key in out.items() {
+            let (Some(pk), Some(sk)) = (text(key, PK), text(key, SK)) else {
+                continue;
+            };
+            let (Some(customer), Some(plan)) = (
+                pk.strip_prefix("CUST#")
+                    .and_then(|c| CustomerId::parse(c).ok()),
+                sk.strip_prefix("SUB#").and_then(|p| PlanId::parse(p).ok()),
+            ) else {
+                continue;
+            };
+            // The index lags; the item itself is read consistently, and it may since have been
+            // replaced by another subscription of the same customer and plan.
+            match self.get(&Key::Subscription { customer, plan }).await? {
+                Some(Versioned {
+                    value: Record::Subscription(s),
+                    version,
+                }) if &s.id == id => return Ok(Some(Versioned { value: s, version })),
+                _ => continue,
+            }
+        }
+        Ok(None)
+    }
+
+    async fn recent_periods(
+        &self,
+        subscription: &SubscriptionId,
+        limit: usize,
+    ) -> Result<Vec<Versioned<ChargePeriod>>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (pk, _) = pk_sk(&Key::Period {
+            subscription: subscription.clone(),
+            period: 0,
+        });
+        let items = self
+            .partition(pk, Some(PERIOD_PREFIX), false, Some(limit))
+            .await?;
+        items
+            .into_iter()
+            .map(|item| {
+                let Versioned { value, version } = from_item(item)?;
+                ChargePeriod::try_from(value)
+                    .map(|value| Versioned { value, version })
+                    .map_err(|other| {
+                        StoreError::Corrupt(format!(
+                            "a {} record is stored among the periods of {subscription}",
+                            other.kind()
+                        ))
+                    })
+            })
+            .collect()
+    }
+}
+
+// ---- Lookups of the merchant API ----
+
+/// The sort-key prefix of charge periods.
+const PERIOD_PREFIX: &str = "PERIOD#";
+
+impl DynamoStore {
+    /// The items of partition `pk` (those whose sort key starts with `prefix`, if given), read
+    /// consistently in sort-key order (`forward`) or reversed, at most `limit`, following
+    /// DynamoDB's pages.
+    async fn partition(
+        &self,
+        pk: String,
+        prefix: Option<&str>,
+        forward: bool,
+        limit: Option<usize>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut query = self
+                .client
+                .get()
+                .await
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .scan_index_forward(forward)
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+                .set_exclusive_start_key(start.take());
+            query = match prefix {
+                Some(p) => query
+                    .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                    .expression_attribute_names("#sk", SK)
+                    .expression_attribute_values(":prefix", AttributeValue::S(p.to_owned())),
+                None => query.key_condition_expression("#pk = :pk"),
+            };
+            if let Some(limit) = limit {
+                let left = limit
+                    .saturating_sub(items.len())
+                    .clamp(1, i32::MAX as usize);
+                query = query.limit(i32::try_from(left).unwrap_or(i32::MAX));
+            }
+            let out = query.send().await.map_err(|e| unavailable("Query", &e))?;
+            items.extend(out.items().iter().cloned());
+            if limit.is_some_and(|l| items.len() >= l) {
+                items.truncate(limit.unwrap_or(usize::MAX));
+                return Ok(items);
+            }
+            match out.last_evaluated_key() {
+                Some(key) => start = Some(key.clone()),
+                None => return Ok(items),
+            }
+        }
     }
 }

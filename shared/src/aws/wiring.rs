@@ -203,3 +203,36 @@ pub fn charge_deps(
         charger.charge_policy.clone(),
     ))
 }
+
+/// What the merchant API needs: the store, Oen (to refund) and the event bus (cancels and
+/// refunds report there). It never touches a card token and never enqueues charge work, so it
+/// holds no key and no queue ([`Withheld`](crate::withheld::Withheld)).
+#[cfg(all(
+    feature = "aws-dynamodb",
+    feature = "aws-eventbridge",
+    feature = "aws-secretsmanager"
+))]
+pub fn merchant_api_deps(
+    config: &Config,
+    oen_config: &OenConfig,
+    api: &crate::config::MerchantApiConfig,
+    aws: &AwsConfig,
+    secrets: Arc<dyn SecretSource>,
+) -> Result<crate::charging::ChargeDeps, OenError> {
+    let withheld = Arc::new(crate::withheld::Withheld::new(
+        "merchant-api",
+        config.merchant_id.clone(),
+    ));
+    let binding = binding_deps(
+        aws,
+        config,
+        withheld.clone(),
+        Arc::new(oen(config, oen_config, secrets)?),
+        events(aws, &api.event_bus_name),
+    );
+    Ok(crate::charging::ChargeDeps::new(
+        binding,
+        withheld,
+        crate::charging::ChargePolicy::default(),
+    ))
+}

@@ -38,7 +38,10 @@ use crate::domain::TransactionId;
 use crate::queue::{QueueError, WorkMessage, WorkQueue};
 use crate::store::{DueCursor, StoreError};
 
-pub use operations::{cancel, charge_now, refund, OperationError};
+pub use operations::{
+    cancel, cancel_subscription, charge_now, refund, refund_period, resume, resume_subscription,
+    OperationError,
+};
 pub use plan::schedule;
 pub use policy::ChargePolicy;
 

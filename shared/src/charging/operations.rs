@@ -81,8 +81,20 @@ pub async fn cancel(
     plan: &PlanId,
     at_period_end: bool,
 ) -> Result<(), OperationError> {
-    let now = deps.clock.now();
     let sub = subscription(deps, customer, plan).await?;
+    cancel_subscription(deps, sub, at_period_end, "operator").await
+}
+
+/// [`cancel`] of the subscription as read (at its version): if it changed since, or another
+/// subscription replaced it, nothing is written ([`StoreError::Conflict`]). `actor` names who
+/// in the audit entry.
+pub async fn cancel_subscription(
+    deps: &ChargeDeps,
+    sub: Versioned<Subscription>,
+    at_period_end: bool,
+    actor: &str,
+) -> Result<(), OperationError> {
+    let now = deps.clock.now();
     if sub.value.status == SubscriptionStatus::Canceled {
         return Ok(());
     }
@@ -93,7 +105,7 @@ pub async fn cancel(
         let audit = AuditEntry::new(
             s.customer.clone(),
             now,
-            "operator",
+            actor,
             "cancel.at_period_end",
             None,
             "",
@@ -107,10 +119,52 @@ pub async fn cancel(
         return Ok(());
     }
     let period = deps.store.period(&sub.value.id, sub.value.period).await?;
-    let (puts, event) = cancellation(&sub, period, "operator", "operator", now);
+    let (puts, event) = cancellation(&sub, period, actor, "operator", now);
     let recorded = outbox::commit(deps, puts, vec![event]).await?;
     outbox::ship(deps, recorded, "charger").await;
     Ok(())
+}
+
+/// Operator action: undo a cancel at period end, so the subscription renews as before.
+/// Idempotent: a subscription not set to end is left alone (`Ok(false)`). A subscription
+/// already canceled cannot be resumed: the customer binds a card again instead.
+pub async fn resume(
+    deps: &ChargeDeps,
+    customer: &CustomerId,
+    plan: &PlanId,
+) -> Result<bool, OperationError> {
+    let sub = subscription(deps, customer, plan).await?;
+    resume_subscription(deps, sub, "operator").await
+}
+
+/// [`resume`] of the subscription as read (at its version): if it changed since, or another
+/// subscription replaced it, nothing is written ([`StoreError::Conflict`]). `actor` names who
+/// in the audit entry.
+pub async fn resume_subscription(
+    deps: &ChargeDeps,
+    sub: Versioned<Subscription>,
+    actor: &str,
+) -> Result<bool, OperationError> {
+    let now = deps.clock.now();
+    if sub.value.status == SubscriptionStatus::Canceled {
+        return Err(OperationError::Refused(
+            "the subscription is canceled already; the customer must bind a card again to subscribe anew".into(),
+        ));
+    }
+    if !sub.value.cancel_at_period_end {
+        return Ok(false);
+    }
+    let mut s = sub.value.clone();
+    s.cancel_at_period_end = false;
+    s.updated_at = now;
+    let audit = AuditEntry::new(s.customer.clone(), now, actor, "resume", None, "");
+    deps.store
+        .commit(vec![
+            Put::new(s, Expect::Version(sub.version)),
+            Put::new(audit, Expect::Absent),
+        ])
+        .await?;
+    Ok(true)
 }
 
 /// A subscription set to end at period end has reached it with nothing uncertain: cancel it.
@@ -185,11 +239,25 @@ pub async fn refund(
     amount: Option<Amount>,
     reason: Option<String>,
 ) -> Result<Amount, OperationError> {
-    let now = deps.clock.now();
     let sub = subscription(deps, customer, plan).await?;
+    refund_period(deps, &sub.value, period, amount, reason, "operator").await
+}
+
+/// [`refund`] of period `period` of `sub`, as the caller found it (by its key or its id); the
+/// period's own version guards the write. `actor` names who in the audit entry.
+pub async fn refund_period(
+    deps: &ChargeDeps,
+    sub: &Subscription,
+    period: u32,
+    amount: Option<Amount>,
+    reason: Option<String>,
+    actor: &str,
+) -> Result<Amount, OperationError> {
+    let now = deps.clock.now();
+    let customer = &sub.customer;
     let p = deps
         .store
-        .period(&sub.value.id, period)
+        .period(&sub.id, period)
         .await?
         .ok_or_else(|| OperationError::Refused(format!("period {period} has no charge")))?;
     let (transaction, wanted) = refundable(&p.value, amount)?;
@@ -200,7 +268,7 @@ pub async fn refund(
     let audit = AuditEntry::new(
         customer.clone(),
         now,
-        "operator",
+        actor,
         "refund",
         None,
         format!("order {}, {refunded}", p.value.order_id),

@@ -11,11 +11,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{
-    charge_shard_of, outbox_shard_of, shard_of, Card, ChargeDue, ChargeDuePage, DueCursor,
-    DueEntry, DuePage, Expect, Key, OutboxPage, PendingEvent, Put, Record, Store, StoreError,
-    Versioned,
+    charge_shard_of, outbox_shard_of, shard_of, Card, ChargeDue, ChargeDuePage, ChargePeriod,
+    CustomerRecords, DueCursor, DueEntry, DuePage, Expect, Key, OutboxPage, PendingEvent, Put,
+    Record, Store, StoreError, Subscription, Versioned,
 };
-use crate::domain::{ChargeId, CustomerId, PlanId};
+use crate::domain::{ChargeId, CustomerId, PlanId, SubscriptionId};
 
 type DueKey = (u16, i64, CustomerId, PlanId);
 /// Shard, created at (µs), event id: the outbox index.
@@ -270,6 +270,70 @@ impl Store for MemoryStore {
             })
             .collect();
         Ok(ChargeDuePage { entries, next })
+    }
+
+    // ---- Lookups of the merchant API ----
+
+    async fn customer_records(&self, customer: &CustomerId) -> Result<CustomerRecords, StoreError> {
+        let inner = self.lock();
+        let mut found = CustomerRecords::default();
+        for (key, versioned) in &inner.records {
+            let version = versioned.version;
+            match (key, &versioned.value) {
+                (Key::Card { customer: c, .. }, Record::Card(card)) if c == customer => {
+                    found.cards.push(Versioned {
+                        value: card.clone(),
+                        version,
+                    })
+                }
+                (Key::Subscription { customer: c, .. }, Record::Subscription(sub))
+                    if c == customer =>
+                {
+                    found.subscriptions.push(Versioned {
+                        value: sub.clone(),
+                        version,
+                    })
+                }
+                _ => {}
+            }
+        }
+        Ok(found)
+    }
+
+    async fn subscription_by_id(
+        &self,
+        id: &SubscriptionId,
+    ) -> Result<Option<Versioned<Subscription>>, StoreError> {
+        let inner = self.lock();
+        Ok(inner.records.values().find_map(|v| match &v.value {
+            Record::Subscription(s) if &s.id == id => Some(Versioned {
+                value: s.clone(),
+                version: v.version,
+            }),
+            _ => None,
+        }))
+    }
+
+    async fn recent_periods(
+        &self,
+        subscription: &SubscriptionId,
+        limit: usize,
+    ) -> Result<Vec<Versioned<ChargePeriod>>, StoreError> {
+        let inner = self.lock();
+        let mut periods: Vec<Versioned<ChargePeriod>> = inner
+            .records
+            .values()
+            .filter_map(|v| match &v.value {
+                Record::Period(p) if &p.subscription == subscription => Some(Versioned {
+                    value: p.clone(),
+                    version: v.version,
+                }),
+                _ => None,
+            })
+            .collect();
+        periods.sort_by_key(|p| std::cmp::Reverse(p.value.period));
+        periods.truncate(limit);
+        Ok(periods)
     }
 }
 

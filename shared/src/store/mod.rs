@@ -280,6 +280,33 @@ pub trait Store: Send + Sync {
         limit: usize,
         after: Option<DueCursor>,
     ) -> Result<ChargeDuePage, StoreError>;
+    // ---- Lookups of the merchant API (`crate::ops`) ----
+
+    /// Every card and subscription of `customer` (they share one partition), in key order.
+    async fn customer_records(&self, customer: &CustomerId) -> Result<CustomerRecords, StoreError>;
+
+    /// The subscription whose id is `id`, whatever its customer and plan. Subscriptions are
+    /// keyed by customer and plan; this finds one from its id alone (on DynamoDB through the
+    /// `subscription-index`, eventually consistent: a subscription created a moment ago may not
+    /// be found yet; what is found is read back consistently).
+    async fn subscription_by_id(
+        &self,
+        id: &SubscriptionId,
+    ) -> Result<Option<Versioned<Subscription>>, StoreError>;
+
+    /// The latest `limit` periods of `subscription`, newest first.
+    async fn recent_periods(
+        &self,
+        subscription: &SubscriptionId,
+        limit: usize,
+    ) -> Result<Vec<Versioned<ChargePeriod>>, StoreError>;
+}
+
+/// A customer's partition as [`Store::customer_records`] lists it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CustomerRecords {
+    pub cards: Vec<Versioned<Card>>,
+    pub subscriptions: Vec<Versioned<Subscription>>,
 }
 
 /// Typed reads on top of [`Store::get`].

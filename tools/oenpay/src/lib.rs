@@ -62,9 +62,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) | CliError::Credentials(_) => 2,
-            CliError::Api { status, .. } | CliError::Unexpected { status, .. }
-                if *status < 500 =>
-            {
+            CliError::Api { status, .. } | CliError::Unexpected { status, .. } if *status < 500 => {
                 1
             }
             _ => 3,
@@ -77,7 +75,12 @@ impl CliError {
              by the stack's MerchantApiInvokePolicy (stack output): check which identity you \
              sign with (aws sts get-caller-identity) and that the policy is attached to it";
         match self {
-            CliError::Api { code, request_id, status, .. } => {
+            CliError::Api {
+                code,
+                request_id,
+                status,
+                ..
+            } => {
                 let hint = match code.as_str() {
                     "forbidden" => forbidden.to_owned(),
                     "not_found" | "charge_not_found" => "check the id: `oenpay customers show \
@@ -318,9 +321,7 @@ mod tests {
         let (a, b) = (new_idempotency_key(), new_idempotency_key());
         assert_ne!(a, b);
         assert_eq!(a.len(), 39);
-        assert!(a
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
     }
 
     #[test]

@@ -40,6 +40,7 @@ use oen_pay::dev;
 use oen_pay::domain::MerchantId;
 use oen_pay::events::MemoryEvents;
 use oen_pay::oen::{HttpOenGateway, OenClientConfig, OenError};
+use oen_pay::ops::Operations;
 use oen_pay::queue::MemoryQueue;
 use oen_pay::secrets::{CachedSecrets, SecretSource, StaticSecret};
 use oen_pay::store::MemoryStore;
@@ -298,7 +299,12 @@ pub async fn start_with(opts: Options, oen: OenSettings) -> Result<DevStack, Dev
         merchant,
     };
 
-    let app = router(&adapters, &url, sim.clone(), hosted_base_url);
+    // The merchant API's operations take no authentication here: only on a loopback address.
+    let operations = addr.ip().is_loopback();
+    if !operations {
+        tracing::warn!(%addr, "not a loopback address: the operations API (/v1) is off");
+    }
+    let app = router(&adapters, &url, sim.clone(), hosted_base_url, operations);
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let served = axum::serve(
@@ -393,6 +399,7 @@ fn router(
     url: &str,
     sim: Option<Arc<Simulator>>,
     hosted_base_url: String,
+    operations: bool,
 ) -> Router {
     let deps = adapters.binding_deps();
     // Oen sends the browser back here, with `ref` added by checkout-start.
@@ -421,17 +428,46 @@ fn router(
         sim,
         last_run: Default::default(),
     });
-    checkout
-        .merge(webhook)
-        .merge(demo_router(demo))
-        .fallback(|| async {
-            html_error(
-                StatusCode::NOT_FOUND,
-                "Not found",
-                "There is nothing at this address. The demo starts at /.",
-                None,
-            )
-        })
+    let mut app = checkout.merge(webhook).merge(demo_router(demo));
+    if operations {
+        // The merchant API's routes and code, unauthenticated: `oenpay --endpoint {url}`.
+        let merchant = merchant_api::router(
+            Arc::new(merchant_api::App {
+                ops: Operations {
+                    deps: adapters.charge_deps(),
+                    secrets: adapters.secrets.clone(),
+                    link_max_ttl: config::DEFAULT_LINK_MAX_TTL,
+                },
+                start_link_url: Some(format!("{url}/checkout/start")),
+            }),
+            merchant_api::Access::LocalUnauthenticated,
+        );
+        // Nested under /v1, then handed its whole path again (its routes name /v1): its own
+        // 404s and 405s answer in its JSON, and no path parameter of ours reaches it.
+        let merchant = tower::ServiceExt::map_request(
+            merchant.into_service::<axum::body::Body>(),
+            |mut request: axum::extract::Request| {
+                let tail = request
+                    .uri()
+                    .path_and_query()
+                    .map_or("", |p| p.as_str())
+                    .to_owned();
+                if let Ok(uri) = format!("/v1{tail}").parse() {
+                    *request.uri_mut() = uri;
+                }
+                request
+            },
+        );
+        app = app.nest_service("/v1", merchant);
+    }
+    app.fallback(|| async {
+        html_error(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is nothing at this address. The demo starts at /.",
+            None,
+        )
+    })
 }
 
 /// The demo's own pages and buttons: the shop, the inspection page and the charger.

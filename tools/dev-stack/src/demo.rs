@@ -17,6 +17,8 @@ pub(crate) struct Demo {
     /// The simulator playing Oen; `None` when Oen's testing environment does.
     pub sim: Option<Arc<Simulator>>,
     pub last_run: LastRun,
+    /// What the last operation from the state page did.
+    pub last_operation: LastRun,
 }
 
 /// What the charger's last run did, kept for the inspection page.

@@ -19,6 +19,7 @@ use oen_sim::{AttemptOutcome, DeliveryAttempt, DeliveryRecord, DeliveryState, Le
 
 use crate::charger;
 use crate::demo::Demo;
+use crate::operations;
 use crate::page::{escape, mono, page, section, table, time};
 
 pub(crate) async fn state_page(State(demo): State<Arc<Demo>>) -> Response {
@@ -38,6 +39,7 @@ fn body(demo: &Demo) -> String {
         subscriptions_section(&records.subscriptions),
         cards_section(&records.cards),
         periods_section(&records.periods),
+        operations::section(demo),
         match &demo.sim {
             Some(sim) => oen_section(&sim.base_url(), &sim.ledger()),
             None => testing_oen_section(demo.adapters.merchant.as_str()),
@@ -152,6 +154,7 @@ fn subscriptions_section(subscriptions: &[Subscription]) -> String {
                 escape(&s.period.to_string()),
                 s.next_action_at.map(time).unwrap_or_else(|| "—".into()),
                 escape(&s.dunning_attempts.to_string()),
+                operations::subscription_buttons(s),
             ]
         })
         .collect();
@@ -164,6 +167,7 @@ fn subscriptions_section(subscriptions: &[Subscription]) -> String {
         "first unpaid period",
         "next action",
         "dunning attempts",
+        "operations",
     ];
     section("subscriptions", "Subscriptions", &table(&headers, &rows))
 }
@@ -226,6 +230,10 @@ fn periods_section(periods: &[ChargePeriod]) -> String {
                 escape(&period_state(&p.state)),
                 escape(&p.attempts.to_string()),
                 escape(p.last_error.as_deref().unwrap_or("")),
+                match p.refunded {
+                    Some(r) => escape(&format!("refunded {r}")),
+                    None => operations::refund_form(p),
+                },
             ]
         })
         .collect();
@@ -237,6 +245,7 @@ fn periods_section(periods: &[ChargePeriod]) -> String {
         "state",
         "attempts",
         "last error",
+        "refund",
     ];
     section("periods", "Charge periods", &table(&headers, &rows))
 }

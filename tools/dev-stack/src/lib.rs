@@ -21,6 +21,7 @@ mod charger;
 mod demo;
 mod inspect;
 pub mod oen_target;
+mod operations;
 mod page;
 mod shop;
 
@@ -427,6 +428,7 @@ fn router(
         adapters: adapters.clone(),
         sim,
         last_run: Default::default(),
+        last_operation: Default::default(),
     });
     let mut app = checkout.merge(webhook).merge(demo_router(demo));
     if operations {
@@ -479,6 +481,16 @@ fn demo_router(demo: Arc<Demo>) -> Router {
         .route("/demo/state", get(inspect::state_page))
         .route("/demo/charge", post(charger::run))
         .route("/demo/skip", post(charger::skip))
+        .route(
+            "/demo/ops/subscriptions/{id}/cancel",
+            post(operations::cancel),
+        )
+        .route(
+            "/demo/ops/subscriptions/{id}/resume",
+            post(operations::resume),
+        )
+        .route("/demo/ops/periods/{order}/refund", post(operations::refund))
+        .route("/demo/ops/charges", post(operations::charge))
         .with_state(demo)
 }
 

@@ -451,3 +451,143 @@ async fn with_oens_testing_environment_no_simulator_runs_and_the_webhook_answers
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     stack.shutdown().await;
 }
+
+/// The `role="status"` line of the state page's operations section.
+fn operation_outcome(state: &str) -> String {
+    let start = state
+        .find("<p role=\"status\">")
+        .unwrap_or_else(|| panic!("no operation outcome on the state page:\n{state}"));
+    let rest = &state[start + "<p role=\"status\">".len()..];
+    rest[..rest.find("</p>").unwrap()].to_owned()
+}
+
+/// A form's hidden `name` value on the state page.
+fn hidden_value(state: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = state.find(&marker).unwrap() + marker.len();
+    state[start..start + state[start..].find('"').unwrap()].to_owned()
+}
+
+#[tokio::test]
+async fn the_state_page_refunds_cancels_resumes_and_charges_once_with_the_merchant_apis_code() {
+    let stack = stack().await;
+    let browser = browser();
+    let sim = stack.sim().expect(SIMULATOR);
+    let (reference, _) =
+        bind_through_the_demo(&stack, &browser, "cust-ops", oen_sim::cards::SUCCESS).await;
+    wait_for_status(&stack, &browser, &reference, "bound").await;
+    let base = stack.url();
+    let post = |path: String, form: Vec<(&'static str, String)>| {
+        let browser = browser.clone();
+        let url = format!("{base}{path}");
+        async move {
+            let r = browser.post(&url).form(&form).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::SEE_OTHER, "{url}");
+            let (_, state) = get_text(&browser, &format!("{base}/demo/state")).await;
+            state
+        }
+    };
+    let state = post("/demo/charge".into(), vec![]).await;
+    let sub = match stack
+        .store()
+        .snapshot()
+        .into_iter()
+        .find_map(|r| match r.value {
+            Record::Subscription(s) => Some(s),
+            _ => None,
+        }) {
+        Some(s) => s,
+        None => panic!("no subscription"),
+    };
+    let order = format!("{}P000000", sub.id);
+    assert!(
+        state.contains(&format!("action=\"/demo/ops/periods/{order}/refund\"")),
+        "a paid period offers a refund:\n{state}"
+    );
+
+    // A partial refund, and the same form sent again: one refund at Oen.
+    let refund = format!("/demo/ops/periods/{order}/refund");
+    let state = post(refund.clone(), vec![("amount", "100".into())]).await;
+    assert!(
+        operation_outcome(&state).contains("refunded NT$100 of NT$500"),
+        "{}",
+        operation_outcome(&state)
+    );
+    assert!(!state.contains(&format!("action=\"{refund}\"")));
+    let state = post(refund, vec![("amount", "100".into())]).await;
+    assert!(
+        operation_outcome(&state).contains("nothing was sent to Oen again"),
+        "{}",
+        operation_outcome(&state)
+    );
+    let refunds: Vec<i64> = sim
+        .ledger_for_order(&order)
+        .iter()
+        .map(|e| e.refund_amount)
+        .collect();
+    assert_eq!(refunds, vec![100]);
+
+    // A one-off charge; the same form (same key) sent twice charges once.
+    let key = hidden_value(&state, "key");
+    let charge = vec![
+        ("key", key),
+        ("customer", "cust-ops".to_owned()),
+        ("amount", "120".to_owned()),
+        ("description", "Late fee".to_owned()),
+    ];
+    let state = post("/demo/ops/charges".into(), charge.clone()).await;
+    assert!(
+        operation_outcome(&state).contains("of NT$120: succeeded"),
+        "{}",
+        operation_outcome(&state)
+    );
+    let state = post("/demo/ops/charges".into(), charge).await;
+    assert!(
+        operation_outcome(&state).contains("nothing charged again"),
+        "{}",
+        operation_outcome(&state)
+    );
+    let one_offs = sim
+        .ledger()
+        .into_iter()
+        .filter(|e| e.order_id.starts_with('C'))
+        .count();
+    assert_eq!(one_offs, 1, "one one-off charge at Oen");
+
+    // Cancel at period end, resume, cancel now; then nothing is charged again.
+    let ops = format!("/demo/ops/subscriptions/{}", sub.id);
+    let state = post(format!("{ops}/cancel"), vec![("at", "period_end".into())]).await;
+    assert!(operation_outcome(&state).contains("cancels at the end"));
+    assert!(
+        state.contains(&format!("action=\"{ops}/resume\"")),
+        "{state}"
+    );
+    let state = post(format!("{ops}/resume"), vec![]).await;
+    assert!(operation_outcome(&state).contains("resumed"));
+    let state = post(format!("{ops}/cancel"), vec![("at", "now".into())]).await;
+    assert!(
+        operation_outcome(&state).contains("is canceled"),
+        "{}",
+        operation_outcome(&state)
+    );
+    let state = post(format!("{ops}/resume"), vec![]).await;
+    assert!(
+        operation_outcome(&state).contains("refused"),
+        "{}",
+        operation_outcome(&state)
+    );
+    let charged = sim.ledger().len();
+    let skipped = browser
+        .post(format!("{base}/demo/skip"))
+        .form(&[("days", "31")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(skipped.status(), StatusCode::SEE_OTHER);
+    post("/demo/charge".into(), vec![]).await;
+    assert_eq!(
+        sim.ledger().len(),
+        charged,
+        "a canceled subscription is never charged"
+    );
+}

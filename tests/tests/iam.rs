@@ -293,7 +293,9 @@ fn ref_from(url: &str) -> String {
 /// The signed sample event of the merchant API, turned into `method path` with `body`.
 fn merchant_event(method: &str, path: &str, body: Option<Value>) -> Value {
     let mut e = event("merchant-api-refund.json");
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
     e["rawPath"] = json!(path);
+    e["rawQueryString"] = json!(query);
     e["routeKey"] = json!(format!("{method} {path}"));
     e["requestContext"]["routeKey"] = e["routeKey"].clone();
     e["requestContext"]["http"]["method"] = json!(method);
@@ -947,6 +949,21 @@ async fn merchant_flows(w: &World) {
         .merchant("GET", &format!("/v1/subscriptions/{}", paid.id), None)
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // The dry run reads every shard of the due index; a period just paid is not due.
+    for shard in 0..16 {
+        let (status, body) = w
+            .merchant("GET", &format!("/v1/due?shard={shard}"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        for entry in body["entries"].as_array().unwrap() {
+            assert_ne!(entry["subscription"], json!(paid.id.to_string()), "{entry}");
+            assert!(
+                ["charge", "retry", "reconcile", "end"]
+                    .contains(&entry["action"].as_str().unwrap()),
+                "{entry}"
+            );
+        }
+    }
 
     let order = OrderId::for_period(&paid.id, 0);
     let (status, body) = w

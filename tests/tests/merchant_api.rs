@@ -37,7 +37,9 @@ fn sample(name: &str) -> Value {
 /// The signed sample event, turned into `method path` with `body`.
 fn signed(method: &str, path: &str, body: Option<Value>) -> Value {
     let mut e = sample("merchant-api-refund.json");
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
     e["rawPath"] = json!(path);
+    e["rawQueryString"] = json!(query);
     e["routeKey"] = json!(format!("{method} {path}"));
     e["requestContext"]["routeKey"] = e["routeKey"].clone();
     e["requestContext"]["http"]["method"] = json!(method);
@@ -177,6 +179,7 @@ async fn every_route_refuses_a_request_without_an_iam_identity_and_changes_nothi
             format!("/v1/periods/{order}/refund"),
             Some(json!({})),
         ),
+        ("GET", "/v1/due?shard=0".into(), None),
         ("GET", "/v1/no-such-route".into(), None),
     ];
     // Shapes a caller without SigV4 (or a misreading of the context) could produce.
@@ -739,6 +742,30 @@ async fn unknown_and_malformed_ids_get_stable_codes() {
     let sub = a.paid("cust-ids").await;
     let unknown = "ZZZZZZZZZZZZZZZZ";
     let cases = [
+        (
+            "GET",
+            "/v1/due".to_owned(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the shard parameter is required",
+        ),
+        (
+            "GET",
+            "/v1/due?shard=16".to_owned(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "from 0 to 15",
+        ),
+        (
+            "GET",
+            "/v1/due?shard=3&after=".to_owned(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "not a page cursor",
+        ),
         (
             "GET",
             format!("/v1/subscriptions/{unknown}"),

@@ -10,6 +10,8 @@
 //! - `POST /v1/subscriptions/{id}/cancel` `{"at":"now"|"period_end"}`
 //! - `POST /v1/subscriptions/{id}/resume` (undo a cancel at period end)
 //! - `POST /v1/periods/{orderId}/refund` `{"amount"?,"reason"?}`
+//! - `GET /v1/due?shard=0..15&after=…` → what the next scheduled run would do in that shard (a
+//!   page of due subscriptions with their action and amount; nothing is written)
 //!
 //! Defence in depth: besides the route's authorization, the router refuses (403 `forbidden`)
 //! any request whose API Gateway v2 request context carries no IAM identity
@@ -75,6 +77,7 @@ pub fn router(app: Arc<App>, access: Access) -> Router {
         .route("/v1/subscriptions/{id}/cancel", post(cancel))
         .route("/v1/subscriptions/{id}/resume", post(resume))
         .route("/v1/periods/{order_id}/refund", post(refund))
+        .route("/v1/due", get(due))
         // ---- One-off charges: `POST /v1/charges` (Idempotency-Key) and `GET /v1/charges/{id}`
         // go here, calling the protocol in `oen_pay::oneoff` (built separately); each route
         // also needs its template event and its grants. Until then they are 404 `not_found`.
@@ -246,6 +249,38 @@ async fn mint_link(
         Err(e) => Err(e),
     };
     call.done("mint link", StatusCode::CREATED, result)
+}
+
+#[derive(serde::Deserialize)]
+struct DueQuery {
+    shard: Option<String>,
+    after: Option<String>,
+}
+
+/// `GET /v1/due?shard=…&after=…`: a dry run of the next scheduled run, one shard's page.
+async fn due(
+    State(app): State<Arc<App>>,
+    parts: Parts,
+    query: Result<axum::extract::Query<DueQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let call = Call::of(&parts);
+    let Ok(axum::extract::Query(query)) = query else {
+        return call.fail(
+            "due",
+            &OpsError::InvalidRequest("the query string is malformed".into()),
+        );
+    };
+    let Some(shard) = query.shard else {
+        return call.fail(
+            "due",
+            &OpsError::InvalidRequest("the shard parameter is required (0 to 15)".into()),
+        );
+    };
+    call.done(
+        "due",
+        StatusCode::OK,
+        app.ops.due(&shard, query.after.as_deref()).await,
+    )
 }
 
 async fn customer(

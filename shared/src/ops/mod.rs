@@ -6,6 +6,7 @@
 //! Every operation takes the caller's raw ids and request bodies and parses them here, so each
 //! host answers the same precise [`OpsError`] for the same mistake.
 
+mod due;
 mod error;
 mod requests;
 mod views;
@@ -23,6 +24,7 @@ use crate::links;
 use crate::secrets::SecretSource;
 use crate::store::{StoreError, StoreExt, Versioned};
 
+pub use due::{DueItem, DueView, DUE_PAGE};
 pub use error::{ErrorBody, ErrorDetail, OpsError};
 pub use requests::{from_json, CancelAt, CancelRequest, LinkRequest, RefundRequest};
 pub use views::{
@@ -294,6 +296,22 @@ impl Operations {
 
 fn whole_second(at: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(at.timestamp(), 0).unwrap_or(at)
+}
+
+/// A due-index shard (`0` to `DUE_SHARDS - 1`), or a precise 400.
+pub fn parse_shard(raw: &str) -> Result<u16, OpsError> {
+    raw.parse::<u16>()
+        .ok()
+        .filter(|s| *s < crate::store::DUE_SHARDS)
+        .ok_or_else(|| {
+            OpsError::invalid(
+                "shard",
+                format!(
+                    "must be a whole number from 0 to {}",
+                    crate::store::DUE_SHARDS - 1
+                ),
+            )
+        })
 }
 
 /// A subscription id from a path, or a precise 400.

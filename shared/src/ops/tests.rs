@@ -353,3 +353,60 @@ async fn a_subscription_replaced_after_it_was_found_is_left_alone() {
         .unwrap_err();
     assert_eq!(e.code(), "not_found");
 }
+
+#[tokio::test]
+async fn the_dry_run_lists_what_the_next_run_would_do_and_writes_nothing() {
+    let (ops, store) = operations();
+    let due = now() - Duration::hours(1);
+    let charge = contract::subscription("due-charge", Some(due));
+    let mut retry = contract::subscription("due-retry", Some(due));
+    retry.status = SubscriptionStatus::PastDue;
+    let mut end = contract::subscription("due-end", Some(due));
+    end.cancel_at_period_end = true;
+    let unknown = contract::subscription("due-unknown", Some(due));
+    let in_doubt = contract::period(
+        &unknown,
+        0,
+        PeriodState::Unknown {
+            since: due,
+            reconcile_at: due,
+            checks: 1,
+        },
+    );
+    let later = contract::subscription("later", Some(now() + Duration::days(3)));
+    let idle = contract::subscription("idle", None);
+    let mut puts: Vec<Put> = [&charge, &retry, &end, &unknown, &later, &idle]
+        .into_iter()
+        .map(|s| Put::new(s.clone(), Expect::Absent))
+        .collect();
+    puts.push(Put::new(in_doubt, Expect::Absent));
+    store.commit(puts).await.unwrap();
+    let before = store.snapshot();
+
+    let mut found = std::collections::BTreeMap::new();
+    for shard in 0..crate::store::DUE_SHARDS {
+        let view = ops.due(&shard.to_string(), None).await.unwrap();
+        assert_eq!(view.shard, shard);
+        assert_eq!(view.as_of, now());
+        assert!(view.next.is_none(), "one page holds these");
+        for item in view.entries {
+            found.insert(item.customer.clone(), (item.action, item.amount));
+        }
+    }
+    let premium = Some(contract::premium().amount.ntd());
+    assert_eq!(
+        found,
+        std::collections::BTreeMap::from([
+            ("due-charge".to_owned(), ("charge", premium)),
+            ("due-end".to_owned(), ("end", None)),
+            ("due-retry".to_owned(), ("retry", premium)),
+            ("due-unknown".to_owned(), ("reconcile", None)),
+        ])
+    );
+    assert_eq!(store.snapshot(), before, "a dry run writes nothing");
+
+    for bad in ["16", "-1", "x", ""] {
+        let e = ops.due(bad, None).await.unwrap_err();
+        assert_eq!((e.code(), e.status()), ("invalid_request", 400), "{bad}");
+    }
+}

@@ -6,6 +6,7 @@
 //! AWS credentials (the routes use `AWS_IAM`). The local dev stack is `http://127.0.0.1:…` and
 //! takes unsigned requests; plain `http` is refused for any other host.
 
+pub mod due;
 pub mod render;
 pub mod sign;
 
@@ -191,6 +192,20 @@ impl Api {
         url
     }
 
+    /// `GET {endpoint}/{path_and_query}`, the path already escaped.
+    pub async fn get_raw(&self, path_and_query: &str) -> Result<Answer, CliError> {
+        self.request(
+            "GET",
+            format!(
+                "{}/{path_and_query}",
+                self.base.as_str().trim_end_matches('/')
+            ),
+            None,
+            &[],
+        )
+        .await
+    }
+
     /// One call: an error answer becomes [`CliError::Api`]; 2xx answers are returned as they
     /// are (202 included: a pending charge).
     pub async fn send(
@@ -200,7 +215,16 @@ impl Api {
         body: Option<&Value>,
         extra: &[(&str, &str)],
     ) -> Result<Answer, CliError> {
-        let url = self.url(path);
+        self.request(method, self.url(path), body, extra).await
+    }
+
+    async fn request(
+        &self,
+        method: &str,
+        url: String,
+        body: Option<&Value>,
+        extra: &[(&str, &str)],
+    ) -> Result<Answer, CliError> {
         let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
         let mut headers: Vec<(&str, &str)> = vec![("accept", "application/json")];
         if !body.is_empty() {

@@ -80,6 +80,13 @@ enum Command {
         #[arg(long)]
         idempotency_key: Option<String>,
     },
+    /// What the next scheduled run would charge, retry, reconcile or end, shard by shard,
+    /// without doing any of it.
+    ChargeDue {
+        /// Required: this command only looks (the scheduled charger does the charging).
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Look at one-off charges.
     Charges {
         #[command(subcommand)]
@@ -144,6 +151,27 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         )
     })?;
     let api = Api::connect(&endpoint, cli.region.clone()).await?;
+    if let Command::ChargeDue { dry_run } = cli.command {
+        if !dry_run {
+            return Err(CliError::Usage(
+                "charge-due only looks: pass --dry-run (the scheduled charger does the charging)"
+                    .into(),
+            ));
+        }
+        let due = oenpay::due::all(&api, &mut oenpay::due::Progress::on_stderr()).await?;
+        let out = if cli.json {
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(&due.to_json()).unwrap_or_default()
+            )
+        } else {
+            due.render()
+        };
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(out.as_bytes());
+        let _ = stdout.flush();
+        return Ok(());
+    }
     let (answer, human): (Answer, fn(&Value) -> String) = match cli.command {
         Command::Link {
             customer,
@@ -256,6 +284,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 render::charge,
             )
         }
+        Command::ChargeDue { .. } => unreachable!("answered above"),
         Command::Charges {
             command: ChargesCommand::Show { id },
         } => (

@@ -182,6 +182,35 @@ async fn an_operator_runs_every_subcommand_against_the_dev_stack() {
         stderr(&refused)
     );
 
+    // The dry run: nothing is due right after the charge; a month later, the renewal is.
+    let nothing = ok(&stack, &["charge-due", "--dry-run"]).await;
+    assert!(nothing.contains("Nothing is due"), "{nothing}");
+    let skipped = browser()
+        .post(format!("{}/demo/skip", stack.url()))
+        .form(&[("days", "31")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(skipped.status(), StatusCode::SEE_OTHER);
+    let due = json(&stack, &["charge-due", "--dry-run"]).await;
+    assert_eq!(due["counts"], serde_json::json!({"charge": 1}), "{due}");
+    assert_eq!(due["amount"], 500);
+    assert_eq!(due["entries"][0]["subscription"], sub.as_str());
+    assert_eq!(due["entries"][0]["period"], 1);
+    let table = ok(&stack, &["charge-due", "--dry-run"]).await;
+    assert!(
+        table.contains("1 charge; NT$500 would be asked of Oen. Nothing was charged."),
+        "{table}"
+    );
+    assert_eq!(sim.ledger().len(), 1, "a dry run charges nothing");
+    let refused = oenpay(&stack, &["charge-due"]).await;
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("--dry-run"),
+        "{}",
+        stderr(&refused)
+    );
+
     // Cancel at period end, resume, cancel now: each answered with the subscription.
     let at_end = json(
         &stack,

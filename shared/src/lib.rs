@@ -26,6 +26,8 @@ pub mod oen;
 pub mod oneoff;
 pub mod outbox;
 pub mod queue;
+// Daily reconciliation.
+pub mod reconcile;
 pub mod secrets;
 pub mod store;
 pub mod vault;

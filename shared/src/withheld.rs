@@ -12,7 +12,8 @@ use crate::domain::{
 };
 use crate::events::{EventError, EventSink};
 use crate::oen::{
-    ChargeReceipt, ChargeRequest, CheckoutRequest, OenError, OenGateway, RefundRequest, Transaction,
+    ChargeReceipt, ChargeRequest, CheckoutRequest, OenError, OenGateway, RefundRequest,
+    Transaction, TransactionListQuery, TransactionPage,
 };
 use crate::vault::{TokenVault, VaultContext, VaultError};
 
@@ -78,6 +79,13 @@ impl OenGateway for Withheld {
     }
 
     async fn refund(&self, _: &RefundRequest) -> Result<(), OenError> {
+        Err(OenError::NotSent(self.refusal("call Oen")))
+    }
+
+    async fn list_transactions(
+        &self,
+        _: &TransactionListQuery,
+    ) -> Result<TransactionPage, OenError> {
         Err(OenError::NotSent(self.refusal("call Oen")))
     }
 }

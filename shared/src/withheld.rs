@@ -125,6 +125,16 @@ mod tests {
             w.order_transactions(&order).await,
             Err(OenError::NotSent(m)) if m == "webhook is not wired to call Oen: its role may not, and its flows never should"
         ));
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
+        let listing = TransactionListQuery {
+            start: day,
+            end: day,
+            page: None,
+        };
+        assert!(matches!(
+            w.list_transactions(&listing).await,
+            Err(OenError::NotSent(m)) if m.starts_with("webhook is not wired to call Oen")
+        ));
         assert_eq!(w.merchant_id().as_str(), "ming");
     }
 }

@@ -56,7 +56,7 @@ pub use day::{day_start, previous_taipei_day, taipei_day};
 pub use matching::{assess, OrderRef, OurOrder};
 pub use view::{report, ReportView};
 
-/// The function whose metrics the reconciliation counts.
+/// The function that ships the completion event (and counts a failure to).
 const FUNCTION: &str = "charger";
 
 /// Which day to reconcile, and whether a complete report of it is kept or replaced.
@@ -162,7 +162,7 @@ pub async fn run(
     let result = run_inner(deps, job, deadline, limits).await;
     if let Err(e) = &result {
         tracing::error!(date = %job.date, error = %e, "reconciliation did not complete");
-        crate::metrics::count(FUNCTION, "ReconciliationFailed");
+        crate::metrics::count("charger", "ReconciliationFailed");
     }
     result
 }
@@ -312,7 +312,7 @@ async fn complete(
     outbox::ship(deps, recorded, FUNCTION).await;
     let findings = report.counts.findings();
     crate::metrics::gauge(
-        FUNCTION,
+        "charger",
         "ReconciliationFindings",
         f64::from(findings),
         crate::metrics::Unit::Count,

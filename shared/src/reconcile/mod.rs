@@ -95,8 +95,9 @@ impl ReconcileJob {
 /// How long one invocation may page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReconcileLimits {
-    /// No page is asked for later than this before the invocation's deadline: one page may take
-    /// the Oen client's whole retry budget.
+    /// No page is asked for later than this before the invocation's deadline, so that a page
+    /// and its write usually finish in time. One that does not (Oen slow through the client's
+    /// retries) loses only itself: the retry continues from the last page written.
     pub stop_before_deadline: Duration,
     /// At most this many pages per invocation (`None`: as many as the deadline allows).
     pub max_pages: Option<u32>,

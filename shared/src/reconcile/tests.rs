@@ -675,6 +675,8 @@ fn the_report_view_is_camel_case_json_with_the_date_as_written() {
         "P20261129ZZ12CD34"
     );
     assert_eq!(json["findingsTruncated"], false);
+    let back: ReportView = serde_json::from_value(json).unwrap();
+    assert_eq!(back, ReportView::of(&report));
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! show it.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{Finding, ReconciliationCounts, ReconciliationProgress, ReconciliationReport};
 use crate::store::{Store, StoreError, StoreExt};
@@ -14,11 +14,12 @@ use crate::store::{Store, StoreError, StoreExt};
 ///   "transaction":"P…","orderId":…,"status":…,"amount":…,"expectedAmount":…,
 ///   "refundAmount":…,"recordedTransaction":…,"createdAt":…}],"findingsTruncated":false}`.
 /// A report that is not complete says so (`complete: false`): its counts cover the pages read
-/// so far and must not be read as the day's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// so far and must not be read as the day's. It reads back from that JSON too (the CLI reads
+/// the API's answer with it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReportView {
-    #[serde(serialize_with = "iso_date")]
+    /// The Taipei day, `yyyy-MM-dd`.
     pub date: NaiveDate,
     pub run: u32,
     pub complete: bool,
@@ -57,10 +58,6 @@ impl ReportView {
                 .is_ok_and(|n| n > report.findings.len()),
         }
     }
-}
-
-fn iso_date<S: serde::Serializer>(date: &NaiveDate, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&date.format("%Y-%m-%d"))
 }
 
 /// The report of a Taipei day (`None` when the day was never reconciled), complete or not.

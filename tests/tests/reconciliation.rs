@@ -330,3 +330,41 @@ async fn invoke_with_failing_second_page(s: &Stack, at: DateTime<Utc>) -> charge
     s.sim.clear_forced();
     err
 }
+
+#[tokio::test]
+async fn an_invocation_too_close_to_its_deadline_pauses_fails_and_its_retry_reconciles() {
+    let s = frozen_stack().await;
+    let paid = charge(&s, &["cust-a"]).await;
+    let at = run_time(&s);
+    let mut context = Context::default();
+    context.request_id = "req-late".into();
+    // Twenty seconds left: less than the margin a page needs.
+    context.deadline = (s.clock.now().timestamp_millis() + 20_000) as u64;
+
+    let err = charger::handle(
+        Arc::new(s.deps.clone()),
+        charger::Settings::with_concurrency(1),
+        LambdaEvent::new(scheduled_input(at), context),
+    )
+    .await
+    .unwrap_err();
+
+    assert!(
+        err.to_string()
+            .contains("paused before the invocation's deadline after 0 page(s)"),
+        "{err}"
+    );
+    assert_eq!(
+        lambda_runtime::Diagnostic::from(err).error_type,
+        "ChargerError::Reconcile"
+    );
+    let stored = reconcile::report(&*s.deps.store, the_day())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!stored.complete);
+    let answer = invoke(&s, scheduled_input(at)).await.unwrap();
+    assert_eq!(answer["reconciliation"], "completed", "{answer}");
+    assert_eq!(answer["report"]["counts"]["matched"], 1);
+    assert_eq!(answer["report"]["findingCount"], 0, "{answer} ({paid:?})");
+}

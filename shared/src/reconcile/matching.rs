@@ -220,6 +220,8 @@ mod tests {
             &format!("{SUB}X000012"),
             "Cshort",
             "C-bcdefghijABCDEFGHIJ",
+            // 23 bytes with a `P` at byte 16, but not ASCII before it.
+            "ééééééééP000001",
         ] {
             assert_eq!(OrderRef::of(foreign), OrderRef::Foreign, "{foreign}");
         }

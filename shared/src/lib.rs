@@ -27,6 +27,8 @@ pub mod oneoff;
 pub mod ops;
 pub mod outbox;
 pub mod queue;
+// Daily reconciliation.
+pub mod reconcile;
 pub mod secrets;
 pub mod store;
 pub mod vault;

@@ -12,7 +12,8 @@ use crate::domain::{
 };
 use crate::events::{EventError, EventSink};
 use crate::oen::{
-    ChargeReceipt, ChargeRequest, CheckoutRequest, OenError, OenGateway, RefundRequest, Transaction,
+    ChargeReceipt, ChargeRequest, CheckoutRequest, OenError, OenGateway, RefundRequest,
+    Transaction, TransactionListQuery, TransactionPage,
 };
 use crate::queue::{QueueError, WorkMessage, WorkQueue};
 use crate::vault::{TokenVault, VaultContext, VaultError};
@@ -88,6 +89,13 @@ impl OenGateway for Withheld {
     async fn refund(&self, _: &RefundRequest) -> Result<(), OenError> {
         Err(OenError::NotSent(self.refusal("call Oen")))
     }
+
+    async fn list_transactions(
+        &self,
+        _: &TransactionListQuery,
+    ) -> Result<TransactionPage, OenError> {
+        Err(OenError::NotSent(self.refusal("call Oen")))
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +132,16 @@ mod tests {
         assert!(matches!(
             w.order_transactions(&order).await,
             Err(OenError::NotSent(m)) if m == "webhook is not wired to call Oen: its role may not, and its flows never should"
+        ));
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
+        let listing = TransactionListQuery {
+            start: day,
+            end: day,
+            page: None,
+        };
+        assert!(matches!(
+            w.list_transactions(&listing).await,
+            Err(OenError::NotSent(m)) if m.starts_with("webhook is not wired to call Oen")
         ));
         assert_eq!(w.merchant_id().as_str(), "ming");
         assert!(w

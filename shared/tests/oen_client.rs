@@ -10,7 +10,7 @@ use oen_pay::domain::{
 };
 use oen_pay::oen::{
     ChargeRequest, CheckoutRequest, HttpOenGateway, OenClientConfig, OenError, OenGateway,
-    RefundRequest,
+    PageToken, RefundRequest, TransactionListQuery,
 };
 use oen_pay::secrets::{CachedSecrets, FetchSecret, SecretError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -690,4 +690,137 @@ async fn no_log_line_or_error_carries_the_token_or_the_api_key() {
         assert!(!text.contains(TOKEN), "token leaked: {text}");
         assert!(!text.contains(API_KEY), "API key leaked: {text}");
     }
+}
+
+// ---- GET /transactions (the daily reconciliation's listing) --------------------------------
+
+fn list_query(page: Option<&str>) -> TransactionListQuery {
+    TransactionListQuery {
+        start: oen_pay::chrono::NaiveDate::from_ymd_opt(2026, 11, 29).unwrap(),
+        end: oen_pay::chrono::NaiveDate::from_ymd_opt(2026, 11, 29).unwrap(),
+        page: page.and_then(PageToken::new),
+    }
+}
+
+const LISTED: &str = r#"{"id":"P20261129IJ90KL12","transactionId":"2HhngP9sVb3mK1xYdQe7Wc0RtUi","amount":500,"status":"charged","orderId":"o1","refundAmount":0,"createdAt":"2026-11-29T04:00:00.000Z"}"#;
+
+#[tokio::test]
+async fn a_transaction_page_sends_the_taipei_dates_and_the_page_and_reads_the_next_one() {
+    let body = format!(
+        r#"{{"code":"S0000","data":{{"transactions":[{LISTED}],"page":"P20261129IJ90KL12"}},"message":""}}"#
+    );
+    let oen = FakeOen::start(vec![json(200, &body)], API_KEY).await;
+
+    let page = client(&oen.base_url)
+        .list_transactions(&list_query(Some("P2026 1129/x")))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        oen.seen()[0].request_line,
+        "GET /transactions?start=2026-11-29&end=2026-11-29&page=P2026+1129%2Fx HTTP/1.1"
+    );
+    assert_eq!(page.transactions.len(), 1);
+    assert_eq!(page.transactions[0].order_id.as_deref(), Some("o1"));
+    assert_eq!(page.next, PageToken::new("P20261129IJ90KL12"));
+}
+
+#[tokio::test]
+async fn the_last_page_names_no_next_page_whether_null_absent_empty_and_a_number_is_a_token() {
+    for (page, next) in [
+        (r#","page":null"#, None),
+        ("", None),
+        (r#","page":"""#, None),
+        (r#","page":2"#, PageToken::new("2")),
+    ] {
+        let body = format!(
+            r#"{{"code":"S0000","data":{{"transactions":[{LISTED}]{page}}},"message":""}}"#
+        );
+        let oen = FakeOen::start(vec![json(200, &body)], API_KEY).await;
+        let got = client(&oen.base_url)
+            .list_transactions(&list_query(None))
+            .await
+            .unwrap();
+        assert_eq!(got.next, next, "{page}");
+        assert_eq!(
+            oen.seen()[0].request_line,
+            "GET /transactions?start=2026-11-29&end=2026-11-29 HTTP/1.1"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_page_that_would_not_advance_or_does_not_read_is_unexpected() {
+    let cases = [
+        (
+            format!(
+                r#"{{"code":"S0000","data":{{"transactions":[{LISTED}],"page":"same"}},"message":""}}"#
+            ),
+            Some("same"),
+            "named itself as the next page",
+        ),
+        (
+            r#"{"code":"S0000","data":{"transactions":[],"page":"more"},"message":""}"#.into(),
+            None,
+            "an empty transaction page named a next page",
+        ),
+        (
+            r#"{"code":"S0000","data":{"page":null},"message":""}"#.into(),
+            None,
+            "missing field `transactions`",
+        ),
+        (
+            r#"{"code":"S0000","data":{"transactions":[{"id":"P1","status":"charged"}]},"message":""}"#.into(),
+            None,
+            "missing field `amount`",
+        ),
+    ];
+    for (body, page, reason) in cases {
+        let oen = FakeOen::start(vec![json(200, &body)], API_KEY).await;
+        let err = client(&oen.base_url)
+            .list_transactions(&list_query(page))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, OenError::Unexpected { status: 200, excerpt } if excerpt.contains(reason)),
+            "{body}: {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_listing_answered_in_plain_text_or_a_system_error_is_classified() {
+    let oen = FakeOen::start(
+        vec![Reply::Http(404, "text/plain", "404 page not found".into())],
+        API_KEY,
+    )
+    .await;
+    let err = client(&oen.base_url)
+        .list_transactions(&list_query(None))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        OenError::Unexpected {
+            status: 404,
+            excerpt: "404 page not found".into()
+        }
+    );
+    let oen = FakeOen::start(
+        vec![json(
+            500,
+            r#"{"code":"F0001","data":{},"message":"Pagination parse failed"}"#,
+        )],
+        API_KEY,
+    )
+    .await;
+    let err = client(&oen.base_url)
+        .list_transactions(&list_query(Some("bogus")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, OenError::Transient { status: 500, .. }),
+        "{err:?}"
+    );
+    assert_eq!(oen.seen().len(), 3, "a query: retried, bounded");
 }

@@ -20,7 +20,8 @@ use oen_pay::domain::{
 };
 use oen_pay::events::MemoryEvents;
 use oen_pay::oen::{
-    ChargeReceipt, ChargeRequest, CheckoutRequest, OenError, OenGateway, RefundRequest, Transaction,
+    ChargeReceipt, ChargeRequest, CheckoutRequest, OenError, OenGateway, RefundRequest,
+    Transaction, TransactionListQuery, TransactionPage,
 };
 use oen_pay::store::{
     BindingSession, Expect, MemoryStore, Put, Record, SessionState, Store, StoreExt,
@@ -165,6 +166,13 @@ impl OenGateway for CountingOen {
     }
     async fn refund(&self, _: &RefundRequest) -> Result<(), OenError> {
         unreachable!("the binding flows never refund")
+    }
+
+    async fn list_transactions(
+        &self,
+        _: &TransactionListQuery,
+    ) -> Result<TransactionPage, OenError> {
+        unreachable!("the binding flows never list Oen's transactions")
     }
 }
 

@@ -726,6 +726,12 @@ impl oen_pay::oen::OenGateway for LostRefundAnswer {
             "timed out: the answer was lost".into(),
         ))
     }
+    async fn list_transactions(
+        &self,
+        query: &oen_pay::oen::TransactionListQuery,
+    ) -> Result<oen_pay::oen::TransactionPage, oen_pay::oen::OenError> {
+        self.0.list_transactions(query).await
+    }
 }
 
 #[tokio::test]

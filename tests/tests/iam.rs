@@ -10,9 +10,10 @@
 //!
 //! One journey drives the four functions in turn, as a customer's life does: checkout-start
 //! opens binding sessions, Oen (the simulator) delivers their webhooks to the webhook function,
-//! the charger charges what they bound, and the merchant operates through the merchant API
-//! (links, lookups, refunds, cancels). Each test then judges one function on what its own
-//! recorder saw.
+//! the charger charges what they bound, then reconciles the day against Oen's transaction list
+//! (`{"job":"reconcile"}`), and the merchant operates through the merchant API (links, lookups,
+//! refunds, cancels, the dry run). Each test then judges one function on what its own recorder
+//! saw.
 //!
 //! Two things stand in for the deployment: the charger's (and the merchant API's) clock, which
 //! the journey moves so that dunning's days pass, and Lambda's SQS poller, whose receive and
@@ -704,6 +705,7 @@ async fn drive() -> Journey {
         world.period("cust-decline", 0).await,
         PeriodState::Paid { .. }
     ));
+    reconciliation_flow(&world).await;
 
     webhook_server.abort();
     Journey {
@@ -1030,6 +1032,23 @@ async fn merchant_flows(w: &World) {
     );
     let (status, _) = w.merchant("POST", &cancel, Some(at_end)).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// The daily reconciliation of the day the journey charged on (Taipei, by the simulator's
+/// wall clock; the charger's clock is weeks past it): the duplicate payment of cust-dup is
+/// found, the report is stored and announced.
+async fn reconciliation_flow(w: &World) {
+    let day = oen_pay::reconcile::taipei_day(w.sim.now());
+    let answer = w
+        .invoke_charger(json!({"job": "reconcile", "date": day.format("%Y-%m-%d").to_string()}))
+        .await;
+    assert_eq!(answer["reconciliation"], "completed", "{answer}");
+    assert!(
+        answer["report"]["counts"]["doubleCharges"].as_u64() >= Some(1),
+        "{answer}"
+    );
+    let stored = oen_pay::reconcile::report(&w.store, day).await.unwrap();
+    assert!(stored.is_some_and(|r| r.complete));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -740,6 +740,13 @@ fn every_metric_the_code_records_has_an_alarm() {
             assert_eq!(missing, "breaching");
             assert_eq!(text(&p["Statistic"]), "Maximum");
             assert_eq!(text(&p["Threshold"]), "Ref OutboxLagAlarmSeconds");
+        } else if metric == "ReconciliationFindings" {
+            // A gauge recorded once a day, when a run completes (zero included): any finding
+            // alarms; a day without a complete run alarms through ReconciliationFailed.
+            assert_eq!(missing, "notBreaching");
+            assert_eq!(text(&p["Statistic"]), "Maximum");
+            assert_eq!(text(&p["Threshold"]), "0");
+            assert_eq!(text(&p["ComparisonOperator"]), "GreaterThanThreshold");
         } else {
             // Counters only exist when something happened.
             assert_eq!(missing, "notBreaching", "{function}/{metric}");
@@ -1116,6 +1123,91 @@ fn the_schedule_sends_its_scheduled_time_retries_and_keeps_runs_it_gave_up_on() 
     assert_eq!(
         t["Resources"]["ScheduleDeadLetterQueue"]["Type"].as_str(),
         Some("AWS::SQS::Queue")
+    );
+}
+
+#[test]
+fn the_reconciliation_runs_daily_at_00_30_taipei_for_the_day_before_with_retries_and_the_dead_letter_queue(
+) {
+    let t = template();
+    let schedule = &t["Resources"]["ChargerFunction"]["Properties"]["Events"]["Reconcile"];
+    assert_eq!(schedule["Type"].as_str(), Some("ScheduleV2"));
+    let props = &schedule["Properties"];
+    assert_eq!(text(&props["ScheduleExpression"]), "Ref ReconcileSchedule");
+    assert_eq!(
+        t["Parameters"]["ReconcileSchedule"]["Default"].as_str(),
+        Some("cron(30 0 * * ? *)")
+    );
+    assert_eq!(
+        props["ScheduleExpressionTimezone"].as_str(),
+        Some("Asia/Taipei")
+    );
+    // Rendered as Scheduler renders it at 00:30 on 30 November in Taipei, the Input is the
+    // reconciliation of 29 November.
+    let input = props["Input"].as_str().expect("the schedule has an Input");
+    let rendered = input.replace(
+        charger::trigger::SCHEDULED_TIME_ATTRIBUTE,
+        "2026-11-30T00:30:00+08:00",
+    );
+    let payload: serde_json::Value = serde_json::from_str(&rendered).unwrap();
+    match charger::trigger::parse(payload) {
+        Ok(charger::trigger::Trigger::Reconcile(job)) => {
+            assert_eq!(job.date.to_string(), "2026-11-29");
+            assert_eq!(job.mode, oen_pay::reconcile::RunMode::Scheduled);
+        }
+        other => panic!("the rendered Input is no reconciliation: {other:?}"),
+    }
+    let retry = &props["RetryPolicy"];
+    assert!(retry["MaximumRetryAttempts"].as_u64().unwrap() >= 1);
+    assert!((60..=86400).contains(&retry["MaximumEventAgeInSeconds"].as_u64().unwrap()));
+    assert_eq!(
+        text(&props["DeadLetterConfig"]["Arn"]),
+        "GetAtt ScheduleDeadLetterQueue.Arn"
+    );
+}
+
+#[test]
+fn only_the_charger_may_read_and_write_reconciliation_reports() {
+    let t = template();
+    let statements = |f: &str| -> Vec<Value> {
+        t["Resources"][f]["Properties"]["Policies"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["Statement"].as_sequence().unwrap().clone())
+            .collect()
+    };
+    let leading_keys = |s: &Value| -> Vec<String> {
+        list(&s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"])
+    };
+    for f in FUNCTIONS {
+        for s in statements(f) {
+            let keys = leading_keys(&s);
+            let actions = list(&s["Action"]);
+            let grants_reports = keys.iter().any(|k| k == "RECON#*");
+            if f == "ChargerFunction" && grants_reports {
+                // Read and write, on the table itself, never a query of an index.
+                assert!(
+                    actions == ["dynamodb:GetItem"] || actions == ["dynamodb:PutItem"],
+                    "{f}: {actions:?}"
+                );
+                assert_eq!(text(&s["Resource"]), "GetAtt Table.Arn");
+            } else {
+                assert!(
+                    !grants_reports,
+                    "{f} may not touch reconciliation reports: {s:?}"
+                );
+            }
+        }
+    }
+    let charger_report_actions: BTreeSet<String> = statements("ChargerFunction")
+        .iter()
+        .filter(|s| leading_keys(s).iter().any(|k| k == "RECON#*"))
+        .flat_map(|s| list(&s["Action"]))
+        .collect();
+    assert_eq!(
+        charger_report_actions.into_iter().collect::<Vec<_>>(),
+        ["dynamodb:GetItem", "dynamodb:PutItem"]
     );
 }
 

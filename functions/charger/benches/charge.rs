@@ -43,7 +43,8 @@ use oen_pay::domain::{
 };
 use oen_pay::events::{DomainEvent, EventError, EventSink, MemoryEvents};
 use oen_pay::oen::{
-    ChargeReceipt, ChargeRequest, CheckoutRequest, OenError, OenGateway, RefundRequest, Transaction,
+    ChargeReceipt, ChargeRequest, CheckoutRequest, OenError, OenGateway, RefundRequest,
+    Transaction, TransactionListQuery, TransactionPage,
 };
 use oen_pay::queue::{MemoryQueue, QueueError, WorkMessage, WorkQueue};
 use oen_pay::secrets::{CachedSecrets, FetchSecret, SecretError, SecretSource, StaticSecret};
@@ -400,6 +401,13 @@ impl OenGateway for TimedOen {
 
     async fn refund(&self, req: &RefundRequest) -> Result<(), OenError> {
         self.inner.refund(req).await
+    }
+
+    async fn list_transactions(
+        &self,
+        q: &TransactionListQuery,
+    ) -> Result<TransactionPage, OenError> {
+        self.inner.list_transactions(q).await
     }
 }
 

@@ -4,6 +4,13 @@
 //!   due-index shard on the queue, then the outbox relay publishes the domain events still
 //!   pending (those whose writer could not ship them) until shortly before the invocation's
 //!   deadline.
+//! - The daily reconciliation (`{"job":"reconcile",…}`, its own schedule or a person):
+//!   `oen_pay::reconcile` pages Oen's transaction list of one Taipei day against our records,
+//!   storing its progress after every page. A run that must stop before the invocation's
+//!   deadline with pages left fails the invocation (`ChargerError::Reconcile`), so that
+//!   Lambda's retry of the asynchronous invocation continues from the page reached; so does a
+//!   run that Oen failed. It runs here, not in a function of its own, so that the Oen caller
+//!   stays in the fixed-egress network.
 //! - SQS batches (`ReportBatchItemFailures`): planning messages page through the due index and
 //!   enqueue charge messages; charge messages run the exactly-once protocol of
 //!   `oen_pay::charging`. A message that should be retried is reported as a batch item failure,
@@ -22,6 +29,7 @@ use oen_pay::chrono::{DateTime, Duration, Utc};
 use oen_pay::config::{ChargerConfig, Config, ConfigError, OenConfig, Vars};
 use oen_pay::outbox::{self, RelayLimits};
 use oen_pay::queue::WorkMessage;
+use oen_pay::reconcile::{self, ReconcileJob, ReconcileLimits, RunOutcome};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
@@ -87,6 +95,8 @@ pub enum ChargerError {
     Schedule(String),
     #[error("the batch response could not be written: {0}")]
     Response(String),
+    #[error("reconciliation not complete: {0}")]
+    Reconcile(String),
 }
 
 impl From<ChargerError> for lambda_runtime::Diagnostic {
@@ -95,6 +105,7 @@ impl From<ChargerError> for lambda_runtime::Diagnostic {
             ChargerError::Unrecognised(_) => "ChargerError::Unrecognised",
             ChargerError::Schedule(_) => "ChargerError::Schedule",
             ChargerError::Response(_) => "ChargerError::Response",
+            ChargerError::Reconcile(_) => "ChargerError::Reconcile",
         };
         lambda_runtime::Diagnostic {
             error_type: error_type.into(),
@@ -120,6 +131,7 @@ pub async fn handle(
                 .map_err(|e| ChargerError::Response(e.to_string()));
         }
         Trigger::Schedule(time) => time.unwrap_or(arrived),
+        Trigger::Reconcile(job) => return run_reconciliation(&deps, job, deadline).await,
     };
     // Planning first: it is quick, and charging must not wait behind a backlog of events.
     let planned = charging::schedule(&deps, time).await;
@@ -127,6 +139,29 @@ pub async fn handle(
     let planned = planned.map_err(|e| ChargerError::Schedule(e.to_string()))?;
     tracing::info!(shards = planned, now = %time, "planning enqueued");
     Ok(serde_json::json!({"plannedShards": planned, "eventsRelayed": relayed}))
+}
+
+/// Runs (or continues) a day's reconciliation. Paused with pages left, or stopped by Oen or the
+/// store, it fails the invocation so that its retry continues from the stored page.
+async fn run_reconciliation(
+    deps: &ChargeDeps,
+    job: ReconcileJob,
+    deadline: Option<DateTime<Utc>>,
+) -> Result<Value, ChargerError> {
+    let outcome = reconcile::run(deps, job, deadline, ReconcileLimits::default())
+        .await
+        .map_err(|e| ChargerError::Reconcile(e.to_string()))?;
+    let (status, view) = match outcome {
+        RunOutcome::Completed(view) => ("completed", view),
+        RunOutcome::AlreadyComplete(view) => ("already_complete", view),
+        RunOutcome::Paused(view) => {
+            return Err(ChargerError::Reconcile(format!(
+                "{} paused before the invocation's deadline after {} page(s) (run {}); the retry continues from there",
+                view.date, view.pages_read, view.run
+            )))
+        }
+    };
+    Ok(serde_json::json!({"reconciliation": status, "report": view}))
 }
 
 /// Publishes the outbox's pending events; how many were. A failure is logged and counted, and

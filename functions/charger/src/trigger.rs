@@ -4,19 +4,29 @@
 //!   `{"scheduledTime":"<aws.scheduler.scheduled-time>"}`, rendered by Scheduler to an RFC 3339
 //!   time (without an `Input`, Scheduler sends no time at all);
 //! - an EventBridge rule's scheduled event (`detail-type: "Scheduled Event"` with its `time`);
-//! - a person's manual `{}`, meaning now.
+//! - a person's manual `{}`, meaning now;
+//! - the daily reconciliation's schedule, whose `Input` names the job:
+//!   `{"job":"reconcile","scheduledTime":"<aws.scheduler.scheduled-time>"}` reconciles the Taipei
+//!   day before the scheduled time (and does nothing when that day's report is complete);
+//! - a person's `{"job":"reconcile","date":"2026-11-29"}`, which reconciles that Taipei day
+//!   (continuing an unfinished run, or replacing a complete report with a new run).
+//!
+//! A job payload takes `job`, and exactly one of `scheduledTime` and `date`, nothing else.
 //!
 //! Anything else is refused: planning for a time guessed from an unknown payload could charge
 //! on the wrong day.
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use oen_pay::chrono::{DateTime, Utc};
+use oen_pay::chrono::{DateTime, NaiveDate, Utc};
+use oen_pay::reconcile::ReconcileJob;
 use serde_json::Value;
 
 /// The payload shapes the charger accepts, as said in its refusal.
 pub const ACCEPTED_SHAPES: &str = "an SQS batch ({\"Records\":[…]}), an EventBridge Scheduler \
      input ({\"scheduledTime\":\"<RFC 3339 time>\"}), an EventBridge rule's scheduled event \
-     (\"detail-type\":\"Scheduled Event\" with an RFC 3339 \"time\") or {} to plan now";
+     (\"detail-type\":\"Scheduled Event\" with an RFC 3339 \"time\"), {} to plan now, or the \
+     reconciliation job ({\"job\":\"reconcile\",\"scheduledTime\":\"<RFC 3339 time>\"} or \
+     {\"job\":\"reconcile\",\"date\":\"yyyy-MM-dd\"})";
 
 /// The Scheduler context attribute that the template's schedule `Input` carries.
 pub const SCHEDULED_TIME_ATTRIBUTE: &str = "<aws.scheduler.scheduled-time>";
@@ -27,6 +37,8 @@ pub enum Trigger {
     Batch(SqsEvent),
     /// A scheduled run: plan what is due at this time, or now when none is given (`{}`).
     Schedule(Option<DateTime<Utc>>),
+    /// The daily reconciliation of one Taipei day.
+    Reconcile(ReconcileJob),
 }
 
 /// Why a payload is none of the accepted shapes.
@@ -52,6 +64,9 @@ pub fn parse(payload: Value) -> Result<Trigger, UnrecognisedEvent> {
     if fields.is_empty() {
         return Ok(Trigger::Schedule(None));
     }
+    if let Some(job) = fields.get("job") {
+        return reconcile_job(job, fields).map(Trigger::Reconcile);
+    }
     if fields.contains_key("Records") {
         return serde_json::from_value(payload)
             .map(Trigger::Batch)
@@ -71,7 +86,48 @@ pub fn parse(payload: Value) -> Result<Trigger, UnrecognisedEvent> {
             "an EventBridge event of detail-type {other}"
         ))),
         None => Err(UnrecognisedEvent::new(
-            "no Records, scheduledTime or detail-type",
+            "no Records, job, scheduledTime or detail-type",
+        )),
+    }
+}
+
+/// The only job a payload may name.
+pub const RECONCILE_JOB: &str = "reconcile";
+
+/// `{"job":"reconcile"}` with exactly one of `scheduledTime` (the schedule) and `date` (a
+/// person), and nothing else: a misspelt field must not turn a manual re-run into "yesterday".
+fn reconcile_job(
+    job: &Value,
+    fields: &serde_json::Map<String, Value>,
+) -> Result<ReconcileJob, UnrecognisedEvent> {
+    if job.as_str() != Some(RECONCILE_JOB) {
+        return Err(UnrecognisedEvent::new(format!(
+            "job {job} is not a job the charger runs (only \"{RECONCILE_JOB}\")"
+        )));
+    }
+    if let Some(other) = fields
+        .keys()
+        .find(|k| !matches!(k.as_str(), "job" | "scheduledTime" | "date"))
+    {
+        return Err(UnrecognisedEvent::new(format!(
+            "a reconcile job takes scheduledTime or date, not {other:?}"
+        )));
+    }
+    match (fields.get("scheduledTime"), fields.get("date")) {
+        (Some(time), None) => rfc3339("scheduledTime", time).map(ReconcileJob::scheduled),
+        (None, Some(date)) => date
+            .as_str()
+            .filter(|d| d.len() == 10)
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            .map(ReconcileJob::rerun)
+            .ok_or_else(|| {
+                UnrecognisedEvent::new(format!("date {date} is not a yyyy-MM-dd calendar date"))
+            }),
+        (Some(_), Some(_)) => Err(UnrecognisedEvent::new(
+            "a reconcile job takes scheduledTime or date, not both",
+        )),
+        (None, None) => Err(UnrecognisedEvent::new(
+            "a reconcile job without scheduledTime or date",
         )),
     }
 }
@@ -149,7 +205,84 @@ mod tests {
                 samples += 1;
             }
         }
-        assert_eq!(samples, 4, "charger-{{schedule,rule,now,sqs}}.json");
+        assert_eq!(
+            samples, 6,
+            "charger-{{schedule,rule,now,sqs,reconcile,reconcile-date}}.json"
+        );
+    }
+
+    fn job_of(payload: Value) -> ReconcileJob {
+        match parse(payload) {
+            Ok(Trigger::Reconcile(job)) => job,
+            other => panic!("not a reconcile job: {other:?}"),
+        }
+    }
+
+    fn day(d: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn the_reconcile_schedule_reconciles_the_taipei_day_before_its_time() {
+        // 00:30 on 30 November in Taipei.
+        let job = job_of(json!({"job": "reconcile", "scheduledTime": "2026-11-29T16:30:00Z"}));
+        assert_eq!(job.date, day("2026-11-29"));
+        assert_eq!(job.mode, oen_pay::reconcile::RunMode::Scheduled);
+        // Scheduler renders the time with the schedule's zone offset too.
+        let job = job_of(json!({"job": "reconcile", "scheduledTime": "2026-11-30T00:30:00+08:00"}));
+        assert_eq!(job.date, day("2026-11-29"));
+    }
+
+    #[test]
+    fn a_manual_reconcile_names_its_day_and_reruns_it() {
+        let job = job_of(json!({"job": "reconcile", "date": "2026-11-29"}));
+        assert_eq!(job, ReconcileJob::rerun(day("2026-11-29")));
+    }
+
+    #[test]
+    fn malformed_reconcile_jobs_are_refused_precisely() {
+        for (payload, reason) in [
+            (
+                json!({"job": "charge"}),
+                "job \"charge\" is not a job the charger runs (only \"reconcile\")",
+            ),
+            (
+                json!({"job": 1}),
+                "job 1 is not a job the charger runs (only \"reconcile\")",
+            ),
+            (
+                json!({"job": "reconcile"}),
+                "a reconcile job without scheduledTime or date",
+            ),
+            (
+                json!({"job": "reconcile", "date": "2026-11-29", "scheduledTime": "2026-11-29T16:30:00Z"}),
+                "a reconcile job takes scheduledTime or date, not both",
+            ),
+            (
+                json!({"job": "reconcile", "day": "2026-11-29"}),
+                "a reconcile job takes scheduledTime or date, not \"day\"",
+            ),
+            (
+                json!({"job": "reconcile", "date": "2026/11/29"}),
+                "date \"2026/11/29\" is not a yyyy-MM-dd calendar date",
+            ),
+            (
+                json!({"job": "reconcile", "date": "2026-02-30"}),
+                "date \"2026-02-30\" is not a yyyy-MM-dd calendar date",
+            ),
+            (
+                json!({"job": "reconcile", "date": "2026-1-29"}),
+                "date \"2026-1-29\" is not a yyyy-MM-dd calendar date",
+            ),
+            (
+                json!({"job": "reconcile", "scheduledTime": SCHEDULED_TIME_ATTRIBUTE}),
+                "scheduledTime \"<aws.scheduler.scheduled-time>\" is not an RFC 3339 time",
+            ),
+        ] {
+            let err = parse(payload.clone()).unwrap_err();
+            assert_eq!(err.reason, reason, "{payload}");
+            assert!(err.to_string().contains(ACCEPTED_SHAPES), "{err}");
+        }
     }
 
     #[test]
@@ -157,7 +290,7 @@ mod tests {
         for (payload, reason) in [
             (
                 json!({"hello": "world"}),
-                "no Records, scheduledTime or detail-type",
+                "no Records, job, scheduledTime or detail-type",
             ),
             (json!([]), "not a JSON object"),
             (json!("2027-01-31T02:00:00Z"), "not a JSON object"),

@@ -17,6 +17,7 @@
 //! | outbox entry    | `OUTBOX#{event id}`  | `EVENT`              | pending: `due_shard`, `due_at`; delivered: `ttl` |
 //! | one-off charge  | `CHARGE#{charge id}` | `CHARGE`             | with a next action: `due_shard`, `due_at` |
 //! | idempotency key | `IDEM#{merchant}#{key}` | `KEY`             | `ttl` (24 h)           |
+//! | reconciliation report | `RECON#{yyyy-MM-dd}` (Taipei day) | `REPORT` |                  |
 //!
 //! A customer's cards and subscriptions share a partition, so one query lists them; periods
 //! live under their subscription and sort by number; audit entries sort by time (`at` as
@@ -133,6 +134,11 @@ pub fn pk_sk(key: &Key) -> (String, String) {
         Key::Outbox(id) => (format!("{OUTBOX_PREFIX}{id}"), "EVENT".into()),
         Key::Charge(id) => (format!("{CHARGE_PREFIX}{id}"), "CHARGE".into()),
         Key::Idempotency { merchant, key } => (format!("IDEM#{merchant}#{key}"), "KEY".into()),
+        // Daily reconciliation (`crate::reconcile`).
+        Key::Reconciliation(date) => (
+            format!("RECON#{}", date.format("%Y-%m-%d")),
+            "REPORT".into(),
+        ),
     }
 }
 
@@ -402,6 +408,8 @@ fn to_item(record: &Record, version: u64) -> Result<Item, StoreError> {
         Record::Outbox(o) => codec::to_item(o),
         Record::Charge(c) => codec::to_item(c),
         Record::Idempotency(i) => codec::to_item(i),
+        // Daily reconciliation (`crate::reconcile`).
+        Record::Reconciliation(r) => codec::to_item(r),
     };
     let mut item: Item =
         body.map_err(|e| StoreError::Invalid(format!("a {kind} cannot be stored: {e}")))?;
@@ -466,6 +474,8 @@ fn from_item(mut item: Item) -> Result<Versioned<Record>, StoreError> {
         "outbox" => Record::Outbox(codec::from_item(item).map_err(unreadable)?),
         "charge" => Record::Charge(codec::from_item(item).map_err(unreadable)?),
         "idempotency" => Record::Idempotency(codec::from_item(item).map_err(unreadable)?),
+        // Daily reconciliation (`crate::reconcile`).
+        "reconciliation" => Record::Reconciliation(codec::from_item(item).map_err(unreadable)?),
         other => return Err(corrupt(format!("unknown kind {other:?}"))),
     };
     if pk_sk(&record.key()) != (pk.clone(), sk.clone()) {

@@ -7,7 +7,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{
     Amount, AnomalyRefund, BindingSession, ChargePeriod, CustomerId, OneOffCharge, OrderId,
-    PaymentAnomaly, SessionState, Subscription, TransactionId,
+    PaymentAnomaly, ReconciliationProgress, ReconciliationReport, SessionState, Subscription,
+    TransactionId,
 };
 
 /// Every event type the project emits (the EventBridge `DetailType`).
@@ -25,10 +26,12 @@ pub enum EventType {
     ChargeSucceeded,
     ChargeFailed,
     ChargeUnknown,
+    // Daily reconciliation (`crate::reconcile`).
+    ReconciliationCompleted,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 12] = [
+    pub const ALL: [EventType; 13] = [
         EventType::CardBound,
         EventType::PaymentSucceeded,
         EventType::PaymentFailed,
@@ -41,6 +44,7 @@ impl EventType {
         EventType::ChargeSucceeded,
         EventType::ChargeFailed,
         EventType::ChargeUnknown,
+        EventType::ReconciliationCompleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +61,7 @@ impl EventType {
             EventType::ChargeSucceeded => "charge.succeeded",
             EventType::ChargeFailed => "charge.failed",
             EventType::ChargeUnknown => "charge.unknown",
+            EventType::ReconciliationCompleted => "reconciliation.completed",
         }
     }
 }
@@ -370,6 +375,46 @@ impl DomainEvent {
         let about = format!("{}:{}", charge.order_id, charge.attempts);
         let detail = serde_json::json!({"reconcileAt": reconcile_at});
         Self::of_charge(EventType::ChargeUnknown, &about, charge, at, detail)
+    }
+}
+
+// Daily reconciliation (`crate::reconcile`).
+
+/// The `customer` of events about the merchant's books as a whole rather than one customer
+/// (a customer id is never empty; consumers tell these events by their type).
+pub const MERCHANT_SCOPE: &str = "_merchant";
+
+impl DomainEvent {
+    /// `reconciliation.completed`, once per run of a day (`{date}:{run}`): a run resumed after a
+    /// timeout rebuilds the same event, a deliberate re-run of the day is a new run with its own
+    /// event. `None` while the report is not complete.
+    pub fn reconciliation_completed(report: &ReconciliationReport) -> Option<Self> {
+        let ReconciliationProgress::Complete {
+            pages_read,
+            completed_at,
+        } = report.progress
+        else {
+            return None;
+        };
+        let customer = CustomerId::parse(MERCHANT_SCOPE)
+            .unwrap_or_else(|_| unreachable!("{MERCHANT_SCOPE} is a valid customer id"));
+        let date = report.date.format("%Y-%m-%d").to_string();
+        let about = format!("{date}:{}", report.run);
+        Some(
+            Self::new(
+                EventType::ReconciliationCompleted,
+                &about,
+                completed_at,
+                &customer,
+            )
+            .with(serde_json::json!({
+                "date": date,
+                "run": report.run,
+                "pagesRead": pages_read,
+                "counts": report.counts,
+                "findings": report.counts.findings(),
+            })),
+        )
     }
 }
 

@@ -5,6 +5,8 @@ mod ids;
 mod money;
 mod oneoff;
 mod plan;
+// Daily reconciliation (`crate::reconcile`).
+mod reconciliation;
 mod records;
 mod token;
 
@@ -23,5 +25,10 @@ pub use records::{
     AnomalyKind, AnomalyRefund, AuditEntry, BindingSession, BindingState, Card, CarriedPeriod,
     ChargePeriod, LinkClaim, OutboxEntry, PaymentAnomaly, PeriodState, Record, SessionState,
     Subscription, SubscriptionStatus,
+};
+// Daily reconciliation (`crate::reconcile`).
+pub use reconciliation::{
+    Finding, FindingKind, ReconciliationCounts, ReconciliationProgress, ReconciliationReport,
+    MAX_LISTED_FINDINGS,
 };
 pub use token::{CardToken, Ciphertext};

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Amount, BindingRef, CheckoutId, Ciphertext, CustomerId, DomainEvent, IdempotencyRecord, LinkId,
-    OneOffCharge, OrderId, Plan, PlanId, ProductDetail, SubscriptionId, TransactionId,
+    OneOffCharge, OrderId, Plan, PlanId, ProductDetail, ReconciliationReport, SubscriptionId,
+    TransactionId,
 };
 
 /// A card binding started by `checkout-start`: our reference, whom it is for, and Oen's page id.
@@ -333,6 +334,8 @@ pub enum Record {
     // One-off charges (`crate::oneoff`).
     Charge(OneOffCharge),
     Idempotency(IdempotencyRecord),
+    // Daily reconciliation (`crate::reconcile`).
+    Reconciliation(ReconciliationReport),
 }
 
 impl Record {
@@ -348,6 +351,8 @@ impl Record {
             Record::Outbox(_) => "outbox",
             Record::Charge(_) => "charge",
             Record::Idempotency(_) => "idempotency",
+            // Daily reconciliation (`crate::reconcile`).
+            Record::Reconciliation(_) => "reconciliation",
         }
     }
 
@@ -356,7 +361,8 @@ impl Record {
     /// so that no clock skew lets a link that is still accepted be claimed twice; a delivered
     /// outbox entry is kept [`OutboxEntry::KEPT_AFTER_DELIVERY`]; a pending one never expires;
     /// an idempotency key goes when it expires (its reader checks the expiry too: the store's
-    /// removal lags). A one-off charge is a record of money and never expires.
+    /// removal lags). A one-off charge is a record of money and never expires; neither does a
+    /// reconciliation report.
     pub fn expires_at(&self) -> Option<DateTime<Utc>> {
         match self {
             Record::Session(s) => Some(s.expires_at + chrono::Duration::days(1)),
@@ -391,4 +397,4 @@ macro_rules! into_record {
         }
     )*};
 }
-into_record!(BindingSession => Session, LinkClaim => Link, Card => Card, Subscription => Subscription, ChargePeriod => Period, AuditEntry => Audit, OutboxEntry => Outbox, OneOffCharge => Charge, IdempotencyRecord => Idempotency);
+into_record!(BindingSession => Session, LinkClaim => Link, Card => Card, Subscription => Subscription, ChargePeriod => Period, AuditEntry => Audit, OutboxEntry => Outbox, OneOffCharge => Charge, IdempotencyRecord => Idempotency, ReconciliationReport => Reconciliation);

@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use super::wire::{self, CallKind};
 use super::{
-    ChargeReceipt, ChargeRequest, CheckoutRequest, OenError, OenGateway, RefundRequest, Transaction,
+    ChargeReceipt, ChargeRequest, CheckoutRequest, OenError, OenGateway, PageToken, RefundRequest,
+    Transaction, TransactionListQuery, TransactionPage,
 };
 use crate::domain::{CheckoutId, MerchantId, OrderId, TransactionId};
 use crate::secrets::SecretSource;
@@ -292,7 +293,8 @@ fn error_chain(e: &reqwest::Error) -> String {
 /// Paths name order ids and transaction numbers, which are fine in logs; this keeps only the
 /// endpoint shape so that log lines group well.
 fn redact_path(path: &str) -> &str {
-    path.split('/').nth(1).unwrap_or(path)
+    let endpoint = path.split('/').nth(1).unwrap_or(path);
+    endpoint.split('?').next().unwrap_or(endpoint)
 }
 
 #[async_trait]
@@ -373,6 +375,57 @@ impl OenGateway for HttpOenGateway {
             .await?;
         Ok(())
     }
+
+    async fn list_transactions(
+        &self,
+        query: &TransactionListQuery,
+    ) -> Result<TransactionPage, OenError> {
+        let data: wire::TransactionPageData = self.query(&list_path(query)).await?;
+        let next = data.page.and_then(wire::PageValue::into_token);
+        check_page_advances(query, data.transactions.len(), next.as_ref())?;
+        Ok(TransactionPage {
+            transactions: data.transactions,
+            next,
+        })
+    }
+}
+
+/// `/transactions?start=yyyy-MM-dd&end=yyyy-MM-dd[&page=…]`.
+fn list_path(query: &TransactionListQuery) -> String {
+    let mut path = format!(
+        "/transactions?start={}&end={}",
+        query.start.format("%Y-%m-%d"),
+        query.end.format("%Y-%m-%d")
+    );
+    if let Some(page) = &query.page {
+        let encoded: String = form_urlencoded::byte_serialize(page.as_str().as_bytes()).collect();
+        path.push_str("&page=");
+        path.push_str(&encoded);
+    }
+    path
+}
+
+/// A page that names itself as the next one, or an empty page that names a next one, would
+/// have the caller page forever.
+fn check_page_advances(
+    query: &TransactionListQuery,
+    entries: usize,
+    next: Option<&PageToken>,
+) -> Result<(), OenError> {
+    let Some(next) = next else {
+        return Ok(());
+    };
+    let reason = if query.page.as_ref() == Some(next) {
+        "a transaction page named itself as the next page"
+    } else if entries == 0 {
+        "an empty transaction page named a next page"
+    } else {
+        return Ok(());
+    };
+    Err(OenError::Unexpected {
+        status: 200,
+        excerpt: reason.to_owned(),
+    })
 }
 
 #[cfg(test)]

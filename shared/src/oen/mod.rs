@@ -122,6 +122,52 @@ pub struct Transaction {
     pub reason: Option<String>,
 }
 
+/// Oen's opaque continuation of `GET /transactions`: the `page` a page names as the next one,
+/// sent back as the `page` query parameter. Oen gives it as a string or a number; both are
+/// kept as text and never interpreted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PageToken(String);
+
+impl PageToken {
+    /// A token as Oen gave it; an empty one names no page.
+    pub fn new(raw: impl Into<String>) -> Option<Self> {
+        let raw = raw.into();
+        (!raw.is_empty()).then_some(Self(raw))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for PageToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `GET /transactions?start=&end=&page=`: the money movements created on the Taipei calendar
+/// days `start` to `end` (both included, written `yyyy-MM-dd`), 50 a page, from the first page
+/// (`page: None`) or from the page a previous one named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionListQuery {
+    pub start: chrono::NaiveDate,
+    pub end: chrono::NaiveDate,
+    pub page: Option<PageToken>,
+}
+
+/// One page of `GET /transactions`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionPage {
+    pub transactions: Vec<Transaction>,
+    /// The next page, `None` on the last one.
+    pub next: Option<PageToken>,
+}
+
+/// Transactions per page of `GET /transactions`, as the contract says.
+pub const TRANSACTIONS_PER_PAGE: usize = 50;
+
 /// What every attempt of an order adds up to, for the exactly-once protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderState {
@@ -229,6 +275,13 @@ pub trait OenGateway: Send + Sync {
     async fn transaction(&self, id: &TransactionId) -> Result<Transaction, OenError>;
     /// `POST /refunds/{P…}`. Never retried automatically.
     async fn refund(&self, req: &RefundRequest) -> Result<(), OenError>;
+    /// `GET /transactions?start=&end=&page=`: one page of the money movements of a window of
+    /// Taipei days; retried with bounded back-off. A page that would not advance (it names
+    /// itself as the next one, or names a next page while empty) is [`OenError::Unexpected`].
+    async fn list_transactions(
+        &self,
+        query: &TransactionListQuery,
+    ) -> Result<TransactionPage, OenError>;
 }
 
 /// The URL of the hosted binding page for a checkout id.

@@ -66,6 +66,31 @@ pub(super) struct TransactionsData {
     pub transactions: Vec<super::Transaction>,
 }
 
+/// A page of `GET /transactions`: `page` names the next page (a string or a number), absent,
+/// null or empty on the last one.
+#[derive(Deserialize)]
+pub(super) struct TransactionPageData {
+    pub transactions: Vec<super::Transaction>,
+    #[serde(default)]
+    pub page: Option<PageValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum PageValue {
+    Text(String),
+    Number(u64),
+}
+
+impl PageValue {
+    pub(super) fn into_token(self) -> Option<super::PageToken> {
+        match self {
+            PageValue::Text(t) => super::PageToken::new(t),
+            PageValue::Number(n) => super::PageToken::new(n.to_string()),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct Envelope {
     code: Option<String>,

@@ -18,6 +18,9 @@ pub use one_off::*;
 // ---- Lookups of the merchant API: their contract lives in `contract/lookups.rs`. ----
 mod lookups;
 pub use lookups::{card, run_lookups};
+// Daily reconciliation (`crate::reconcile`).
+mod reconciliation;
+pub use reconciliation::*;
 
 pub fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
@@ -196,6 +199,8 @@ where
     charges_due_index_pages_with_a_cursor(make().await).await;
     cards_of_lists_the_customers_cards_only(make().await).await;
     lookups::run_lookups(&make).await;
+    // Daily reconciliation.
+    a_reconciliation_report_round_trips_and_is_replaced_by_compare_and_set(make().await).await;
 }
 
 pub async fn put_if_absent_refuses_a_second_put(store: impl Store) {

@@ -28,7 +28,8 @@ use crate::domain::{
 
 pub use crate::domain::{
     AuditEntry, BindingSession, Card, ChargePeriod, ChargeState, IdempotencyRecord, LinkClaim,
-    OneOffCharge, OutboxEntry, PeriodState, Record, SessionState, Subscription, SubscriptionStatus,
+    OneOffCharge, OutboxEntry, PeriodState, ReconciliationReport, Record, SessionState,
+    Subscription, SubscriptionStatus,
 };
 pub use memory::MemoryStore;
 
@@ -71,6 +72,9 @@ pub enum Key {
         merchant: MerchantId,
         key: IdempotencyKey,
     },
+    // Daily reconciliation (`crate::reconcile`).
+    /// The reconciliation report of a Taipei calendar day.
+    Reconciliation(chrono::NaiveDate),
 }
 
 impl Record {
@@ -95,6 +99,8 @@ impl Record {
                 merchant: i.merchant.clone(),
                 key: i.key.clone(),
             },
+            // Daily reconciliation (`crate::reconcile`).
+            Record::Reconciliation(r) => Key::Reconciliation(r.date),
         }
     }
 }
@@ -375,6 +381,16 @@ pub trait StoreExt: Store {
     ) -> Result<Option<Versioned<IdempotencyRecord>>, StoreError> {
         let (merchant, key) = (merchant.clone(), key.clone());
         read(self, Key::Idempotency { merchant, key }).await
+    }
+
+    // Daily reconciliation (`crate::reconcile`).
+
+    /// The reconciliation report of a Taipei calendar day.
+    async fn reconciliation(
+        &self,
+        date: chrono::NaiveDate,
+    ) -> Result<Option<Versioned<ReconciliationReport>>, StoreError> {
+        read(self, Key::Reconciliation(date)).await
     }
 }
 

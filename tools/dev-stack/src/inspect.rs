@@ -45,6 +45,7 @@ fn body(demo: &Demo) -> String {
             None => testing_oen_section(demo.adapters.merchant.as_str()),
         },
         charger::section(demo),
+        reconciliations_section(&records.reconciliations),
         audits_section(&records.audits),
         events_section(&demo.adapters.events.all()),
         outbox_section(&records.outbox),
@@ -65,6 +66,8 @@ struct Records {
     periods: Vec<ChargePeriod>,
     audits: Vec<AuditEntry>,
     outbox: Vec<OutboxEntry>,
+    // Daily reconciliation (`oen_pay::reconcile`).
+    reconciliations: Vec<oen_pay::reconcile::ReportView>,
 }
 
 impl Records {
@@ -83,8 +86,13 @@ impl Records {
                 // One-off charges are not shown yet: the page gains them with the merchant
                 // API's operations (issue 10).
                 Record::Charge(_) | Record::Idempotency(_) => {}
+                // Daily reconciliation (`oen_pay::reconcile`).
+                Record::Reconciliation(r) => by_kind
+                    .reconciliations
+                    .push(oen_pay::reconcile::ReportView::of(&r)),
             }
         }
+        by_kind.reconciliations.sort_by_key(|x| Reverse(x.date));
         by_kind.sessions.sort_by_key(|x| Reverse(x.created_at));
         by_kind.subscriptions.sort_by_key(|x| Reverse(x.created_at));
         by_kind.cards.sort_by_key(|x| Reverse(x.created_at));
@@ -92,6 +100,44 @@ impl Records {
         by_kind.outbox.sort_by_key(|x| Reverse(x.created_at));
         by_kind
     }
+}
+
+/// The daily reconciliation reports, newest day first: their counts, never a finding's detail
+/// beyond its kind and transaction.
+fn reconciliations_section(reports: &[oen_pay::reconcile::ReportView]) -> String {
+    let rows: Vec<Vec<String>> = reports
+        .iter()
+        .map(|r| {
+            let listed: Vec<String> = r
+                .findings
+                .iter()
+                .map(|f| format!("{:?} {}", f.kind, f.transaction))
+                .collect();
+            vec![
+                escape(&r.date.to_string()),
+                r.run.to_string(),
+                if r.complete { "complete" } else { "reading" }.to_owned(),
+                r.counts.transactions.to_string(),
+                r.counts.matched.to_string(),
+                r.finding_count.to_string(),
+                escape(&listed.join(", ")),
+            ]
+        })
+        .collect();
+    let headers = [
+        "Taipei day",
+        "run",
+        "state",
+        "transactions",
+        "matched",
+        "findings",
+        "what",
+    ];
+    section(
+        "reconciliation",
+        "Daily reconciliation",
+        &table(&headers, &rows),
+    )
 }
 
 fn sessions_section(sessions: &[BindingSession], now: DateTime<Utc>) -> String {

@@ -30,6 +30,73 @@ pub(crate) fn routes() -> Router<SharedRef> {
         .route("/_sim/config", get(config))
         .route("/_sim/health", get(|| async { Json(json!({"ok": true})) }))
         .route("/_sim/knobs/reset", post(reset_knobs))
+        .route("/_sim/inject/paid", post(inject_paid))
+        .route("/_sim/inject/second-payment", post(inject_second_payment))
+        .route("/_sim/inject/amount", post(inject_amount))
+        .route("/_sim/inject/refund", post(inject_refund))
+}
+
+// ---- Reconciliation test hooks (`inject`) ----------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct InjectPaid {
+    order_id: String,
+    amount: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct InjectSecondPayment {
+    order_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct InjectAmount {
+    transaction: String,
+    amount: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct InjectRefund {
+    transaction: String,
+    amount: Option<i64>,
+}
+
+fn injected(result: Result<Value, crate::inject::InjectError>) -> Response {
+    match result {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => bad_request(e.to_string()),
+    }
+}
+
+/// `{"orderId","amount"}` → `{"id":"P…"}`: a paid transaction under any order id.
+async fn inject_paid(State(shared): State<SharedRef>, Json(req): Json<InjectPaid>) -> Response {
+    let made = shared.lock().inject_paid(&req.order_id, req.amount);
+    injected(made.map(|id| json!({ "id": id })))
+}
+
+/// `{"orderId"}` → `{"id":"P…"}`: the order's paid transaction, paid a second time.
+async fn inject_second_payment(
+    State(shared): State<SharedRef>,
+    Json(req): Json<InjectSecondPayment>,
+) -> Response {
+    let made = shared.lock().inject_second_payment(&req.order_id);
+    injected(made.map(|id| json!({ "id": id })))
+}
+
+/// `{"transaction","amount"}`: Oen holds the transaction at another amount.
+async fn inject_amount(State(shared): State<SharedRef>, Json(req): Json<InjectAmount>) -> Response {
+    let done = shared.lock().inject_amount(&req.transaction, req.amount);
+    injected(done.map(|()| json!({ "id": req.transaction, "amount": req.amount })))
+}
+
+/// `{"transaction","amount"?}`: a refund made outside the API.
+async fn inject_refund(State(shared): State<SharedRef>, Json(req): Json<InjectRefund>) -> Response {
+    let done = shared.lock().inject_refund(&req.transaction, req.amount);
+    injected(done.map(|()| json!({ "id": req.transaction, "refunded": true })))
 }
 
 fn bad_request(message: impl Into<String>) -> Response {

@@ -5,7 +5,7 @@ use crate::charges::ChargeRequest;
 use crate::connection::{ConnectionKill, PeerAddr};
 use crate::envelope::{forbidden, gateway_timeout, success, ApiError};
 use crate::ids;
-use crate::model::{ms, Checkout, CheckoutState};
+use crate::model::{ms, Checkout, CheckoutState, ForceTarget};
 use crate::reply::Reply;
 use crate::state::SharedRef;
 use axum::body::Bytes;
@@ -277,8 +277,16 @@ async fn transaction(State(shared): State<SharedRef>, Path(id): Path<String>) ->
 
 async fn list_transactions(
     State(shared): State<SharedRef>,
+    kill: Option<Extension<ConnectionKill>>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
+    let forced = shared
+        .lock()
+        .take_forced(|t| matches!(t, ForceTarget::TransactionList));
+    if let Some(forced) = forced {
+        let reply = Reply::forced(&forced, |_| "forced by the simulator");
+        return send(&shared, kill, "/transactions", reply).await;
+    }
     let range = match (params.get("start"), params.get("end")) {
         (None, None) => None,
         (Some(start), Some(end)) => match (parse_day(start, false), parse_day(end, true)) {

@@ -49,7 +49,10 @@ impl State {
             ForceTarget::Token(tok) => *tok == req.token,
             ForceTarget::OrderId(order) => *order == req.order_id,
             ForceTarget::AnyCharge => true,
-            ForceTarget::OrderQuery(_) | ForceTarget::Refund(_) | ForceTarget::AnyRefund => false,
+            ForceTarget::OrderQuery(_)
+            | ForceTarget::Refund(_)
+            | ForceTarget::AnyRefund
+            | ForceTarget::TransactionList => false,
         });
         let Some(forced) = forced else {
             return Ok(self.charge_as_card(req, behaviour));

@@ -38,6 +38,7 @@ mod delivery;
 mod envelope;
 mod hosted;
 pub mod ids;
+mod inject;
 mod model;
 mod queries;
 mod refunds;
@@ -49,6 +50,7 @@ mod webhook;
 
 pub use config::{Cli, SimConfig, DEFAULT_API_TOKEN, DEFAULT_MERCHANT_ID, DEFAULT_PAGE_VALIDITY};
 pub use delivery::{AttemptOutcome, DeliveryAttempt, DeliveryRecord, DeliveryState};
+pub use inject::InjectError;
 pub use model::{AuthCodeMode, ForceTarget, ForcedOutcome, Knobs, LedgerEntry, Settle, Status};
 
 use chrono::{DateTime, Utc};
@@ -186,6 +188,31 @@ impl Simulator {
     /// Every transaction, oldest first, in its true current state.
     pub fn ledger(&self) -> Vec<LedgerEntry> {
         control::ledger(&self.shared)
+    }
+
+    // ---- Reconciliation test hooks (`inject`) ------------------------------------------------
+
+    /// Injects a paid transaction of `amount` under `order_id`, created now and charged on no
+    /// token of the project: an orphan when the order is not the project's. Its `P…` number.
+    pub fn inject_paid(&self, order_id: &str, amount: i64) -> Result<String, InjectError> {
+        self.shared.lock().inject_paid(order_id, amount)
+    }
+
+    /// Injects a second paid transaction (same amount and token, created now) under an order
+    /// that already has a paid one. Its `P…` number.
+    pub fn inject_second_payment(&self, order_id: &str) -> Result<String, InjectError> {
+        self.shared.lock().inject_second_payment(order_id)
+    }
+
+    /// Makes Oen hold the transaction at another amount than the one charged.
+    pub fn inject_amount(&self, transaction: &str, amount: i64) -> Result<(), InjectError> {
+        self.shared.lock().inject_amount(transaction, amount)
+    }
+
+    /// Refunds the transaction outside the API (as from the merchant's back office), by the
+    /// rules of `POST /refunds`; `None` refunds all of it.
+    pub fn inject_refund(&self, transaction: &str, amount: Option<i64>) -> Result<(), InjectError> {
+        self.shared.lock().inject_refund(transaction, amount)
     }
 
     /// The ledger entries of one order id.

@@ -229,6 +229,8 @@ pub enum ForceTarget {
     Refund(String),
     /// Any `POST /refunds/{id}`.
     AnyRefund,
+    /// `GET /transactions`, any window and page.
+    TransactionList,
 }
 
 /// A response to force instead of the normal behaviour.

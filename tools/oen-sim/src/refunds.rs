@@ -44,7 +44,7 @@ impl State {
     }
 
     /// The amount a refund of the transaction at `index` would return, or why it cannot.
-    fn refundable(&self, index: usize, amount: Option<i64>) -> Result<i64, ApiError> {
+    pub(crate) fn refundable(&self, index: usize, amount: Option<i64>) -> Result<i64, ApiError> {
         let tx = &self.transactions[index];
         if tx.successful_refunds > 0 {
             return Err(ApiError::not_allowed("transaction already refunded"));
@@ -67,7 +67,7 @@ impl State {
 
     /// Records the refund; returns the updated transaction with `success: true`, as Oen
     /// answers it.
-    fn commit_refund(&mut self, index: usize, amount: i64) -> Value {
+    pub(crate) fn commit_refund(&mut self, index: usize, amount: i64) -> Value {
         let now = self.now();
         let tx = &mut self.transactions[index];
         let current = tx.current().clone();

@@ -169,3 +169,27 @@ async fn a_page_token_that_was_never_given_is_500_f0001() {
         assert_eq!((r.status, r.code()), (500, "F0001"), "{page}: {}", r.text);
     }
 }
+
+#[tokio::test]
+async fn a_forced_answer_replaces_one_listing_and_the_next_one_is_normal() {
+    let sim = start_sim(None).await;
+    let token = sim.create_token(cards::SUCCESS);
+    charged(&sim, &token, "o", 100).await;
+    sim.force_next(
+        oen_sim::ForceTarget::TransactionList,
+        serde_json::from_value(json!({"kind": "respond", "code": "F0001", "httpStatus": 500}))
+            .unwrap(),
+    );
+
+    let forced = get(&sim, "/transactions").await;
+    let normal = get(&sim, "/transactions").await;
+
+    assert_eq!(
+        (forced.status, forced.code()),
+        (500, "F0001"),
+        "{}",
+        forced.text
+    );
+    assert_eq!(normal.code(), "S0000");
+    assert_eq!(normal.data()["transactions"].as_array().unwrap().len(), 1);
+}

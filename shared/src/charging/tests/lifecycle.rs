@@ -50,6 +50,13 @@ impl OenGateway for DuringCharge {
     async fn refund(&self, r: &RefundRequest) -> Result<(), OenError> {
         self.inner.refund(r).await
     }
+
+    async fn list_transactions(
+        &self,
+        q: &crate::oen::TransactionListQuery,
+    ) -> Result<crate::oen::TransactionPage, OenError> {
+        self.inner.list_transactions(q).await
+    }
 }
 
 /// GIVEN a world whose Oen cancels the subscription during the charge call.

@@ -17,7 +17,8 @@ use crate::domain::{
 };
 use crate::events::MemoryEvents;
 use crate::oen::{
-    ChargeReceipt, ChargeRequest, CheckoutRequest, OenError, OenGateway, RefundRequest, Transaction,
+    ChargeReceipt, ChargeRequest, CheckoutRequest, OenError, OenGateway, RefundRequest,
+    Transaction, TransactionListQuery, TransactionPage,
 };
 use crate::queue::MemoryQueue;
 use crate::store::{Card, Expect, MemoryStore, Put, StoreExt, Versioned};
@@ -137,6 +138,13 @@ impl OenGateway for ScriptedOen {
         let asked = (req.transaction_number.clone(), req.amount.map(|a| a.ntd()));
         self.refunds.lock().unwrap().push(asked);
         Ok(())
+    }
+
+    async fn list_transactions(
+        &self,
+        _: &TransactionListQuery,
+    ) -> Result<TransactionPage, OenError> {
+        unreachable!("charging never lists Oen's transactions")
     }
 }
 

@@ -19,7 +19,8 @@ use crate::domain::{
 };
 use crate::events::MemoryEvents;
 use crate::oen::{
-    ChargeReceipt, ChargeRequest, CheckoutRequest, OenError, OenGateway, RefundRequest, Transaction,
+    ChargeReceipt, ChargeRequest, CheckoutRequest, OenError, OenGateway, RefundRequest,
+    Transaction, TransactionListQuery, TransactionPage,
 };
 use crate::queue::MemoryQueue;
 use crate::store::{Card, MemoryStore, Record, Store};
@@ -191,6 +192,13 @@ impl OenGateway for FakeOen {
     }
     async fn refund(&self, _: &RefundRequest) -> Result<(), OenError> {
         unreachable!("one-off charges never refund")
+    }
+
+    async fn list_transactions(
+        &self,
+        _: &TransactionListQuery,
+    ) -> Result<TransactionPage, OenError> {
+        unreachable!("one-off charges never list Oen's transactions")
     }
 }
 

@@ -1049,6 +1049,12 @@ async fn reconciliation_flow(w: &World) {
     );
     let stored = oen_pay::reconcile::report(&w.store, day).await.unwrap();
     assert!(stored.is_some_and(|r| r.complete));
+    // The merchant reads it through the merchant API.
+    let (status, body) = w
+        .merchant("GET", &format!("/v1/reconciliation/{day}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["counts"], answer["report"]["counts"], "{body}");
 }
 
 // ---------------------------------------------------------------------------------------------

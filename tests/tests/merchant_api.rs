@@ -180,6 +180,7 @@ async fn every_route_refuses_a_request_without_an_iam_identity_and_changes_nothi
             Some(json!({})),
         ),
         ("GET", "/v1/due?shard=0".into(), None),
+        ("GET", "/v1/reconciliation/2026-11-29".into(), None),
         ("GET", "/v1/no-such-route".into(), None),
     ];
     // Shapes a caller without SigV4 (or a misreading of the context) could produce.
@@ -742,6 +743,22 @@ async fn unknown_and_malformed_ids_get_stable_codes() {
     let sub = a.paid("cust-ids").await;
     let unknown = "ZZZZZZZZZZZZZZZZ";
     let cases = [
+        (
+            "GET",
+            "/v1/reconciliation/2026-11-29".to_owned(),
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no reconciliation report for 2026-11-29",
+        ),
+        (
+            "GET",
+            "/v1/reconciliation/2026-13-01".to_owned(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "yyyy-MM-dd",
+        ),
         (
             "GET",
             "/v1/due".to_owned(),

@@ -10,6 +10,7 @@
 //! - `POST /v1/subscriptions/{id}/cancel` `{"at":"now"|"period_end"}`
 //! - `POST /v1/subscriptions/{id}/resume` (undo a cancel at period end)
 //! - `POST /v1/periods/{orderId}/refund` `{"amount"?,"reason"?}`
+//! - `GET /v1/reconciliation/{yyyy-MM-dd}` → the daily reconciliation report of that Taipei day
 //! - `GET /v1/due?shard=0..15&after=…` → what the next scheduled run would do in that shard (a
 //!   page of due subscriptions with their action and amount; nothing is written)
 //!
@@ -78,6 +79,7 @@ pub fn router(app: Arc<App>, access: Access) -> Router {
         .route("/v1/subscriptions/{id}/resume", post(resume))
         .route("/v1/periods/{order_id}/refund", post(refund))
         .route("/v1/due", get(due))
+        .route("/v1/reconciliation/{date}", get(reconciliation))
         // ---- One-off charges: `POST /v1/charges` (Idempotency-Key) and `GET /v1/charges/{id}`
         // go here, calling the protocol in `oen_pay::oneoff` (built separately); each route
         // also needs its template event and its grants. Until then they are 404 `not_found`.
@@ -249,6 +251,23 @@ async fn mint_link(
         Err(e) => Err(e),
     };
     call.done("mint link", StatusCode::CREATED, result)
+}
+
+async fn reconciliation(
+    State(app): State<Arc<App>>,
+    parts: Parts,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let call = Call::of(&parts);
+    let date = match call.path(path) {
+        Ok(d) => d,
+        Err(r) => return call.refuse(r),
+    };
+    call.done(
+        "reconciliation",
+        StatusCode::OK,
+        app.ops.reconciliation(&date).await,
+    )
 }
 
 #[derive(serde::Deserialize)]

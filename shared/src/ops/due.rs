@@ -1,4 +1,5 @@
-//! What the next scheduled run would work on, without doing it: the due-date index read the
+//! The read-only views of the charger's work: the daily reconciliation report, and what the
+//! next scheduled run would work on, without doing it: the due-date index read the
 //! way the planner reads it (one shard, oldest first, in pages), each entry explained by the
 //! subscription and period it names. Nothing is written and Oen is not called.
 
@@ -46,6 +47,27 @@ pub struct DueItem {
 }
 
 impl Operations {
+    /// `GET /v1/reconciliation/{date}`: the daily reconciliation report of a Taipei day
+    /// (`yyyy-MM-dd`), as far as its run got (`complete` says whether it finished).
+    pub async fn reconciliation(
+        &self,
+        date: &str,
+    ) -> Result<crate::reconcile::ReportView, OpsError> {
+        let day = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+            .ok()
+            .filter(|d| d.format("%Y-%m-%d").to_string() == date)
+            .ok_or_else(|| OpsError::invalid("date", "must be a day as yyyy-MM-dd"))?;
+        crate::reconcile::report(self.deps.store.as_ref(), day)
+            .await?
+            .ok_or_else(|| {
+                OpsError::NotFound(format!(
+                    "no reconciliation report for {date}: the job reconciles each Taipei day \
+                     after it ends (00:30 Taipei by default); a manual run is the charger \
+                     invoked with {{\"job\":\"reconcile\",\"date\":\"{date}\"}}"
+                ))
+            })
+    }
+
     /// `GET /v1/due?shard=…&after=…`: one page of `shard`'s due subscriptions as of now.
     pub async fn due(&self, shard: &str, after: Option<&str>) -> Result<DueView, OpsError> {
         let shard = parse_shard(shard)?;

@@ -80,6 +80,12 @@ enum Command {
         #[arg(long)]
         idempotency_key: Option<String>,
     },
+    /// The daily reconciliation report of a Taipei day: Oen's transactions matched to ours.
+    Reconcile {
+        /// The Taipei day, yyyy-MM-dd.
+        #[arg(long)]
+        date: String,
+    },
     /// What the next scheduled run would charge, retry, reconcile or end, shard by shard,
     /// without doing any of it.
     ChargeDue {
@@ -284,6 +290,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 render::charge,
             )
         }
+        Command::Reconcile { date } => (
+            api.send("GET", &["v1", "reconciliation", &date], None, &[])
+                .await?,
+            render::reconciliation,
+        ),
         Command::ChargeDue { .. } => unreachable!("answered above"),
         Command::Charges {
             command: ChargesCommand::Show { id },

@@ -238,11 +238,102 @@ pub fn charge(c: &Value) -> String {
     out
 }
 
+/// `GET /v1/reconciliation/{date}`.
+pub fn reconciliation(r: &Value) -> String {
+    let c = &r["counts"];
+    let state = if r["complete"] == Value::Bool(true) {
+        "complete"
+    } else {
+        "not complete yet (the next run continues it)"
+    };
+    let mut out = format!(
+        "Reconciliation of {} (Taipei), run {}: {state}, {} pages read.\n\n",
+        text(&r["date"]),
+        text(&r["run"]),
+        text(&r["pagesRead"])
+    );
+    let counts = [
+        ("transactions at Oen", "transactions"),
+        ("matched", "matched"),
+        ("orphans (at Oen, not ours)", "orphans"),
+        ("amount mismatches", "amountMismatches"),
+        ("double charges", "doubleCharges"),
+        ("refunds we did not make", "foreignRefunds"),
+        ("paid at Oen, not settled with us", "unsettled"),
+    ];
+    let rows: Vec<Vec<String>> = counts
+        .iter()
+        .map(|(label, key)| vec![(*label).to_owned(), text(&c[*key])])
+        .collect();
+    out.push_str(&table(&["", "COUNT"], &rows));
+    let findings = r["findings"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if findings.is_empty() {
+        out.push_str("\nNothing is off.\n");
+        return out;
+    }
+    let rows: Vec<Vec<String>> = findings
+        .iter()
+        .map(|f| {
+            vec![
+                text(&f["kind"]),
+                text(&f["orderId"]),
+                text(&f["transaction"]),
+                text(&f["status"]),
+                ntd(&f["amount"]),
+                ntd(&f["expectedAmount"]),
+            ]
+        })
+        .collect();
+    out.push_str("\nFindings:\n");
+    out.push_str(&table(
+        &["KIND", "ORDER", "OEN TXN", "STATUS", "AMOUNT", "EXPECTED"],
+        &rows,
+    ));
+    if r["findingsTruncated"] == Value::Bool(true) {
+        out.push_str(&format!(
+            "(the first {} of {} findings; the counts above are exact)\n",
+            findings.len(),
+            text(&r["findingCount"])
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_report_lists_its_counts_and_findings() {
+        let r = json!({
+            "date": "2026-11-29", "run": 1, "complete": true, "pagesRead": 3,
+            "counts": {"transactions": 120, "matched": 117, "orphans": 1, "amountMismatches": 1,
+                       "doubleCharges": 1, "foreignRefunds": 0, "unsettled": 0},
+            "findingCount": 3, "findingsTruncated": false,
+            "findings": [{"kind": "double_charge", "orderId": "Sub0000000000001P000002",
+                          "transaction": "P20261129AAAA0002", "status": "charged",
+                          "amount": 500, "expectedAmount": 500}]
+        });
+        let out = reconciliation(&r);
+        assert!(
+            out.contains("2026-11-29 (Taipei), run 1: complete"),
+            "{out}"
+        );
+        assert!(
+            out.contains("double charges") && out.contains("double_charge"),
+            "{out}"
+        );
+        assert!(
+            out.contains("P20261129AAAA0002") && out.contains("NT$500"),
+            "{out}"
+        );
+        assert!(!out.contains("null"), "{out}");
+    }
 
     #[test]
     fn tables_align_by_characters() {

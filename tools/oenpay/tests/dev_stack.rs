@@ -236,6 +236,13 @@ async fn an_operator_runs_every_subcommand_against_the_dev_stack() {
         "{}",
         stderr(&missing)
     );
+    let none = oenpay(&stack, &["reconcile", "--date", "2026-11-29"]).await;
+    assert_eq!(none.status.code(), Some(1), "{}", stderr(&none));
+    assert!(
+        stderr(&none).contains("no reconciliation report for 2026-11-29"),
+        "{}",
+        stderr(&none)
+    );
     let bad = oenpay(&stack, &["subscriptions", "show", "not/an id"]).await;
     assert_eq!(bad.status.code(), Some(1), "{}", stderr(&bad));
     assert!(stderr(&bad).contains("HTTP 4"), "{}", stderr(&bad));

@@ -557,7 +557,7 @@ fn the_key_policy_lets_only_the_webhook_encrypt_and_only_the_charging_functions_
             "kms:Decrypt" => &["ChargerFunction", "MerchantApiFunction"],
             _ => &[],
         };
-        let admitted: BTreeSet<String> = who.iter().filter_map(|s| principal_arn(s)).collect();
+        let admitted: BTreeSet<String> = who.iter().filter_map(principal_arn).collect();
         let roles: BTreeSet<String> = expected.iter().map(|f| role_pattern(f)).collect();
         assert_eq!(admitted, roles, "{data}");
         assert_eq!(who.len(), expected.len(), "{data}: {who:?}");

@@ -1373,6 +1373,11 @@ async fn a_charge_without_an_idempotency_key_is_400_and_charges_nothing() {
     let bad = a.charge(KEY, body).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
     assert_eq!(bad.body["error"]["code"], "invalid_request");
+    let mut huge = charge_body("cust-nokey", 300);
+    huge["description"] = json!("x".repeat(merchant_api::MAX_BODY));
+    let too_large = a.charge(KEY, huge).await;
+    assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(too_large.body["error"]["code"], "too_large");
     assert!(a.s.sim.ledger().is_empty());
     let good = a.charge(KEY, charge_body("cust-nokey", 300)).await;
     assert_eq!((good.status, good.replayed), (StatusCode::CREATED, false));

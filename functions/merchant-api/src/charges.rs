@@ -137,14 +137,15 @@ pub(crate) async fn create(
     raw: Result<Bytes, BytesRejection>,
 ) -> Response {
     let call = Call::of(&parts);
-    let request = match idempotency_key(&parts).map(|key| (key, body(raw))) {
-        Ok((key, Ok(request))) => (key, request),
-        Err(e) | Ok((_, Err(Refused::Invalid(e)))) => return refused(&call, "charge", &e),
-        Ok((_, Err(Refused::TooLarge))) => {
-            return call.refuse(crate::Refusal::TooLarge);
-        }
+    let key = match idempotency_key(&parts) {
+        Ok(key) => key,
+        Err(e) => return refused(&call, "charge", &e),
     };
-    let (key, request) = request;
+    let request = match body(raw) {
+        Ok(request) => request,
+        Err(Refused::Invalid(e)) => return refused(&call, "charge", &e),
+        Err(Refused::TooLarge) => return call.refuse(crate::Refusal::TooLarge),
+    };
     let arrived = app.ops.deps.adapters.clock.now();
     let lambda_deadline = parts.extensions.get::<Context>().map(|c| c.deadline);
     let ctx = WorkContext {

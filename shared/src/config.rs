@@ -284,10 +284,12 @@ impl ChargerConfig {
     }
 }
 
-/// The merchant API's own: the event bus its cancels and refunds report to, where the start
-/// links it mints point, and how long they may live.
+/// The merchant API's own: the key that decrypts card tokens (one-off charges), the event bus
+/// its cancels, refunds and charges report to, where the start links it mints point, and how
+/// long they may live.
 #[derive(Debug, Clone)]
 pub struct MerchantApiConfig {
+    pub token_key_id: String,
     pub event_bus_name: String,
     /// `START_LINK_URL`: the `checkout-start` URL minted links open. Unset (or empty), links
     /// point at `https://{the domain the request came to}/checkout/start`, which is the same
@@ -300,6 +302,7 @@ pub struct MerchantApiConfig {
 impl MerchantApiConfig {
     pub fn read(vars: &Vars) -> Result<Self, ConfigError> {
         Ok(Self {
+            token_key_id: vars.require("TOKEN_KEY_ID")?,
             event_bus_name: vars.require("EVENT_BUS_NAME")?,
             start_link_url: match vars.get("START_LINK_URL") {
                 Some(_) => Some(vars.url("START_LINK_URL")?),
@@ -520,7 +523,12 @@ mod tests {
         );
         assert_eq!(
             read(&|v| drop(MerchantApiConfig::read(v).unwrap())),
-            names(&["EVENT_BUS_NAME", "LINK_MAX_TTL", "START_LINK_URL"])
+            names(&[
+                "EVENT_BUS_NAME",
+                "LINK_MAX_TTL",
+                "START_LINK_URL",
+                "TOKEN_KEY_ID"
+            ])
         );
     }
 

@@ -48,6 +48,9 @@ pub struct Call {
     /// For the other services: what the request names — the key id (KMS), the secret id
     /// (Secrets Manager), each entry's event bus (EventBridge), the queue URL (SQS).
     pub resources: Vec<String>,
+    /// For KMS: the keys of the request's `EncryptionContext` (what `kms:EncryptionContextKeys`
+    /// and `kms:EncryptionContext:<key>` conditions see), sorted; empty otherwise.
+    pub encryption_context_keys: Vec<String>,
 }
 
 impl Call {
@@ -404,11 +407,13 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         }
     };
     if !target.is_empty() {
+        let encryption_context_keys = encryption_context_keys(&target, &json);
         lock(&shared.calls).push(Call {
             target,
             status: response.status().as_u16(),
             items,
             resources,
+            encryption_context_keys,
         });
     }
     response
@@ -452,6 +457,21 @@ fn injected_fault() -> Response {
         HeaderValue::from_static("ValidationException"),
     );
     response
+}
+
+/// The keys of a KMS request's `EncryptionContext`, sorted (none for other services).
+fn encryption_context_keys(target: &str, body: &Value) -> Vec<String> {
+    if !target.starts_with("TrentService.") {
+        return Vec::new();
+    }
+    let mut keys: Vec<String> = body
+        .get("EncryptionContext")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|c| c.keys().cloned())
+        .collect();
+    keys.sort();
+    keys
 }
 
 /// What a request touches: DynamoDB accesses, or the names other services act on.
@@ -620,6 +640,7 @@ mod tests {
             status: 200,
             items: dynamo_accesses(&keys(), "TransactWriteItems", &body),
             resources: vec![],
+            encryption_context_keys: vec![],
         };
         assert_eq!(
             call.items[0]
@@ -654,6 +675,7 @@ mod tests {
             status: 200,
             items: dynamo_accesses(&keys(), "Query", &body),
             resources: vec![],
+            encryption_context_keys: vec![],
         };
         assert_eq!(
             iam_permissions(&call),
@@ -669,6 +691,18 @@ mod tests {
     }
 
     #[test]
+    fn a_kms_calls_encryption_context_keys_are_recorded_sorted() {
+        let body = json!({"KeyId": "k", "CiphertextBlob": "AA==",
+            "EncryptionContext": {"merchant": "m", "customer": "c", "binding": "b"}});
+        assert_eq!(
+            encryption_context_keys("TrentService.Decrypt", &body),
+            ["binding", "customer", "merchant"]
+        );
+        assert!(encryption_context_keys("TrentService.Decrypt", &json!({"KeyId": "k"})).is_empty());
+        assert!(encryption_context_keys("DynamoDB_20120810.GetItem", &body).is_empty());
+    }
+
+    #[test]
     fn a_batch_send_is_authorised_as_send_message() {
         let (_, resources) = describe(
             &keys(),
@@ -680,6 +714,7 @@ mod tests {
             status: 200,
             items: vec![],
             resources,
+            encryption_context_keys: vec![],
         };
         assert_eq!(
             iam_permissions(&call),

@@ -110,6 +110,34 @@ struct Statement {
     resources: Vec<String>,
     /// The `dynamodb:LeadingKeys` patterns of its `ForAllValues:StringLike` condition, if any.
     leading_keys: Option<Vec<String>>,
+    /// The encryption context keys a KMS statement requires, all present and no others
+    /// (`ForAllValues:StringEquals` on `kms:EncryptionContextKeys` with a `Null` "false" on
+    /// each `kms:EncryptionContext:<key>`), if it has that condition.
+    context_keys: Option<BTreeSet<String>>,
+}
+
+/// The encryption context keys a KMS statement's condition requires exactly, or why the
+/// condition is not one this test can judge.
+fn kms_context_condition(condition: &Yaml) -> Option<BTreeSet<String>> {
+    let m = condition.as_mapping().filter(|m| m.len() == 2)?;
+    let all = m.get("ForAllValues:StringEquals")?;
+    let allowed: BTreeSet<String> = list(
+        all.as_mapping()
+            .filter(|a| a.len() == 1)?
+            .get("kms:EncryptionContextKeys")?,
+    )
+    .into_iter()
+    .map(plain)
+    .collect();
+    let null = m.get("Null")?.as_mapping()?;
+    let required: BTreeSet<String> = null
+        .iter()
+        .map(|(k, v)| {
+            let key = k.as_str()?.strip_prefix("kms:EncryptionContext:")?;
+            (v.as_str() == Some("false")).then(|| key.to_owned())
+        })
+        .collect::<Option<_>>()?;
+    (allowed == required).then_some(allowed)
 }
 
 /// The statements of `function`'s inline policies. Only the shapes this test can judge are
@@ -129,7 +157,15 @@ fn statements(t: &Yaml, function: &str) -> Vec<Statement> {
                     })
                 })
                 .collect();
-            let leading_keys = s.get("Condition").map(|condition| {
+            let kms = list(&s["Action"])
+                .iter()
+                .all(|a| plain(a).starts_with("kms:"));
+            let context_keys = s.get("Condition").filter(|_| kms).map(|condition| {
+                kms_context_condition(condition).unwrap_or_else(|| {
+                    panic!("{function} {sid}: a KMS condition other than exactly the encryption context keys")
+                })
+            });
+            let leading_keys = s.get("Condition").filter(|_| !kms).map(|condition| {
                 let keys = condition
                     .as_mapping()
                     .filter(|m| m.len() == 1)
@@ -145,6 +181,7 @@ fn statements(t: &Yaml, function: &str) -> Vec<Statement> {
                 actions: list(&s["Action"]).into_iter().map(plain).collect(),
                 resources,
                 leading_keys,
+                context_keys,
                 sid,
             });
         }
@@ -396,6 +433,14 @@ impl World {
     /// A signed request to the merchant API; its status and JSON answer.
     async fn merchant(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let (status, _, text) = invoke(&self.merchant, &merchant_event(method, path, body)).await;
+        (status, serde_json::from_str(&text).unwrap())
+    }
+
+    /// A signed `POST /v1/charges` with `key` as its Idempotency-Key.
+    async fn charge(&self, key: &str, body: Value) -> (StatusCode, Value) {
+        let mut e = merchant_event("POST", "/v1/charges", Some(body));
+        e["headers"]["idempotency-key"] = json!(key);
+        let (status, _, text) = invoke(&self.merchant, &e).await;
         (status, serde_json::from_str(&text).unwrap())
     }
 
@@ -666,18 +711,6 @@ async fn drive() -> Journey {
         merchant_api::Access::RequireIam,
     );
 
-    // The one-off charge's unrecorded hand, until the merchant API's route makes it.
-    let operator_aws = wiring::AwsConfig::loaded(aws.clone());
-    let mut operator = wiring::charge_deps(
-        &ch.config,
-        &ch.oen,
-        &ch.charger,
-        &operator_aws,
-        wiring::secrets(&operator_aws, &ch.config),
-    )
-    .unwrap();
-    operator.clock = Arc::new(clock.clone());
-
     let world = World {
         checkout,
         merchant,
@@ -691,7 +724,7 @@ async fn drive() -> Journey {
         sim,
     };
     binding_flows(&world, &webhook, &webhook_recorder).await;
-    charging_flows(&world, &operator).await;
+    charging_flows(&world).await;
     // The canceled customer binds a new card: the webhook looks at the old subscription's
     // period, and the charger charges the new subscription.
     let (again, _) = world.bind("cust-decline", cards::SUCCESS, 1).await;
@@ -808,7 +841,7 @@ async fn binding_flows(w: &World, webhook: &Router, webhook_recorder: &Recorder)
 /// The charger: paid, soft and hard declines, an unknown outcome reconciled, a duplicate
 /// payment refunded, the outbox relay, dunning running out, then the merchant API's
 /// operations, and a cancel at period end carried out.
-async fn charging_flows(w: &World, operator: &ChargeDeps) {
+async fn charging_flows(w: &World) {
     // A worker claimed cust-dup's first period, Oen charged its order twice, and the
     // worker vanished before writing anything down.
     let dup = w.sub("cust-dup").await;
@@ -851,23 +884,14 @@ async fn charging_flows(w: &World, operator: &ChargeDeps) {
         .unwrap();
     }
 
-    // A one-off charge by the merchant (no deployed function makes one yet; unrecorded)
-    // whose outcome is unknown: Oen answers C026. The charger's janitor reconciles it.
-    let one_off = oen_pay::oneoff::OneOffRequest::from_json(
-        br#"{"customer":"cust-unknown","amount":120,"description":"Late fee"}"#,
-    )
-    .unwrap();
-    let merchant = oen_pay::oneoff::OneOffDeps::new(&operator.adapters, &operator.policy, "api");
-    let owner = oen_pay::charging::WorkContext {
-        owner: "merchant-request".into(),
-        deadline: None,
-    };
-    let key = Some("iam-journey-one-off-1");
-    let accepted = oen_pay::oneoff::create(&merchant, key, &one_off, &owner)
-        .await
-        .unwrap();
-    assert_eq!(accepted.status, 202, "{}", accepted.body);
-    let one_off_id = accepted.body["id"].as_str().unwrap().to_owned();
+    // A one-off charge through the merchant API whose outcome is unknown: Oen answers C026.
+    // Its repeat replays the 202; the charger's janitor reconciles it.
+    let one_off = json!({"customer": "cust-unknown", "amount": 120, "description": "Late fee"});
+    let (status, accepted) = w.charge("iam-journey-one-off-1", one_off.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let (status, again) = w.charge("iam-journey-one-off-1", one_off).await;
+    assert_eq!((status, &again), (StatusCode::ACCEPTED, &accepted));
+    let one_off_status = accepted["statusUrl"].as_str().unwrap().to_owned();
 
     // --- The charger: a scheduled run past the vanished lease and the relay's grace.
     w.clock.advance(Duration::minutes(3));
@@ -913,8 +937,11 @@ async fn charging_flows(w: &World, operator: &ChargeDeps) {
         w.period("cust-unknown", 0).await,
         PeriodState::Paid { .. }
     ));
-    let settled = oen_pay::oneoff::get(&merchant, &one_off_id).await.unwrap();
-    assert_eq!(settled.status, oen_pay::oneoff::ChargeStatus::Succeeded);
+    let (status, settled) = w.merchant("GET", &one_off_status, None).await;
+    assert_eq!(
+        (status, &settled["status"]),
+        (StatusCode::OK, &json!("succeeded"))
+    );
 
     // Dunning runs out: the declined subscription is canceled.
     for days in [1, 3, 5, 7] {
@@ -1113,12 +1140,52 @@ fn recorded(function: &str) -> BTreeMap<(String, String), BTreeSet<String>> {
     out
 }
 
+/// The encryption context key sets of `function`'s recorded KMS calls, by (action, logical
+/// resource).
+fn recorded_contexts(function: &str) -> BTreeMap<(String, String), BTreeSet<BTreeSet<String>>> {
+    let journey = journey();
+    let mut out: BTreeMap<(String, String), BTreeSet<BTreeSet<String>>> = BTreeMap::new();
+    for call in journey.calls[function]
+        .iter()
+        .filter(|c| c.service() == "TrentService")
+    {
+        for p in iam_permissions(call) {
+            out.entry((p.action, logical(&journey.names, &p.resource)))
+                .or_default()
+                .insert(call.encryption_context_keys.iter().cloned().collect());
+        }
+    }
+    out
+}
+
 /// Judges `function`: its role grants exactly what it called, on the resources it called them
-/// on, and its DynamoDB statements confine exactly the partitions it touched.
+/// on, its DynamoDB statements confine exactly the partitions it touched, and its KMS
+/// statements' encryption-context conditions admit exactly the contexts it sent.
 fn judge(function: &str) {
     let t = template();
     let called = recorded(function);
+    let contexts = recorded_contexts(function);
     let statements = statements(&t, function);
+    for s in &statements {
+        let Some(required) = &s.context_keys else {
+            continue;
+        };
+        for action in &s.actions {
+            for resource in &s.resources {
+                let sent = contexts
+                    .get(&(action.clone(), resource.clone()))
+                    .cloned()
+                    .unwrap_or_default();
+                assert!(!sent.is_empty(), "{function} {}: never called", s.sid);
+                assert_eq!(
+                    sent,
+                    BTreeSet::from([required.clone()]),
+                    "{function} {}: the encryption contexts sent vs the condition's keys",
+                    s.sid
+                );
+            }
+        }
+    }
     let mut granted = BTreeSet::new();
     for s in &statements {
         for a in &s.actions {

@@ -181,6 +181,12 @@ async fn every_route_refuses_a_request_without_an_iam_identity_and_changes_nothi
         ),
         ("GET", "/v1/due?shard=0".into(), None),
         ("GET", "/v1/reconciliation/2026-11-29".into(), None),
+        (
+            "POST",
+            "/v1/charges".into(),
+            Some(charge_body("cust-guard", 300)),
+        ),
+        ("GET", "/v1/charges/AbCdEfGhIjKlMnOpQrSt".into(), None),
         ("GET", "/v1/no-such-route".into(), None),
     ];
     // Shapes a caller without SigV4 (or a misreading of the context) could produce.
@@ -225,6 +231,7 @@ async fn every_route_refuses_a_request_without_an_iam_identity_and_changes_nothi
     for (method, path, body) in &routes {
         for (shape, patch) in &misplaced {
             let mut e = unsigned(method, path, body.clone());
+            e["headers"]["idempotency-key"] = json!(KEY);
             if let Some((key, value)) = patch {
                 e["requestContext"][*key] = value.clone();
             }
@@ -245,6 +252,7 @@ async fn every_route_refuses_a_request_without_an_iam_identity_and_changes_nothi
     assert_eq!(stored.status, SubscriptionStatus::Active);
     assert!(!stored.cancel_at_period_end);
     assert_eq!(a.s.sim.ledger()[0].status, Status::Charged);
+    assert_eq!(a.s.sim.ledger().len(), 1, "no one-off charge was made");
     // The exact shape AWS documents is accepted.
     let (status, body) = a
         .call("GET", &format!("/v1/subscriptions/{sub}"), None)
@@ -884,6 +892,14 @@ async fn unknown_and_malformed_ids_get_stable_codes() {
             "/v1/charges/anything".into(),
             None,
             StatusCode::NOT_FOUND,
+            "charge_not_found",
+            "no such charge",
+        ),
+        (
+            "GET",
+            "/v1/charges/AbCdEfGhIjKlMnOpQrSt/refund".into(),
+            None,
+            StatusCode::NOT_FOUND,
             "not_found",
             "no route",
         ),
@@ -1100,4 +1116,328 @@ async fn futures_join_all<F: std::future::Future>(
         .into_iter()
         .map(|o| o.expect("every future finished"))
         .collect()
+}
+
+// ---- One-off charges: POST /v1/charges (Idempotency-Key) and GET /v1/charges/{id}.
+
+const KEY: &str = "4f0c6a1e-8d2b-4c1a-9e57-0b1d2c3e4f5a";
+
+/// A one-off charge's body: two lines adding up to `amount`.
+fn charge_body(customer: &str, amount: u32) -> Value {
+    json!({
+        "customer": customer,
+        "amount": amount,
+        "description": "Extra seats",
+        "reference": "inv-2027-0042",
+        "productDetails": [{
+            "productionCode": "SEAT",
+            "description": "Extra seat",
+            "quantity": 2,
+            "unit": "seat",
+            "unitPrice": amount / 2,
+        }],
+    })
+}
+
+/// `POST /v1/charges` signed, with `key` as its Idempotency-Key (none when `None`).
+fn charge_event(key: Option<&str>, body: Value) -> Value {
+    let mut e = signed("POST", "/v1/charges", Some(body));
+    if let Some(key) = key {
+        e["headers"]["idempotency-key"] = json!(key);
+    }
+    e
+}
+
+/// An answer with the headers that matter here.
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    replayed: bool,
+    request_id: String,
+    body: Value,
+}
+
+impl Api {
+    /// Runs `event` through the router as lambda_http hands it over, with the Lambda
+    /// invocation's context when given.
+    async fn answer(&self, event: &Value, lambda: Option<lambda_http::Context>) -> Answer {
+        use lambda_http::RequestExt;
+        let mut request =
+            lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event");
+        if let Some(context) = lambda {
+            request = request.with_lambda_context(context);
+        }
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let headers = response.headers().clone();
+        assert_eq!(headers.get("cache-control").unwrap(), "no-store");
+        let replayed = match headers.get("idempotent-replayed") {
+            None => false,
+            Some(v) => {
+                assert_eq!(v, "true");
+                true
+            }
+        };
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            replayed,
+            request_id: headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+            body: serde_json::from_slice(&body).unwrap(),
+        }
+    }
+
+    async fn charge(&self, key: &str, body: Value) -> Answer {
+        self.answer(&charge_event(Some(key), body), None).await
+    }
+
+    /// The statuses Oen's ledger holds for `order`.
+    fn ledger_of(&self, order: &Value) -> Vec<Status> {
+        let order = order.as_str().expect("an order id");
+        self.s
+            .sim
+            .ledger_for_order(order)
+            .into_iter()
+            .map(|e| e.status)
+            .collect()
+    }
+}
+
+/// A customer with a saved card, bound on a plan with a trial so that no subscription charge
+/// is due while a test runs the charger.
+async fn with_card(a: &Api, customer: &str, card: &str) {
+    a.s.bind(customer, "trial", card).await;
+}
+
+/// No card token in anything the merchant API answered or the table holds.
+async fn no_token_anywhere(a: &Api, answers: &[&Value]) {
+    let table = harness::scan_all(&harness::dynamo_client().await, &a.s.table).await;
+    let dump = format!("{table:?} {answers:?}");
+    for entry in a.s.sim.ledger() {
+        assert!(!dump.contains(entry.token.as_str()), "a card token leaked");
+    }
+}
+
+#[tokio::test]
+async fn a_paid_one_off_charge_is_201_and_its_status_route_shows_it() {
+    let a = api().await;
+    with_card(&a, "cust-oneoff", cards::SUCCESS).await;
+    // `cargo lambda watch` hands over a deadline in 1970: not believed, the charge is made.
+    let mut watch = lambda_http::Context::default();
+    watch.deadline = 600_000;
+    let paid = a
+        .answer(
+            &charge_event(Some(KEY), charge_body("cust-oneoff", 300)),
+            Some(watch),
+        )
+        .await;
+    assert_eq!(paid.status, StatusCode::CREATED, "{}", paid.body);
+    assert!(!paid.replayed);
+    assert_eq!(paid.request_id, "MrChAnTApIReQ1d=");
+    assert_eq!(paid.body["status"], "succeeded");
+    assert_eq!(paid.body["amount"], 300);
+    assert_eq!(paid.body["customer"], "cust-oneoff");
+    assert_eq!(paid.body["cardLast4"], "4242");
+    assert_eq!(a.ledger_of(&paid.body["orderId"]), [Status::Charged]);
+    let transaction =
+        a.s.sim
+            .ledger_for_order(paid.body["orderId"].as_str().unwrap())[0]
+            .id
+            .clone();
+    assert_eq!(paid.body["transaction"], transaction.as_str());
+
+    let id = paid.body["id"].as_str().unwrap();
+    assert_eq!(paid.body["statusUrl"], format!("/v1/charges/{id}"));
+    let (status, view) = a.call("GET", &format!("/v1/charges/{id}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view, paid.body);
+    no_token_anywhere(&a, &[&paid.body, &view]).await;
+    let kinds: Vec<String> =
+        a.s.events
+            .all()
+            .iter()
+            .map(|e| e.kind.to_string())
+            .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "charge.succeeded").count(),
+        1,
+        "{kinds:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_identical_charges_through_the_router_make_one_oen_transaction() {
+    let a = Arc::new(api().await);
+    with_card(&a, "cust-race", cards::SUCCESS).await;
+    // A slow Oen keeps the first request in flight while the others arrive.
+    a.s.sim.set_latency(std::time::Duration::from_millis(300));
+    let event = charge_event(Some(KEY), charge_body("cust-race", 300));
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let (a, event) = (a.clone(), event.clone());
+            tokio::spawn(async move { a.answer(&event, None).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    a.s.sim.set_latency(std::time::Duration::ZERO);
+    let made: Vec<&Answer> = answers
+        .iter()
+        .filter(|x| x.status == StatusCode::CREATED && !x.replayed)
+        .collect();
+    let [first] = made.as_slice() else {
+        panic!("one request charges: {answers:?}")
+    };
+    for x in &answers {
+        match x.status {
+            StatusCode::CREATED => assert_eq!(x.body, first.body),
+            StatusCode::CONFLICT => {
+                assert_eq!(x.body["error"]["code"], "idempotency_key_in_use", "{x:?}");
+                assert!(!x.replayed);
+            }
+            other => panic!("{other}: {x:?}"),
+        }
+    }
+    // A late repeat replays it, marked as such.
+    let late = a.charge(KEY, charge_body("cust-race", 300)).await;
+    assert_eq!(
+        (late.status, late.replayed, &late.body),
+        (StatusCode::CREATED, true, &first.body)
+    );
+    assert_eq!(a.ledger_of(&first.body["orderId"]), [Status::Charged]);
+    assert_eq!(a.s.sim.ledger().len(), 1);
+    no_token_anywhere(&a, &[&first.body]).await;
+}
+
+#[tokio::test]
+async fn a_mismatched_replay_is_422_and_makes_no_oen_transaction() {
+    let a = api().await;
+    with_card(&a, "cust-mismatch", cards::SUCCESS).await;
+    let first = a.charge(KEY, charge_body("cust-mismatch", 300)).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let other = a.charge(KEY, charge_body("cust-mismatch", 302)).await;
+    assert_eq!(
+        other.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        other.body
+    );
+    assert_eq!(other.body["error"]["code"], "idempotency_key_reused");
+    assert!(!other.replayed);
+    assert_eq!(other.body.as_object().unwrap().len(), 1, "{}", other.body);
+    assert_eq!(a.ledger_of(&first.body["orderId"]), [Status::Charged]);
+    assert_eq!(a.s.sim.ledger().len(), 1);
+    // The key still stands for its first request.
+    let again = a.charge(KEY, charge_body("cust-mismatch", 300)).await;
+    assert_eq!((again.replayed, &again.body), (true, &first.body));
+}
+
+#[tokio::test]
+async fn a_c026_on_the_first_try_is_202_replayed_then_reconciled_paid() {
+    let a = api().await;
+    with_card(&a, "cust-c026", cards::UNKNOWN_C026_THEN_CHARGED).await;
+    let first = a.charge(KEY, charge_body("cust-c026", 300)).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
+    assert!(!first.replayed);
+    assert_eq!(first.body["status"], "pending");
+    let id = first.body["id"].as_str().unwrap().to_owned();
+    let status_url = format!("/v1/charges/{id}");
+    assert_eq!(first.body["statusUrl"], status_url.as_str());
+    // The repeat is the same 202 and sends nothing to Oen.
+    let again = a.charge(KEY, charge_body("cust-c026", 300)).await;
+    assert_eq!(
+        (again.status, again.replayed, &again.body),
+        (StatusCode::ACCEPTED, true, &first.body)
+    );
+    assert_eq!(a.s.sim.ledger().len(), 1, "no second Oen transaction");
+    let (status, pending) = a.call("GET", &status_url, None).await;
+    assert_eq!(
+        (status, &pending["status"]),
+        (StatusCode::OK, &json!("pending"))
+    );
+
+    // Oen settles its transaction; the charger's janitor reconciles the charge when due.
+    a.s.sim.settle_pending();
+    a.s.advance(Duration::minutes(5));
+    let outcomes = a.s.run().await;
+    assert!(
+        matches!(
+            outcomes.as_slice(),
+            [WorkOutcome::Paid { charged: false, .. }]
+        ),
+        "{outcomes:?}"
+    );
+    let (status, view) = a.call("GET", &status_url, None).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["status"], "succeeded");
+    let paid = a.s.sim.ledger_for_order(view["orderId"].as_str().unwrap());
+    assert_eq!(paid.len(), 1, "reconciled without a second charge");
+    assert_eq!(paid[0].status, Status::Charged);
+    assert_eq!(view["transaction"], paid[0].id.as_str());
+    // The key keeps its first reply.
+    let later = a.charge(KEY, charge_body("cust-c026", 300)).await;
+    assert_eq!(
+        (later.status, later.replayed, &later.body),
+        (StatusCode::ACCEPTED, true, &first.body)
+    );
+    assert_eq!(a.s.sim.ledger().len(), 1);
+}
+
+#[tokio::test]
+async fn a_charge_without_an_idempotency_key_is_400_and_charges_nothing() {
+    let a = api().await;
+    with_card(&a, "cust-nokey", cards::SUCCESS).await;
+    let missing = a
+        .answer(&charge_event(None, charge_body("cust-nokey", 300)), None)
+        .await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST, "{}", missing.body);
+    assert_eq!(missing.body["error"]["code"], "invalid_request");
+    let message = missing.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("Idempotency-Key header is required"),
+        "{message}"
+    );
+    for key in ["short", "has spaces in it"] {
+        let bad = a.charge(key, charge_body("cust-nokey", 300)).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{key}: {}", bad.body);
+        assert_eq!(bad.body["error"]["code"], "invalid_request");
+        let message = bad.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("idempotency key"), "{message}");
+        assert!(!message.contains(key), "the key is not echoed: {message}");
+    }
+    // A bad body with a good key: 400 too, and the key is not used up.
+    let mut body = charge_body("cust-nokey", 300);
+    body["amount"] = json!(301);
+    let bad = a.charge(KEY, body).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+    assert_eq!(bad.body["error"]["code"], "invalid_request");
+    let mut huge = charge_body("cust-nokey", 300);
+    huge["description"] = json!("x".repeat(merchant_api::MAX_BODY));
+    let too_large = a.charge(KEY, huge).await;
+    assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(too_large.body["error"]["code"], "too_large");
+    assert!(a.s.sim.ledger().is_empty());
+    let good = a.charge(KEY, charge_body("cust-nokey", 300)).await;
+    assert_eq!((good.status, good.replayed), (StatusCode::CREATED, false));
+    assert_eq!(a.s.sim.ledger().len(), 1);
+}
+
+#[tokio::test]
+async fn an_unknown_charge_is_404_and_a_customer_without_a_card_too() {
+    let a = api().await;
+    let (status, body) = a
+        .call("GET", "/v1/charges/AbCdEfGhIjKlMnOpQrSt", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"]["code"], "charge_not_found");
+    let none = a.charge(KEY, charge_body("cust-cardless", 300)).await;
+    assert_eq!(none.status, StatusCode::NOT_FOUND, "{}", none.body);
+    assert_eq!(none.body["error"]["code"], "no_saved_card");
+    assert!(a.s.sim.ledger().is_empty());
 }

@@ -10,6 +10,9 @@
 //! - `POST /v1/subscriptions/{id}/cancel` `{"at":"now"|"period_end"}`
 //! - `POST /v1/subscriptions/{id}/resume` (undo a cancel at period end)
 //! - `POST /v1/periods/{orderId}/refund` `{"amount"?,"reason"?}`
+//! - `POST /v1/charges` (header `Idempotency-Key`) `{"customer","amount","description",
+//!   "reference"?,"productDetails"?}` → the reply of [`oen_pay::oneoff`] (see [`charges`])
+//! - `GET /v1/charges/{id}` → the one-off charge as it stands
 //! - `GET /v1/reconciliation/{yyyy-MM-dd}` → the daily reconciliation report of that Taipei day
 //! - `GET /v1/due?shard=0..15&after=…` → what the next scheduled run would do in that shard (a
 //!   page of due subscriptions with their action and amount; nothing is written)
@@ -20,6 +23,7 @@
 //! [`Access::LocalUnauthenticated`] for the local dev stack, which must be asked for by name.
 
 mod access;
+pub mod charges;
 
 use std::sync::Arc;
 
@@ -80,10 +84,8 @@ pub fn router(app: Arc<App>, access: Access) -> Router {
         .route("/v1/periods/{order_id}/refund", post(refund))
         .route("/v1/due", get(due))
         .route("/v1/reconciliation/{date}", get(reconciliation))
-        // ---- One-off charges: `POST /v1/charges` (Idempotency-Key) and `GET /v1/charges/{id}`
-        // go here, calling the protocol in `oen_pay::oneoff` (built separately); each route
-        // also needs its template event and its grants. Until then they are 404 `not_found`.
-        // ---- end of one-off charges.
+        .route("/v1/charges", post(charges::create))
+        .route("/v1/charges/{id}", get(charges::show))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         // Our own check answers 413 in our format; axum's default (2 MiB) must not come first.

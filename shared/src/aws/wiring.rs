@@ -204,11 +204,13 @@ pub fn charge_deps(
     ))
 }
 
-/// What the merchant API needs: the store, Oen (to refund) and the event bus (cancels and
-/// refunds report there). It never touches a card token and never enqueues charge work, so it
-/// holds no key and no queue ([`Withheld`](crate::withheld::Withheld)).
+/// What the merchant API needs: the store, the key to decrypt card tokens (a one-off charge
+/// is made while the merchant waits for its answer), Oen (charges and refunds) and the event
+/// bus (cancels, refunds and charges report there). It never encrypts a token and never
+/// enqueues charge work, so it holds no queue ([`Withheld`](crate::withheld::Withheld)).
 #[cfg(all(
     feature = "aws-dynamodb",
+    feature = "aws-kms",
     feature = "aws-eventbridge",
     feature = "aws-secretsmanager"
 ))]
@@ -219,20 +221,19 @@ pub fn merchant_api_deps(
     aws: &AwsConfig,
     secrets: Arc<dyn SecretSource>,
 ) -> Result<crate::charging::ChargeDeps, OenError> {
-    let withheld = Arc::new(crate::withheld::Withheld::new(
-        "merchant-api",
-        config.merchant_id.clone(),
-    ));
     let binding = binding_deps(
         aws,
         config,
-        withheld.clone(),
+        vault(aws, &api.token_key_id),
         Arc::new(oen(config, oen_config, secrets)?),
         events(aws, &api.event_bus_name),
     );
     Ok(crate::charging::ChargeDeps::new(
         binding,
-        withheld,
+        Arc::new(crate::withheld::Withheld::new(
+            "merchant-api",
+            config.merchant_id.clone(),
+        )),
         crate::charging::ChargePolicy::default(),
     ))
 }

@@ -1203,7 +1203,7 @@ fn the_reconciliation_runs_daily_at_00_30_taipei_for_the_day_before_with_retries
 }
 
 #[test]
-fn only_the_charger_may_read_and_write_reconciliation_reports() {
+fn only_the_charger_writes_reconciliation_reports_and_the_merchant_api_only_reads_them() {
     let t = template();
     let statements = |f: &str| -> Vec<Value> {
         t["Resources"][f]["Properties"]["Policies"]
@@ -1227,6 +1227,10 @@ fn only_the_charger_may_read_and_write_reconciliation_reports() {
                     actions == ["dynamodb:GetItem"] || actions == ["dynamodb:PutItem"],
                     "{f}: {actions:?}"
                 );
+                assert_eq!(text(&s["Resource"]), "GetAtt Table.Arn");
+            } else if f == "MerchantApiFunction" && grants_reports {
+                // GET /v1/reconciliation/{date}: a read of the table, nothing else.
+                assert_eq!(actions, ["dynamodb:GetItem"], "{f}");
                 assert_eq!(text(&s["Resource"]), "GetAtt Table.Arn");
             } else {
                 assert!(

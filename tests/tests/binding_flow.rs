@@ -1012,6 +1012,16 @@ impl Store for FlakyStore {
     ) -> Result<oen_pay::store::ChargeDuePage, oen_pay::store::StoreError> {
         self.inner.charges_due(shard, now, limit, after).await
     }
+    // Renewal notices.
+    async fn renewals_due(
+        &self,
+        shard: u16,
+        until: chrono::DateTime<Utc>,
+        limit: usize,
+        after: Option<oen_pay::store::DueCursor>,
+    ) -> Result<oen_pay::store::DuePage, oen_pay::store::StoreError> {
+        self.inner.renewals_due(shard, until, limit, after).await
+    }
 }
 
 #[tokio::test]

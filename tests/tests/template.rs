@@ -98,7 +98,11 @@ fn every_grant_names_one_action_on_this_stacks_own_resources() {
             );
             let service = action.split(':').next().unwrap();
             let allowed: &[&str] = match service {
-                "dynamodb" => &["GetAtt Table.Arn", "Sub ${Table.Arn}/index/due-index"],
+                "dynamodb" => &[
+                    "GetAtt Table.Arn",
+                    "Sub ${Table.Arn}/index/due-index",
+                    "Sub ${Table.Arn}/index/notice-index",
+                ],
                 "secretsmanager" => &["Ref OenSecret"],
                 "kms" => &["GetAtt TokenKey.Arn"],
                 "events" => &["GetAtt EventBus.Arn"],

@@ -243,6 +243,18 @@ impl Store for CountingStore {
         bump(&self.calls.due);
         self.inner.charges_due(shard, now, limit, after).await
     }
+
+    // Renewal notices.
+    async fn renewals_due(
+        &self,
+        shard: u16,
+        until: DateTime<Utc>,
+        limit: usize,
+        after: Option<DueCursor>,
+    ) -> Result<DuePage, StoreError> {
+        bump(&self.calls.due);
+        self.inner.renewals_due(shard, until, limit, after).await
+    }
 }
 
 /// KMS: Encrypt / Decrypt.
@@ -672,6 +684,7 @@ async fn seed(
             updated_at: now,
             terms: None,
             carried: None,
+            renewal_noticed: None,
         };
         subscriptions.push((customer, subscription.id.clone()));
         store

@@ -304,6 +304,8 @@ fn subscription_for(
             sub.card = s.reference.clone();
             sub.dunning_attempts = 0;
             sub.next_action_at = Some(now);
+            // The customer's own card pays it now: nothing to announce.
+            sub.renewal_noticed = Some(sub.period);
             sub.updated_at = now;
         }
         // A card change: the schedule stays.
@@ -333,5 +335,7 @@ fn new_subscription(s: &BindingSession, plan: &Plan, now: DateTime<Utc>) -> Subs
         updated_at: now,
         terms: Some(plan.clone()),
         carried: None,
+        // A first charge due at once is no renewal; one after a trial is announced.
+        renewal_noticed: (first_due <= now).then_some(0),
     }
 }

@@ -150,6 +150,30 @@ pub struct Subscription {
     /// period ends.
     #[serde(default)]
     pub carried: Option<CarriedPeriod>,
+    /// The last period whose renewal notice went out, or that needs none (charged at once when
+    /// the customer bound a card, or early by an operator). While the current period is not
+    /// covered, [`Subscription::renewal_awaiting_notice`] lists it in the renewal-notice index.
+    #[serde(default)]
+    pub renewal_noticed: Option<u32>,
+}
+
+impl Subscription {
+    /// When the current period's renewal charge is due, if that charge still awaits its
+    /// `subscription.renewal_upcoming` notice: an active subscription that is not ending at
+    /// period end, with nothing carried over from a replaced one, whose current period is not
+    /// covered by [`Self::renewal_noticed`]. The store indexes subscriptions by it (the
+    /// renewal-notice index), so every write of a subscription moves, or removes, its entry.
+    pub fn renewal_awaiting_notice(&self) -> Option<DateTime<Utc>> {
+        let eligible = self.status == SubscriptionStatus::Active
+            && !self.cancel_at_period_end
+            && self.carried.is_none()
+            && self.renewal_noticed.is_none_or(|n| n < self.period);
+        if eligible {
+            self.next_action_at
+        } else {
+            None
+        }
+    }
 }
 
 /// An uncertain period carried over from a replaced subscription.

@@ -15,6 +15,9 @@ use crate::domain::{
 
 mod one_off;
 pub use one_off::*;
+// Renewal notices.
+mod renewal;
+pub use renewal::*;
 
 pub fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
@@ -75,6 +78,7 @@ pub fn subscription_with_id(
         updated_at: t0(),
         terms: Some(premium()),
         carried: None,
+        renewal_noticed: None,
     }
 }
 
@@ -192,6 +196,9 @@ where
     charges_due_index_lists_charges_with_a_next_action_oldest_first(make().await).await;
     charges_due_index_pages_with_a_cursor(make().await).await;
     cards_of_lists_the_customers_cards_only(make().await).await;
+    // Renewal notices.
+    renewal_index_lists_only_renewals_awaiting_their_notice_soonest_first(make().await).await;
+    renewal_index_follows_the_subscription(make().await).await;
 }
 
 pub async fn put_if_absent_refuses_a_second_put(store: impl Store) {

@@ -145,6 +145,7 @@ struct World {
     oen: Arc<ScriptedOen>,
     clock: TestClock,
     events: Arc<MemoryEvents>,
+    queue: Arc<MemoryQueue>,
     customer: CustomerId,
     plan: PlanId,
 }
@@ -169,16 +170,14 @@ impl World {
             events.clone(),
             Arc::new(clock.clone()),
         );
-        let deps = ChargeDeps::new(
-            base,
-            Arc::new(MemoryQueue::default()),
-            ChargePolicy::default(),
-        );
+        let queue = Arc::new(MemoryQueue::default());
+        let deps = ChargeDeps::new(base, queue.clone(), ChargePolicy::default());
         let world = Self {
             deps,
             oen,
             clock,
             events,
+            queue,
             customer: CustomerId::parse("cust-1").unwrap(),
             plan: PlanId::parse("premium").unwrap(),
         };
@@ -317,6 +316,7 @@ impl World {
 
 mod events;
 mod lifecycle;
+mod notice;
 mod transition;
 mod worker;
 
@@ -337,5 +337,6 @@ fn sample_subscription() -> Subscription {
         updated_at: t0(),
         terms: crate::dev::dev_plans().lookup("premium").ok().cloned(),
         carried: None,
+        renewal_noticed: None,
     }
 }

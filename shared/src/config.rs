@@ -166,6 +166,9 @@ pub struct CheckoutConfig {
     /// `STATUS_ALLOWED_ORIGINS`: the web origins (`https://shop.example`) whose pages may read
     /// `GET /checkout/status` from the browser (CORS); empty allows none but the API's own.
     pub status_allowed_origins: Vec<String>,
+    /// `EINVOICE`: the merchant's Oen domain issues e-invoices, so every charge needs the
+    /// payer's e-mail and start links must carry one (`true` or `false`, default `false`).
+    pub einvoice: bool,
 }
 
 impl CheckoutConfig {
@@ -188,6 +191,16 @@ impl CheckoutConfig {
             status_allowed_origins: allowed_origins(
                 &vars.get("STATUS_ALLOWED_ORIGINS").unwrap_or_default(),
             )?,
+            einvoice: match vars.get("EINVOICE").as_deref() {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(_) => {
+                    return Err(ConfigError::Invalid {
+                        name: "EINVOICE",
+                        reason: "expected true or false".into(),
+                    })
+                }
+            },
         })
     }
 }
@@ -490,6 +503,7 @@ mod tests {
         assert_eq!(
             read(&|v| drop(CheckoutConfig::read(v, OenEnvironment::Testing).unwrap())),
             names(&[
+                "EINVOICE",
                 "FAILURE_URL",
                 "LINK_MAX_TTL",
                 "OEN_HOSTED_BASE_URL",
@@ -580,6 +594,21 @@ mod tests {
             assert!(err.contains("RENEWAL_NOTICE_DAYS"), "{bad}: {err}");
             assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn einvoice_is_off_unless_set_to_true() {
+        assert!(!checkout(&base()).unwrap().einvoice);
+        let mut v = base();
+        v.insert("EINVOICE", "true".into());
+        assert!(checkout(&v).unwrap().einvoice);
+        v.insert("EINVOICE", "false".into());
+        assert!(!checkout(&v).unwrap().einvoice);
+        v.insert("EINVOICE", "TRUE".into());
+        assert_eq!(
+            checkout(&v).unwrap_err().to_string(),
+            "environment variable EINVOICE is invalid: expected true or false"
+        );
     }
 
     #[test]
@@ -692,6 +721,7 @@ mod tests {
             ("CHARGER_CONCURRENCY", "65"),
             ("AUTO_REFUND_DUPLICATES", "yes"),
             ("RENEWAL_NOTICE_DAYS", "-1"),
+            ("EINVOICE", "yes"),
             ("LINK_MAX_TTL", "24h"),
             ("LINK_MAX_TTL", "59"),
             ("LINK_MAX_TTL", "2592001"),

@@ -100,6 +100,7 @@ impl Stack {
             checkout_id: Some(checkout.clone()),
             state: SessionState::Pending,
             terms: None,
+            payer: Default::default(),
         };
         self.deps
             .store

@@ -270,6 +270,11 @@ async fn stack(backend: Backend, allowed_ips: Vec<Cidr>) -> Stack {
 /// `checkout-start` on `deps`, with the development keys and the simulator's hosted pages.
 /// Wired as deployed: it holds no token key and no event bus.
 fn checkout_router(deps: BindingDeps, sim: &Simulator) -> Router {
+    checkout_router_for(deps, sim, false)
+}
+
+/// [`checkout_router`] for a merchant that issues e-invoices (`EINVOICE`) or not.
+fn checkout_router_for(deps: BindingDeps, sim: &Simulator, einvoice: bool) -> Router {
     let withheld = Arc::new(Withheld::new("checkout-start", dev::dev_merchant()));
     checkout_start::router(Arc::new(checkout_start::App {
         deps: BindingDeps {
@@ -283,6 +288,7 @@ fn checkout_router(deps: BindingDeps, sim: &Simulator) -> Router {
         hosted_base_url: sim.hosted_base_url_template(),
         link_max_ttl: DEFAULT_LINK_MAX_TTL,
         status_allowed_origins: vec![SHOP_ORIGIN.into()],
+        einvoice,
     }))
 }
 
@@ -615,6 +621,7 @@ async fn seed_event_session(s: &Stack, expires_in: chrono::Duration) -> BindingS
         checkout_id: Some(CheckoutId::parse(EVENT_CHECKOUT).unwrap()),
         state: SessionState::Pending,
         terms: None,
+        payer: Default::default(),
     };
     s.store
         .commit(vec![Put::new(session.clone(), Expect::Absent)])

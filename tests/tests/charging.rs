@@ -454,7 +454,7 @@ async fn vanished_after_oen_charged(s: &Stack, customer: &str) -> OrderId {
             amount: plan.amount,
             product_details: plan.product_details(),
             user_id: None,
-            user_email: None,
+            payer: Default::default(),
             note: None,
             send_within: None,
         })

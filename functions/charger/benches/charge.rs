@@ -668,6 +668,7 @@ async fn seed(
             token_fingerprint: token.fingerprint(),
             last4: Some(cards::SUCCESS[cards::SUCCESS.len() - 4..].to_owned()),
             created_at: now,
+            payer: Default::default(),
         };
         let subscription = Subscription {
             id: SubscriptionId::generate(),
@@ -685,6 +686,7 @@ async fn seed(
             terms: None,
             carried: None,
             renewal_noticed: None,
+            payer: Default::default(),
         };
         subscriptions.push((customer, subscription.id.clone()));
         store

@@ -4,6 +4,7 @@ mod events;
 mod ids;
 mod money;
 mod oneoff;
+mod payer;
 mod plan;
 mod records;
 mod token;
@@ -18,6 +19,7 @@ pub use money::Amount;
 pub use oneoff::{
     ChargeId, ChargeState, IdempotencyKey, IdempotencyRecord, OneOffCharge, StoredReply,
 };
+pub use payer::{Email, InvoiceInfo, Payer, PayerError, PayerName};
 pub use plan::{taipei, taipei_date, taipei_time, Catalog, Interval, Plan, ProductDetail};
 pub use records::{
     AnomalyKind, AnomalyRefund, AuditEntry, BindingSession, BindingState, Card, CarriedPeriod,

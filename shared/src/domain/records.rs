@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Amount, BindingRef, CheckoutId, Ciphertext, CustomerId, DomainEvent, IdempotencyRecord, LinkId,
-    OneOffCharge, OrderId, Plan, PlanId, ProductDetail, SubscriptionId, TransactionId,
+    OneOffCharge, OrderId, Payer, Plan, PlanId, ProductDetail, SubscriptionId, TransactionId,
 };
 
 /// A card binding started by `checkout-start`: our reference, whom it is for, and Oen's page id.
@@ -24,6 +24,9 @@ pub struct BindingSession {
     /// plan left the catalog meanwhile.
     #[serde(default)]
     pub terms: Option<Plan>,
+    /// The payer's e-mail, name and `invoiceInfo` the start link carried (e-invoicing).
+    #[serde(default, skip_serializing_if = "Payer::is_empty")]
+    pub payer: Payer,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +108,9 @@ pub struct Card {
     pub token_fingerprint: String,
     pub last4: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// The payer of the binding that stored the card: one-off charges of it send them.
+    #[serde(default, skip_serializing_if = "Payer::is_empty")]
+    pub payer: Payer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,6 +161,11 @@ pub struct Subscription {
     /// covered, [`Subscription::renewal_awaiting_notice`] lists it in the renewal-notice index.
     #[serde(default)]
     pub renewal_noticed: Option<u32>,
+    /// The payer's e-mail, name and `invoiceInfo`, sent with every charge (`userEmail`,
+    /// `userName`, `invoiceInfo`) so that Oen can issue the e-invoice. Set from the start link
+    /// at binding; a later binding's link updates them ([`Payer::updated_by`]).
+    #[serde(default, skip_serializing_if = "Payer::is_empty")]
+    pub payer: Payer,
 }
 
 impl Subscription {

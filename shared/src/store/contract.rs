@@ -33,6 +33,7 @@ pub fn session(customer: &str) -> BindingSession {
         checkout_id: Some(CheckoutId::parse("2HhngP9sVb3mK1xYdQe7Wc0RtUi").unwrap()),
         state: SessionState::Pending,
         terms: Some(premium()),
+        payer: Default::default(),
     }
 }
 
@@ -79,6 +80,7 @@ pub fn subscription_with_id(
         terms: Some(premium()),
         carried: None,
         renewal_noticed: None,
+        payer: Default::default(),
     }
 }
 
@@ -363,6 +365,7 @@ pub async fn every_record_round_trips(store: impl Store) {
             token_fingerprint: "ff00".into(),
             last4: Some("4242".into()),
             created_at: t0(),
+            payer: Default::default(),
         }
         .into(),
     );

@@ -67,6 +67,8 @@ struct ScriptedOen {
     charged: Mutex<Vec<(u32, u32)>>,
     /// Each refund request: the transaction and the amount asked for.
     refunds: Mutex<Vec<(TransactionId, Option<u32>)>>,
+    /// Each charge request's payer (e-invoicing fields).
+    payers: Mutex<Vec<crate::domain::Payer>>,
 }
 
 impl ScriptedOen {
@@ -119,6 +121,7 @@ impl OenGateway for ScriptedOen {
             .map(|d| d.unit_price * d.quantity)
             .sum();
         self.charged.lock().unwrap().push((req.amount.ntd(), lines));
+        self.payers.lock().unwrap().push(req.payer.clone());
         let next = self.charges.lock().unwrap().pop_front();
         next.expect("the script has no more charge answers")
     }
@@ -200,6 +203,7 @@ impl World {
             token_fingerprint: token.fingerprint(),
             last4: Some("4242".into()),
             created_at: t0(),
+            payer: Default::default(),
         };
         let sub = Subscription {
             customer: self.customer.clone(),
@@ -265,6 +269,11 @@ impl World {
 
     /// The customer binds a new card for the plan, through the webhook flow.
     async fn bind_again(&self) {
+        self.bind_again_as(crate::domain::Payer::default()).await;
+    }
+
+    /// [`Self::bind_again`] with a start link that carried `payer`.
+    async fn bind_again_as(&self, payer: crate::domain::Payer) {
         let now = self.clock.now();
         let checkout = CheckoutId::parse("2HhngP9sVb3mK1xYdQe7Wc0RtUi").unwrap();
         let session = crate::domain::BindingSession {
@@ -276,6 +285,7 @@ impl World {
             checkout_id: Some(checkout.clone()),
             state: crate::domain::SessionState::Pending,
             terms: None,
+            payer,
         };
         let custom = crate::binding::CustomId {
             reference: session.reference.clone(),
@@ -317,6 +327,7 @@ impl World {
 mod events;
 mod lifecycle;
 mod notice;
+mod payer;
 mod transition;
 mod worker;
 
@@ -338,5 +349,6 @@ fn sample_subscription() -> Subscription {
         terms: crate::dev::dev_plans().lookup("premium").ok().cloned(),
         carried: None,
         renewal_noticed: None,
+        payer: Default::default(),
     }
 }

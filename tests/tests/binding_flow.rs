@@ -1338,3 +1338,93 @@ on_both_backends!(
     a_replay_after_binding_is_a_409_and_calls_no_one,
     a_link_used_while_its_page_is_being_asked_for_gets_a_409_then_the_page,
 );
+
+// E-invoicing (`EINVOICE`): the start link's email, name and invoiceInfo.
+
+fn start_event_with_payer(payer: links::LinkPayer) -> serde_json::Value {
+    let link = links::mint_with(
+        "https://pay.example.com/checkout/start",
+        dev::DEV_LINK_SIGNING_KEY.as_bytes(),
+        &CustomerId::parse("cust-1001").unwrap(),
+        &PlanId::parse("premium").unwrap(),
+        Utc::now() + LINK_LIFE,
+        payer,
+    );
+    let mut e = event("checkout-start-valid.json");
+    e["rawQueryString"] = link.split_once('?').unwrap().1.into();
+    e
+}
+
+#[tokio::test]
+async fn an_einvoice_shop_refuses_a_link_without_a_valid_email_before_oen() {
+    let mut s = stack(Backend::Memory, vec![]).await;
+    s.checkout = checkout_router_for(s.deps.clone(), &s.sim, true);
+    let no_email = start_event_with_payer(links::LinkPayer {
+        name: Some("Mei"),
+        ..Default::default()
+    });
+    let (status, _, body) = invoke(&s.checkout, &no_email).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains("email is missing: this shop issues e-invoices"),
+        "{body}"
+    );
+    let malformed = start_event_with_payer(links::LinkPayer {
+        email: Some("mei@example"),
+        ..Default::default()
+    });
+    let (status, _, body) = invoke(&s.checkout, &malformed).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains("email is not an e-mail address: the domain after @ has no dot"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("mei@example"),
+        "the page repeats the address"
+    );
+    assert_eq!(s.oen.checkouts(), 0, "Oen was never asked for a page");
+    assert!(snapshot(&s).is_empty(), "a refused link created a session");
+    // Without EINVOICE the same link without email opens a page as before.
+    s.checkout = checkout_router_for(s.deps.clone(), &s.sim, false);
+    assert_eq!(invoke(&s.checkout, &no_email).await.0, StatusCode::FOUND);
+    assert_eq!(s.oen.checkouts(), 1);
+}
+
+#[tokio::test]
+async fn an_einvoice_links_payer_is_kept_with_the_card_and_the_subscription_on_moto() {
+    let logs = oen_pay_integration::logs::capture();
+    let mut s = stack(Backend::Moto, vec![]).await;
+    s.checkout = checkout_router_for(s.deps.clone(), &s.sim, true);
+    let start = start_event_with_payer(links::LinkPayer {
+        email: Some("mei@example.com"),
+        name: Some("林美"),
+        invoice: Some(r#"{"carrierType":"3J0002","carrierId":"/MEI+123"}"#),
+    });
+    let (reference, _, _) = bind_through_the_hosted_page(&s, &start, cards::SUCCESS).await;
+    let session = wait_for_session_state(s.store.as_ref(), &reference, "bound").await;
+    let customer = CustomerId::parse("cust-1001").unwrap();
+    let sub = s
+        .store
+        .subscription(&customer, &PlanId::parse("premium").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    let card = s.store.card(&customer, &reference).await.unwrap().unwrap();
+    for payer in [&session.payer, &sub.payer, &card.value.payer] {
+        assert_eq!(
+            payer.email.as_ref().map(|e| e.as_str()),
+            Some("mei@example.com")
+        );
+        assert_eq!(payer.name.as_ref().map(|n| n.as_str()), Some("林美"));
+        assert_eq!(
+            payer.invoice_info.as_ref().map(|i| i.to_json()),
+            Some(serde_json::json!({"carrierType": "3J0002", "carrierId": "/MEI+123"}))
+        );
+    }
+    // Personal data stays out of the logs at info level and above.
+    let logged = logs.text();
+    assert!(!logged.contains("mei@example.com"), "{logged}");
+    assert!(!logged.contains("/MEI+123"), "{logged}");
+}

@@ -15,7 +15,9 @@
 //! on every write, so a payment (the next period), a cancel, a period-end cancel, a re-bind or
 //! an operator's early charge moves or removes it in the same write. The first planning page
 //! of each shard reads that shard up to now + the notice period and enqueues one
-//! [`WorkMessage::Notice`] per subscription, paging on with [`WorkMessage::PlanNotices`].
+//! [`WorkMessage::Notice`] per subscription whose renewal is still ahead, paging on with
+//! [`WorkMessage::PlanNotices`]. A renewal that planning first sees when it is already due
+//! (notices were off, or the schedule moved it in) is charged without a notice.
 //!
 //! **Sending one.** The worker re-reads the subscription and, if the notice is still due,
 //! opens the period: its amount and product lines are fixed then, as every period's are when
@@ -49,9 +51,13 @@ pub(super) async fn notice_page(
         .store
         .renewals_due(shard, now + ahead, deps.policy.plan_page, cursor)
         .await?;
+    // A renewal already due is being charged by this very run: announcing it now would tell
+    // the customer nothing in advance (its entry leaves the index when the charge moves the
+    // subscription to its next period).
     let mut messages: Vec<WorkMessage> = page
         .entries
         .into_iter()
+        .filter(|e| e.due_at > now)
         .map(|e| WorkMessage::Notice {
             customer: e.customer,
             plan: e.plan,

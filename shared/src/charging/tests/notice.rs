@@ -303,3 +303,23 @@ async fn notices_go_as_many_days_ahead_as_configured() {
     w.run().await;
     assert_eq!(w.notices().len(), 1);
 }
+
+#[tokio::test]
+async fn a_renewal_first_planned_when_already_due_is_charged_without_a_late_notice() {
+    // GIVEN notices were off until the very moment the renewal is due
+    let oen = ScriptedOen::default()
+        .charging(paid_receipt(1))
+        .charging(paid_receipt(2));
+    let mut w = World::new(oen).await;
+    w.deps.policy.renewal_notice = None;
+    let renewal = w.pay_first_period().await;
+    w.deps.policy.renewal_notice = Some(Duration::days(7));
+    w.clock.set(renewal);
+    // WHEN planning runs THEN it charges, and announces nothing after the fact
+    let outcomes = w.run().await;
+    assert!(outcomes
+        .iter()
+        .any(|o| matches!(o, WorkOutcome::Paid { .. })));
+    assert!(w.notices().is_empty(), "{outcomes:?}");
+    assert_eq!(w.sub().await.value.period, 2);
+}

@@ -201,6 +201,7 @@ where
     // Renewal notices.
     renewal_index_lists_only_renewals_awaiting_their_notice_soonest_first(make().await).await;
     renewal_index_follows_the_subscription(make().await).await;
+    payer_and_renewal_notice_round_trip(make().await).await;
 }
 
 pub async fn put_if_absent_refuses_a_second_put(store: impl Store) {

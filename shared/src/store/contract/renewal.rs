@@ -94,3 +94,39 @@ async fn listed(store: &impl Store, shard: u16, days: i64) -> Vec<chrono::DateTi
     let page = store.renewals_due(shard, until, 10, None).await.unwrap();
     page.entries.into_iter().map(|e| e.due_at).collect()
 }
+
+// E-invoicing: the payer kept with sessions, cards and subscriptions.
+
+/// A subscription with a notice recorded and a full payer, and a session with the same payer,
+/// read back exactly (the e-mail, name and invoiceInfo as the adapter stores them).
+pub async fn payer_and_renewal_notice_round_trip(store: impl Store) {
+    use crate::domain::{Email, InvoiceInfo, Payer, PayerName};
+    let payer = Payer {
+        email: Some(Email::parse("mei+tw@shop.example").unwrap()),
+        name: Some(PayerName::parse("林美").unwrap()),
+        invoice_info: Some(
+            InvoiceInfo::parse(r#"{"carrierType":"3J0002","carrierId":"/MEI+123","n":1}"#).unwrap(),
+        ),
+    };
+    let mut sub = subscription("c-payer", Some(t0()));
+    (sub.period, sub.renewal_noticed, sub.payer) = (4, Some(4), payer.clone());
+    let mut session = super::session("c-payer");
+    session.payer = payer.clone();
+    store
+        .commit(vec![
+            Put::new(sub.clone(), Expect::Absent),
+            Put::new(session.clone(), Expect::Absent),
+        ])
+        .await
+        .unwrap();
+    let read = store.get(&sub.key()).await.unwrap().unwrap();
+    assert_eq!(read.value, Record::Subscription(sub.clone()));
+    let read = store.session(&session.reference).await.unwrap().unwrap();
+    assert_eq!(read.value.payer, payer);
+    // Noticed for its current period: not in the notice index.
+    let page = store
+        .renewals_due(shard_of(&sub.id), t0() + Duration::days(400), 10, None)
+        .await
+        .unwrap();
+    assert!(page.entries.is_empty(), "{page:?}");
+}

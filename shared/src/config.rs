@@ -11,6 +11,13 @@ use crate::domain::{Catalog, MerchantId};
 /// SQS messages of one batch the charger works on at once, unless `CHARGER_CONCURRENCY` says.
 pub const DEFAULT_CHARGER_CONCURRENCY: usize = 8;
 
+/// Days between `subscription.renewal_upcoming` and the charge it announces, unless
+/// `RENEWAL_NOTICE_DAYS` says (0 sends none).
+pub const DEFAULT_RENEWAL_NOTICE_DAYS: i64 = 7;
+
+/// The bounds of `RENEWAL_NOTICE_DAYS`.
+const RENEWAL_NOTICE_DAYS: std::ops::RangeInclusive<i64> = 0..=60;
+
 /// How far ahead a start link may expire, unless `LINK_MAX_TTL` says.
 pub const DEFAULT_LINK_MAX_TTL: Duration = Duration::hours(24);
 
@@ -159,6 +166,9 @@ pub struct CheckoutConfig {
     /// `STATUS_ALLOWED_ORIGINS`: the web origins (`https://shop.example`) whose pages may read
     /// `GET /checkout/status` from the browser (CORS); empty allows none but the API's own.
     pub status_allowed_origins: Vec<String>,
+    /// `EINVOICE`: the merchant's Oen domain issues e-invoices, so every charge needs the
+    /// payer's e-mail and start links must carry one (`true` or `false`, default `false`).
+    pub einvoice: bool,
 }
 
 impl CheckoutConfig {
@@ -181,6 +191,16 @@ impl CheckoutConfig {
             status_allowed_origins: allowed_origins(
                 &vars.get("STATUS_ALLOWED_ORIGINS").unwrap_or_default(),
             )?,
+            einvoice: match vars.get("EINVOICE").as_deref() {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(_) => {
+                    return Err(ConfigError::Invalid {
+                        name: "EINVOICE",
+                        reason: "expected true or false".into(),
+                    })
+                }
+            },
         })
     }
 }
@@ -250,8 +270,8 @@ pub struct ChargerConfig {
     pub token_key_id: String,
     pub event_bus_name: String,
     pub charge_queue_url: String,
-    /// The charging policy: the defaults, with `DUNNING_DAYS`, `UNKNOWN_ALARM_HOURS` and
-    /// `AUTO_REFUND_DUPLICATES`.
+    /// The charging policy: the defaults, with `DUNNING_DAYS`, `UNKNOWN_ALARM_HOURS`,
+    /// `AUTO_REFUND_DUPLICATES` and `RENEWAL_NOTICE_DAYS`.
     pub charge_policy: ChargePolicy,
     /// `CHARGER_CONCURRENCY`: messages of one SQS batch worked on at once (1 to 64).
     pub concurrency: usize,
@@ -263,15 +283,17 @@ pub struct ChargerConfig {
 
 impl ChargerConfig {
     pub fn read(vars: &Vars) -> Result<Self, ConfigError> {
+        let mut charge_policy = charge_policy(
+            vars.get("DUNNING_DAYS"),
+            vars.get("UNKNOWN_ALARM_HOURS"),
+            vars.get("AUTO_REFUND_DUPLICATES"),
+        )?;
+        charge_policy.renewal_notice = renewal_notice(vars.get("RENEWAL_NOTICE_DAYS"))?;
         Ok(Self {
             token_key_id: vars.require("TOKEN_KEY_ID")?,
             event_bus_name: vars.require("EVENT_BUS_NAME")?,
             charge_queue_url: vars.url("CHARGE_QUEUE_URL")?,
-            charge_policy: charge_policy(
-                vars.get("DUNNING_DAYS"),
-                vars.get("UNKNOWN_ALARM_HOURS"),
-                vars.get("AUTO_REFUND_DUPLICATES"),
-            )?,
+            charge_policy,
             concurrency: match vars.get("CHARGER_CONCURRENCY") {
                 Some(raw) => charger_concurrency(&raw)?,
                 None => DEFAULT_CHARGER_CONCURRENCY,
@@ -360,6 +382,22 @@ fn charge_policy(
         policy.unknown_alarm_after = Duration::hours(hours);
     }
     Ok(policy)
+}
+
+/// `RENEWAL_NOTICE_DAYS`: whole days from 0 (no notices) to 60; 7 when unset.
+fn renewal_notice(raw: Option<String>) -> Result<Option<Duration>, ConfigError> {
+    let days = match raw {
+        None => DEFAULT_RENEWAL_NOTICE_DAYS,
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|d| RENEWAL_NOTICE_DAYS.contains(d))
+            .ok_or_else(|| ConfigError::Invalid {
+                name: "RENEWAL_NOTICE_DAYS",
+                reason: format!("expected whole days from 0 (no notices) to 60, got {raw:?}"),
+            })?,
+    };
+    Ok((days > 0).then(|| Duration::days(days)))
 }
 
 fn charger_concurrency(raw: &str) -> Result<usize, ConfigError> {
@@ -497,6 +535,7 @@ mod tests {
         assert_eq!(
             read(&|v| drop(CheckoutConfig::read(v, OenEnvironment::Testing).unwrap())),
             names(&[
+                "EINVOICE",
                 "FAILURE_URL",
                 "LINK_MAX_TTL",
                 "OEN_HOSTED_BASE_URL",
@@ -517,6 +556,7 @@ mod tests {
                 "CHARGE_QUEUE_URL",
                 "DUNNING_DAYS",
                 "EVENT_BUS_NAME",
+                "RENEWAL_NOTICE_DAYS",
                 "TOKEN_KEY_ID",
                 "UNKNOWN_ALARM_HOURS",
             ])
@@ -602,6 +642,41 @@ mod tests {
         assert_eq!(c.charge_policy.unknown_alarm_after, Duration::hours(6));
         assert_eq!(c.concurrency, 64);
         assert!(!c.charge_policy.auto_refund_duplicates);
+    }
+
+    #[test]
+    fn renewal_notices_go_a_week_ahead_unless_told_and_zero_turns_them_off() {
+        let notice = |raw: Option<&str>| {
+            let mut v = base();
+            if let Some(raw) = raw {
+                v.insert("RENEWAL_NOTICE_DAYS", raw.to_owned());
+            }
+            charger(&v).map(|c| c.charge_policy.renewal_notice)
+        };
+        assert_eq!(notice(None), Ok(Some(Duration::days(7))));
+        assert_eq!(notice(Some(" 3 ")), Ok(Some(Duration::days(3))));
+        assert_eq!(notice(Some("60")), Ok(Some(Duration::days(60))));
+        assert_eq!(notice(Some("0")), Ok(None));
+        for bad in ["-1", "61", "1.5", "7d"] {
+            let err = notice(Some(bad)).unwrap_err().to_string();
+            assert!(err.contains("RENEWAL_NOTICE_DAYS"), "{bad}: {err}");
+            assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn einvoice_is_off_unless_set_to_true() {
+        assert!(!checkout(&base()).unwrap().einvoice);
+        let mut v = base();
+        v.insert("EINVOICE", "true".into());
+        assert!(checkout(&v).unwrap().einvoice);
+        v.insert("EINVOICE", "false".into());
+        assert!(!checkout(&v).unwrap().einvoice);
+        v.insert("EINVOICE", "TRUE".into());
+        assert_eq!(
+            checkout(&v).unwrap_err().to_string(),
+            "environment variable EINVOICE is invalid: expected true or false"
+        );
     }
 
     #[test]
@@ -713,6 +788,8 @@ mod tests {
             ("CHARGER_CONCURRENCY", "0"),
             ("CHARGER_CONCURRENCY", "65"),
             ("AUTO_REFUND_DUPLICATES", "yes"),
+            ("RENEWAL_NOTICE_DAYS", "-1"),
+            ("EINVOICE", "yes"),
             ("LINK_MAX_TTL", "24h"),
             ("LINK_MAX_TTL", "59"),
             ("LINK_MAX_TTL", "2592001"),

@@ -7,6 +7,12 @@
 //! upper-case hex, UTF-8), joined by `&`. `expires` is Unix seconds, and at most the
 //! configured maximum lifetime (`LINK_MAX_TTL`) after the link is opened.
 //!
+//! Optional parameters describe the payer for Oen's e-invoicing ([`Payer`]): `email` (checked
+//! as an address, required when the merchant issues e-invoices: `EINVOICE=true`, see
+//! [`StartLink::require_invoice_email`]), `name` (1 to 100 characters) and `invoice`, the
+//! `invoiceInfo` object Oen receives with every charge, as compact JSON of at most 512 bytes.
+//! Being signed, none of them can be changed by the customer who holds the link.
+//!
 //! A verified link carries a stable [`LinkId`], the hash of its signature: the same link opened
 //! twice has one id (however its query is spelled), so `checkout-start` can let it open one
 //! binding session and answer a replay from that session instead of calling Oen again.
@@ -18,7 +24,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
-use crate::domain::{Catalog, CustomerId, LinkId, PlanId};
+use crate::domain::{Catalog, CustomerId, Email, InvoiceInfo, LinkId, Payer, PayerName, PlanId};
 
 /// RFC 3986 unreserved characters stay; everything else is encoded.
 const RFC3986: &AsciiSet = &NON_ALPHANUMERIC
@@ -37,8 +43,31 @@ pub struct StartLink {
     pub id: LinkId,
     pub customer: CustomerId,
     pub plan: PlanId,
-    pub email: Option<String>,
+    /// `email`, `name` and `invoice`, validated.
+    pub payer: Payer,
     pub expires: DateTime<Utc>,
+}
+
+impl StartLink {
+    /// A merchant that issues e-invoices (`EINVOICE=true`) needs the payer's e-mail on every
+    /// charge, so its links must carry one: refused before any session or call to Oen.
+    pub fn require_invoice_email(&self, einvoice: bool) -> Result<(), LinkError> {
+        if einvoice && self.payer.email.is_none() {
+            return Err(LinkError::Invalid(
+                "email is missing: this shop issues e-invoices, so its start links must carry the customer's e-mail".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The payer parameters of a start link ([`mint_with`]), unchecked: `verify` checks them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LinkPayer<'a> {
+    pub email: Option<&'a str>,
+    pub name: Option<&'a str>,
+    /// The `invoiceInfo` JSON object, as text.
+    pub invoice: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -104,13 +133,36 @@ pub fn mint(
     expires: DateTime<Utc>,
     email: Option<&str>,
 ) -> String {
+    let payer = LinkPayer {
+        email,
+        ..LinkPayer::default()
+    };
+    mint_with(base_url, key, customer, plan, expires, payer)
+}
+
+/// Mints a start link with payer parameters:
+/// `{base_url}?customer=…&plan=…&expires=…[&email=…][&name=…][&invoice=…]&sig=…`.
+pub fn mint_with(
+    base_url: &str,
+    key: &[u8],
+    customer: &CustomerId,
+    plan: &PlanId,
+    expires: DateTime<Utc>,
+    payer: LinkPayer,
+) -> String {
     let mut params = vec![
         ("customer".to_owned(), customer.to_string()),
         ("plan".to_owned(), plan.to_string()),
         ("expires".to_owned(), expires.timestamp().to_string()),
     ];
-    if let Some(e) = email {
-        params.push(("email".to_owned(), e.to_owned()));
+    for (name, value) in [
+        ("email", payer.email),
+        ("name", payer.name),
+        ("invoice", payer.invoice),
+    ] {
+        if let Some(v) = value {
+            params.push((name.to_owned(), v.to_owned()));
+        }
     }
     let sig = sign(key, &params);
     params.push(("sig".to_owned(), sig));
@@ -196,16 +248,26 @@ pub fn verify(
         .map_err(|e| LinkError::Invalid(e.to_string()))?
         .id
         .clone();
-    let email = match one("email")? {
-        None => None,
-        Some(e) if is_email(e) => Some(e.to_owned()),
-        Some(_) => return Err(LinkError::Invalid("email is not an e-mail address".into())),
+    let invalid = |e: crate::domain::PayerError| LinkError::Invalid(e.to_string());
+    let payer = Payer {
+        email: one("email")?
+            .map(Email::parse)
+            .transpose()
+            .map_err(invalid)?,
+        name: one("name")?
+            .map(PayerName::parse)
+            .transpose()
+            .map_err(invalid)?,
+        invoice_info: one("invoice")?
+            .map(InvoiceInfo::parse)
+            .transpose()
+            .map_err(invalid)?,
     };
     Ok(StartLink {
         id: LinkId::of_signature(expected.as_slice()),
         customer,
         plan,
-        email,
+        payer,
         expires,
     })
 }
@@ -272,7 +334,87 @@ mod tests {
         );
         let v = verify(query_of(&l), KEY, &plans(), now(), TTL).unwrap();
         assert_eq!(v.customer.as_str(), "cust-1");
-        assert_eq!(v.email.as_deref(), Some("a+b@shop.example"));
+        assert_eq!(
+            v.payer.email.as_ref().map(|e| e.as_str()),
+            Some("a+b@shop.example")
+        );
+        assert_eq!(v.payer.name, None);
+        assert_eq!(v.payer.invoice_info, None);
+    }
+
+    fn payer_link(payer: LinkPayer) -> Result<StartLink, LinkError> {
+        let l = mint_with(
+            "https://pay.example/checkout/start",
+            KEY,
+            &CustomerId::parse("cust-1").unwrap(),
+            &PlanId::parse("premium").unwrap(),
+            now() + Duration::minutes(5),
+            payer,
+        );
+        verify(query_of(&l), KEY, &plans(), now(), TTL)
+    }
+
+    #[test]
+    fn a_link_carries_the_payers_name_and_invoice_info_signed() {
+        let v = payer_link(LinkPayer {
+            email: Some("wang@shop.example"),
+            name: Some("王小明"),
+            invoice: Some(r#"{"carrierType":"3J0002","carrierId":"/ABC+123"}"#),
+        })
+        .unwrap();
+        assert_eq!(v.payer.name.as_ref().unwrap().as_str(), "王小明");
+        assert_eq!(
+            v.payer.invoice_info.unwrap().to_json(),
+            serde_json::json!({"carrierType": "3J0002", "carrierId": "/ABC+123"})
+        );
+    }
+
+    #[test]
+    fn a_malformed_payer_parameter_is_a_precise_refusal() {
+        let err = |payer| payer_link(payer).unwrap_err().to_string();
+        let e = err(LinkPayer {
+            email: Some("wang@localhost"),
+            ..LinkPayer::default()
+        });
+        assert_eq!(
+            e,
+            "the start link is invalid: email is not an e-mail address: the domain after @ has no dot"
+        );
+        assert!(!e.contains("wang"), "{e}");
+        let e = err(LinkPayer {
+            invoice: Some("[1]"),
+            ..LinkPayer::default()
+        });
+        assert_eq!(
+            e,
+            "the start link is invalid: invoice must be a JSON object"
+        );
+        let e = err(LinkPayer {
+            name: Some(" "),
+            ..LinkPayer::default()
+        });
+        assert_eq!(e, "the start link is invalid: name is empty");
+    }
+
+    #[test]
+    fn an_einvoice_shop_refuses_a_link_without_email() {
+        let without = payer_link(LinkPayer {
+            name: Some("Wang"),
+            ..LinkPayer::default()
+        })
+        .unwrap();
+        assert_eq!(without.require_invoice_email(false), Ok(()));
+        let refused = without.require_invoice_email(true).unwrap_err();
+        assert!(
+            refused.to_string().contains("email is missing"),
+            "{refused}"
+        );
+        let with = payer_link(LinkPayer {
+            email: Some("wang@shop.example"),
+            ..LinkPayer::default()
+        })
+        .unwrap();
+        assert_eq!(with.require_invoice_email(true), Ok(()));
     }
 
     #[test]

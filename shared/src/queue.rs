@@ -33,6 +33,15 @@ pub enum WorkMessage {
     },
     /// Reconcile one one-off charge whose holder vanished or whose outcome is unknown.
     ReconcileCharge { charge: ChargeId },
+    /// Plan one more page of one shard of the renewal-notice index (the first page is read
+    /// with the subscriptions' by `Plan`).
+    PlanNotices {
+        shard: u16,
+        now: DateTime<Utc>,
+        cursor: Option<String>,
+    },
+    /// Send one subscription's `subscription.renewal_upcoming`, if it is still due.
+    Notice { customer: CustomerId, plan: PlanId },
 }
 
 impl WorkMessage {

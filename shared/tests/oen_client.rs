@@ -195,7 +195,7 @@ fn charge_request() -> ChargeRequest {
         amount: p.amount,
         product_details: p.product_details(),
         user_id: Some("cust-1".into()),
-        user_email: None,
+        payer: Default::default(),
         note: None,
         send_within: None,
     }
@@ -241,6 +241,40 @@ async fn charge_sends_the_contract_shape_and_reads_the_receipt() {
     for field in ["productionCode", "description", "unit"] {
         assert!(details[0][field].is_string(), "{field}");
     }
+    // No payer: no e-invoicing fields at all.
+    for field in ["userEmail", "userName", "invoiceInfo"] {
+        assert!(body.get(field).is_none(), "{field}");
+    }
+}
+
+#[tokio::test]
+async fn a_charge_sends_the_payers_email_name_and_invoice_info_for_e_invoicing() {
+    let oen = FakeOen::start(
+        vec![json(
+            200,
+            r#"{"code":"S0000","data":{"id":"P20260928IJ90KL12"},"message":""}"#,
+        )],
+        API_KEY,
+    )
+    .await;
+    let mut request = charge_request();
+    request.payer = oen_pay::domain::Payer {
+        email: Some(oen_pay::domain::Email::parse("wang@shop.example").unwrap()),
+        name: Some(oen_pay::domain::PayerName::parse("王小明").unwrap()),
+        invoice_info: Some(
+            oen_pay::domain::InvoiceInfo::parse(r#"{"carrierType":"3J0002","carrierId":"/AB+12"}"#)
+                .unwrap(),
+        ),
+    };
+    assert!(!format!("{request:?}").contains("wang@"), "Debug redacts");
+    client(&oen.base_url).charge(&request).await.unwrap();
+    let body: serde_json::Value = serde_json::from_str(&oen.seen()[0].body).unwrap();
+    assert_eq!(body["userEmail"], "wang@shop.example");
+    assert_eq!(body["userName"], "王小明");
+    assert_eq!(
+        body["invoiceInfo"],
+        serde_json::json!({"carrierType": "3J0002", "carrierId": "/AB+12"})
+    );
 }
 
 #[tokio::test]

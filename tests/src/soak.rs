@@ -302,6 +302,7 @@ impl Soak {
             checkout_id: Some(checkout.clone()),
             state: SessionState::Pending,
             terms: self.deps.plans.get(plan).cloned(),
+            payer: Default::default(),
         };
         let custom = CustomId {
             reference,

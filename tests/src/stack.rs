@@ -87,6 +87,17 @@ pub fn worker(name: &str) -> WorkContext {
 impl Stack {
     /// Binds a card the way the webhook does (a session we created, Oen's token webhook).
     pub async fn bind(&self, customer: &str, plan: &str, card: &str) -> BindingRef {
+        self.bind_as(customer, plan, card, Default::default()).await
+    }
+
+    /// [`Self::bind`] for a session whose start link carried `payer` (e-invoicing).
+    pub async fn bind_as(
+        &self,
+        customer: &str,
+        plan: &str,
+        card: &str,
+        payer: oen_pay::domain::Payer,
+    ) -> BindingRef {
         let token = self.sim.create_token(card);
         let reference = BindingRef::generate();
         let checkout = CheckoutId::parse(&reference.as_str().repeat(2)[..27]).unwrap();
@@ -100,6 +111,7 @@ impl Stack {
             checkout_id: Some(checkout.clone()),
             state: SessionState::Pending,
             terms: None,
+            payer,
         };
         self.deps
             .store

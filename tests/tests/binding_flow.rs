@@ -278,6 +278,11 @@ async fn stack(backend: Backend, allowed_ips: Vec<Cidr>) -> Stack {
 /// `checkout-start` on `deps`, with the development keys and the simulator's hosted pages.
 /// Wired as deployed: it holds no token key and no event bus.
 fn checkout_router(deps: BindingDeps, sim: &Simulator) -> Router {
+    checkout_router_for(deps, sim, false)
+}
+
+/// [`checkout_router`] for a merchant that issues e-invoices (`EINVOICE`) or not.
+fn checkout_router_for(deps: BindingDeps, sim: &Simulator, einvoice: bool) -> Router {
     let withheld = Arc::new(Withheld::new("checkout-start", dev::dev_merchant()));
     checkout_start::router(Arc::new(checkout_start::App {
         deps: BindingDeps {
@@ -291,6 +296,7 @@ fn checkout_router(deps: BindingDeps, sim: &Simulator) -> Router {
         hosted_base_url: sim.hosted_base_url_template(),
         link_max_ttl: DEFAULT_LINK_MAX_TTL,
         status_allowed_origins: vec![SHOP_ORIGIN.into()],
+        einvoice,
     }))
 }
 
@@ -623,6 +629,7 @@ async fn seed_event_session(s: &Stack, expires_in: chrono::Duration) -> BindingS
         checkout_id: Some(CheckoutId::parse(EVENT_CHECKOUT).unwrap()),
         state: SessionState::Pending,
         terms: None,
+        payer: Default::default(),
     };
     s.store
         .commit(vec![Put::new(session.clone(), Expect::Absent)])
@@ -1046,6 +1053,17 @@ impl Store for FlakyStore {
     > {
         self.inner.recent_periods(subscription, limit).await
     }
+
+    // Renewal notices.
+    async fn renewals_due(
+        &self,
+        shard: u16,
+        until: chrono::DateTime<Utc>,
+        limit: usize,
+        after: Option<oen_pay::store::DueCursor>,
+    ) -> Result<oen_pay::store::DuePage, oen_pay::store::StoreError> {
+        self.inner.renewals_due(shard, until, limit, after).await
+    }
 }
 
 #[tokio::test]
@@ -1355,3 +1373,93 @@ on_both_backends!(
     a_replay_after_binding_is_a_409_and_calls_no_one,
     a_link_used_while_its_page_is_being_asked_for_gets_a_409_then_the_page,
 );
+
+// E-invoicing (`EINVOICE`): the start link's email, name and invoiceInfo.
+
+fn start_event_with_payer(payer: links::LinkPayer) -> serde_json::Value {
+    let link = links::mint_with(
+        "https://pay.example.com/checkout/start",
+        dev::DEV_LINK_SIGNING_KEY.as_bytes(),
+        &CustomerId::parse("cust-1001").unwrap(),
+        &PlanId::parse("premium").unwrap(),
+        Utc::now() + LINK_LIFE,
+        payer,
+    );
+    let mut e = event("checkout-start-valid.json");
+    e["rawQueryString"] = link.split_once('?').unwrap().1.into();
+    e
+}
+
+#[tokio::test]
+async fn an_einvoice_shop_refuses_a_link_without_a_valid_email_before_oen() {
+    let mut s = stack(Backend::Memory, vec![]).await;
+    s.checkout = checkout_router_for(s.deps.clone(), &s.sim, true);
+    let no_email = start_event_with_payer(links::LinkPayer {
+        name: Some("Mei"),
+        ..Default::default()
+    });
+    let (status, _, body) = invoke(&s.checkout, &no_email).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains("email is missing: this shop issues e-invoices"),
+        "{body}"
+    );
+    let malformed = start_event_with_payer(links::LinkPayer {
+        email: Some("mei@example"),
+        ..Default::default()
+    });
+    let (status, _, body) = invoke(&s.checkout, &malformed).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains("email is not an e-mail address: the domain after @ has no dot"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("mei@example"),
+        "the page repeats the address"
+    );
+    assert_eq!(s.oen.checkouts(), 0, "Oen was never asked for a page");
+    assert!(snapshot(&s).is_empty(), "a refused link created a session");
+    // Without EINVOICE the same link without email opens a page as before.
+    s.checkout = checkout_router_for(s.deps.clone(), &s.sim, false);
+    assert_eq!(invoke(&s.checkout, &no_email).await.0, StatusCode::FOUND);
+    assert_eq!(s.oen.checkouts(), 1);
+}
+
+#[tokio::test]
+async fn an_einvoice_links_payer_is_kept_with_the_card_and_the_subscription_on_moto() {
+    let logs = oen_pay_integration::logs::capture();
+    let mut s = stack(Backend::Moto, vec![]).await;
+    s.checkout = checkout_router_for(s.deps.clone(), &s.sim, true);
+    let start = start_event_with_payer(links::LinkPayer {
+        email: Some("mei@example.com"),
+        name: Some("林美"),
+        invoice: Some(r#"{"carrierType":"3J0002","carrierId":"/MEI+123"}"#),
+    });
+    let (reference, _, _) = bind_through_the_hosted_page(&s, &start, cards::SUCCESS).await;
+    let session = wait_for_session_state(s.store.as_ref(), &reference, "bound").await;
+    let customer = CustomerId::parse("cust-1001").unwrap();
+    let sub = s
+        .store
+        .subscription(&customer, &PlanId::parse("premium").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    let card = s.store.card(&customer, &reference).await.unwrap().unwrap();
+    for payer in [&session.payer, &sub.payer, &card.value.payer] {
+        assert_eq!(
+            payer.email.as_ref().map(|e| e.as_str()),
+            Some("mei@example.com")
+        );
+        assert_eq!(payer.name.as_ref().map(|n| n.as_str()), Some("林美"));
+        assert_eq!(
+            payer.invoice_info.as_ref().map(|i| i.to_json()),
+            Some(serde_json::json!({"carrierType": "3J0002", "carrierId": "/MEI+123"}))
+        );
+    }
+    // Personal data stays out of the logs at info level and above.
+    let logged = logs.text();
+    assert!(!logged.contains("mei@example.com"), "{logged}");
+    assert!(!logged.contains("/MEI+123"), "{logged}");
+}

@@ -61,7 +61,16 @@ async fn a_trial_delays_the_first_charge() {
     s.bind("cust-t", "trial", cards::SUCCESS).await;
     assert!(s.run().await.is_empty());
     s.advance(Duration::days(13));
-    assert!(s.run().await.is_empty());
+    // The first charge after the trial is announced (RENEWAL_NOTICE_DAYS), not charged early.
+    let first_due = s.sub("cust-t", "trial").await.next_action_at.unwrap();
+    assert_eq!(
+        s.run().await,
+        [WorkOutcome::Noticed {
+            period: 0,
+            charge_at: first_due
+        }]
+    );
+    assert!(s.sim.ledger().is_empty());
     s.advance(Duration::days(1));
     assert!(matches!(
         s.run().await.as_slice(),
@@ -454,7 +463,7 @@ async fn vanished_after_oen_charged(s: &Stack, customer: &str) -> OrderId {
             amount: plan.amount,
             product_details: plan.product_details(),
             user_id: None,
-            user_email: None,
+            payer: Default::default(),
             note: None,
             send_within: None,
         })

@@ -63,6 +63,7 @@ fn card(customer: &str, ciphertext: Vec<u8>) -> Card {
         token_fingerprint: "00ff".into(),
         last4: Some("4242".into()),
         created_at: t0(),
+        payer: Default::default(),
     }
 }
 

@@ -645,6 +645,7 @@ async fn drive() -> Journey {
         hosted_base_url: c.checkout.hosted_base_url,
         link_max_ttl: c.checkout.link_max_ttl,
         status_allowed_origins: c.checkout.status_allowed_origins,
+        einvoice: c.checkout.einvoice,
     }));
 
     // The webhook, as its main.rs builds it, served on loopback where the simulator posts.
@@ -876,7 +877,7 @@ async fn charging_flows(w: &World) {
             amount: plan.amount,
             product_details: plan.product_details(),
             user_id: None,
-            user_email: None,
+            payer: Default::default(),
             note: None,
             send_within: None,
         })

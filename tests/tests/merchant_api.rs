@@ -286,7 +286,10 @@ async fn a_minted_link_points_at_this_apis_checkout_start_and_verifies() {
     )
     .unwrap();
     assert_eq!(link.customer.as_str(), "cust-link");
-    assert_eq!(link.email.as_deref(), Some("mei@example.com"));
+    assert_eq!(
+        link.payer.email.as_ref().map(|e| e.as_str()),
+        Some("mei@example.com")
+    );
     assert_eq!(
         body["expiresAt"],
         json!((a.s.clock.now() + Duration::seconds(900))

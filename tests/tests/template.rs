@@ -124,6 +124,7 @@ fn every_grant_names_one_action_on_this_stacks_own_resources() {
                     "GetAtt Table.Arn",
                     "Sub ${Table.Arn}/index/due-index",
                     "Sub ${Table.Arn}/index/subscription-index",
+                    "Sub ${Table.Arn}/index/notice-index",
                 ],
                 "secretsmanager" => &["Ref OenSecret"],
                 "kms" => &["GetAtt TokenKey.Arn"],

@@ -270,6 +270,18 @@ impl Store for CountingStore {
         bump(&self.calls.due);
         self.inner.recent_periods(subscription, limit).await
     }
+
+    // Renewal notices.
+    async fn renewals_due(
+        &self,
+        shard: u16,
+        until: DateTime<Utc>,
+        limit: usize,
+        after: Option<DueCursor>,
+    ) -> Result<DuePage, StoreError> {
+        bump(&self.calls.due);
+        self.inner.renewals_due(shard, until, limit, after).await
+    }
 }
 
 /// KMS: Encrypt / Decrypt.
@@ -690,6 +702,7 @@ async fn seed(
             token_fingerprint: token.fingerprint(),
             last4: Some(cards::SUCCESS[cards::SUCCESS.len() - 4..].to_owned()),
             created_at: now,
+            payer: Default::default(),
         };
         let subscription = Subscription {
             id: SubscriptionId::generate(),
@@ -706,6 +719,8 @@ async fn seed(
             updated_at: now,
             terms: None,
             carried: None,
+            renewal_noticed: None,
+            payer: Default::default(),
         };
         subscriptions.push((customer, subscription.id.clone()));
         store

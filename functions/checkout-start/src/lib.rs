@@ -4,7 +4,8 @@
 //! Routes (API Gateway HTTP API, payload v2):
 //! - `GET /checkout/start?customer=…&plan=…&expires=…[&email=…]&sig=…` → 302 to Oen's page;
 //!   403 bad signature, 410 expired, 400 a link that lives longer than `LINK_MAX_TTL`, an
-//!   unknown plan or a malformed customer, 502 Oen failed. A link opens one binding session: used
+//!   unknown plan, a malformed customer, `email`, `name` or `invoice`, or (with `EINVOICE=true`)
+//!   no `email`, each before any call to Oen; 502 Oen failed. A link opens one binding session: used
 //!   again, it answers 302 to the same page while that is open, else 409.
 //! - `GET /checkout/status?ref=…` → `{"state":"pending|bound|failed|expired","last4":…,"reason":…}`.
 //!   A page on one of `STATUS_ALLOWED_ORIGINS` may read it from another origin: the answer, errors
@@ -60,6 +61,8 @@ pub struct App {
     pub link_max_ttl: Duration,
     /// Origins whose pages may read the status route (`STATUS_ALLOWED_ORIGINS`).
     pub status_allowed_origins: Vec<String>,
+    /// The merchant issues e-invoices (`EINVOICE`): a start link without `email` is refused.
+    pub einvoice: bool,
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -90,7 +93,9 @@ async fn start(State(app): State<Arc<App>>, parts: Parts, RawQuery(query): RawQu
         &app.deps.plans,
         app.deps.clock.now(),
         app.link_max_ttl,
-    ) {
+    )
+    .and_then(|link| link.require_invoice_email(app.einvoice).map(|()| link))
+    {
         Ok(link) => link,
         Err(e) => {
             let status = match e {

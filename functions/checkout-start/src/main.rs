@@ -18,6 +18,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         hosted_base_url: c.checkout.hosted_base_url,
         link_max_ttl: c.checkout.link_max_ttl,
         status_allowed_origins: c.checkout.status_allowed_origins,
+        einvoice: c.checkout.einvoice,
     };
     lambda_http::run(router(Arc::new(app))).await
 }

@@ -75,6 +75,7 @@ async fn seed(store: &MemoryStore, tag: &str, n: usize) -> Vec<Case> {
             checkout_id: Some(CheckoutId::parse(&checkout).expect("valid checkout id")),
             state: SessionState::Pending,
             terms: None,
+            payer: Default::default(),
         };
         store
             .commit(vec![Put::new(session, Expect::Absent)])

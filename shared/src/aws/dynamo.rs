@@ -76,6 +76,20 @@
 //! A customer's cards and subscriptions are one `Query` of `CUST#{customer}`; a subscription's
 //! recent periods one `Query` of `SUB#{subscription}` on `begins_with(sk, "PERIOD#")`, newest
 //! first. Both read consistently.
+
+//! # The renewal-notice index
+//!
+//! A subscription whose coming renewal charge has not been announced yet
+//! ([`Subscription::renewal_awaiting_notice`](crate::domain::Subscription::renewal_awaiting_notice))
+//! also carries `notice_shard` (S, `NOTICE#00`…`NOTICE#15`, the subscription's due shard) and
+//! `notice_at` (N, epoch µs of that charge). The sparse global secondary index [`NOTICE_INDEX`]
+//! is keyed on them (keys only), so the charger finds every renewal due within the notice period
+//! with `notice_shard = :shard AND notice_at <= :now_plus_notice`, exactly as it finds due
+//! charges. A second index is needed because one item has one entry per index, and the
+//! subscription is already in [`DUE_INDEX`]. Both attributes are derived from the subscription
+//! on every put, so whatever moves a subscription's schedule or ends it (a payment, a cancel,
+//! a re-bind, an operator's early charge, the notice itself) moves or removes its notice entry
+//! in the same write.
 //!
 //! # Conditional writes
 //!
@@ -119,6 +133,10 @@ pub const SUBSCRIPTION_INDEX: &str = "subscription-index";
 /// The attribute [`SUBSCRIPTION_INDEX`] is keyed on: a subscription's own `id` field.
 const SUBSCRIPTION_ID: &str = "id";
 
+/// The name of the sparse renewal-notice index (`notice_shard` HASH, `notice_at` RANGE, keys
+/// only).
+pub const NOTICE_INDEX: &str = "notice-index";
+
 /// The table's partition and sort keys of a record (the layout in the module doc).
 pub fn pk_sk(key: &Key) -> (String, String) {
     match key {
@@ -152,9 +170,42 @@ const VER: &str = "ver";
 const TTL: &str = "ttl";
 const DUE_SHARD: &str = "due_shard";
 const DUE_AT: &str = "due_at";
+const NOTICE_SHARD: &str = "notice_shard";
+const NOTICE_AT: &str = "notice_at";
+const NOTICE_PREFIX: &str = "NOTICE#";
 
 /// Attributes the adapter owns; no record field may use these names.
-const RESERVED: [&str; 7] = [PK, SK, KIND, VER, TTL, DUE_SHARD, DUE_AT];
+const RESERVED: [&str; 9] = [
+    PK,
+    SK,
+    KIND,
+    VER,
+    TTL,
+    DUE_SHARD,
+    DUE_AT,
+    NOTICE_SHARD,
+    NOTICE_AT,
+];
+
+/// A sparse index of the table and the two attributes it is keyed on.
+#[derive(Clone, Copy)]
+struct IndexSpec {
+    name: &'static str,
+    shard: &'static str,
+    at: &'static str,
+}
+
+const DUE: IndexSpec = IndexSpec {
+    name: DUE_INDEX,
+    shard: DUE_SHARD,
+    at: DUE_AT,
+};
+
+const NOTICE: IndexSpec = IndexSpec {
+    name: NOTICE_INDEX,
+    shard: NOTICE_SHARD,
+    at: NOTICE_AT,
+};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -267,6 +318,7 @@ impl DynamoStore {
     /// to `until`, oldest first, and where the next page starts.
     async fn index_page(
         &self,
+        index: IndexSpec,
         partition: String,
         until: DateTime<Utc>,
         limit: usize,
@@ -285,15 +337,15 @@ impl DynamoStore {
             .await
             .query()
             .table_name(&self.table)
-            .index_name(DUE_INDEX)
+            .index_name(index.name)
             .key_condition_expression("#shard = :shard AND #at <= :now")
-            .expression_attribute_names("#shard", DUE_SHARD)
-            .expression_attribute_names("#at", DUE_AT)
+            .expression_attribute_names("#shard", index.shard)
+            .expression_attribute_names("#at", index.at)
             .expression_attribute_values(":shard", AttributeValue::S(partition))
             .expression_attribute_values(":now", number(until.timestamp_micros()))
             .scan_index_forward(true)
             .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
-            .set_exclusive_start_key(start.map(|p| p.to_key()))
+            .set_exclusive_start_key(start.map(|p| p.to_key(index)))
             .send()
             .await
             .map_err(|e| unavailable("Query", &e))?;
@@ -301,7 +353,7 @@ impl DynamoStore {
         let page = &keys[..keys.len().min(limit)];
         let entries = page
             .iter()
-            .map(IndexPosition::read)
+            .map(|key| IndexPosition::read(key, index))
             .collect::<Result<Vec<_>, _>>()?;
         let resume_at = if keys.len() > limit {
             // The page's last entry is where the next page starts.
@@ -312,7 +364,7 @@ impl DynamoStore {
         };
         let next = match resume_at {
             None => None,
-            Some(key) => Some(IndexPosition::read(key)?.encode()?),
+            Some(key) => Some(IndexPosition::read(key, index)?.encode()?),
         };
         Ok(Page { entries, next })
     }
@@ -443,6 +495,14 @@ fn to_item(record: &Record, version: u64) -> Result<Item, StoreError> {
         item.insert(DUE_SHARD.into(), AttributeValue::S(partition));
         item.insert(DUE_AT.into(), number(at.timestamp_micros()));
     }
+    // Renewal notices: the notice index.
+    if let Record::Subscription(s) = record {
+        if let Some(at) = s.renewal_awaiting_notice() {
+            let partition = format!("{NOTICE_PREFIX}{:02}", shard_of(&s.id));
+            item.insert(NOTICE_SHARD.into(), AttributeValue::S(partition));
+            item.insert(NOTICE_AT.into(), number(at.timestamp_micros()));
+        }
+    }
     Ok(item)
 }
 
@@ -502,29 +562,34 @@ struct IndexPosition {
 }
 
 impl IndexPosition {
-    /// The position of an index key; anything else is [`StoreError::Corrupt`].
-    fn read(key: &Item) -> Result<Self, StoreError> {
+    /// The position of a key of `index`; anything else is [`StoreError::Corrupt`]. (The
+    /// index's own attributes are kept as `due_shard` and `due_at` whatever their names.)
+    fn read(key: &Item, index: IndexSpec) -> Result<Self, StoreError> {
         let s = |name: &str| key.get(name).and_then(|v| v.as_s().ok()).cloned();
         let n = |name: &str| key.get(name)?.as_n().ok()?.parse().ok();
-        let missing =
-            || StoreError::Corrupt("a due-index key lacks pk, sk, due_shard or due_at".into());
+        let missing = || {
+            StoreError::Corrupt(format!(
+                "a {} key lacks pk, sk, {} or {}",
+                index.name, index.shard, index.at
+            ))
+        };
         Ok(Self {
             pk: s(PK).ok_or_else(missing)?,
             sk: s(SK).ok_or_else(missing)?,
-            due_shard: s(DUE_SHARD).ok_or_else(missing)?,
-            due_at: n(DUE_AT).ok_or_else(missing)?,
+            due_shard: s(index.shard).ok_or_else(missing)?,
+            due_at: n(index.at).ok_or_else(missing)?,
         })
     }
 
-    fn to_key(&self) -> Item {
+    fn to_key(&self, index: IndexSpec) -> Item {
         HashMap::from([
             (PK.to_owned(), AttributeValue::S(self.pk.clone())),
             (SK.to_owned(), AttributeValue::S(self.sk.clone())),
             (
-                DUE_SHARD.to_owned(),
+                index.shard.to_owned(),
                 AttributeValue::S(self.due_shard.clone()),
             ),
-            (DUE_AT.to_owned(), number(self.due_at)),
+            (index.at.to_owned(), number(self.due_at)),
         ])
     }
 
@@ -648,7 +713,7 @@ impl Store for DynamoStore {
         limit: usize,
         after: Option<DueCursor>,
     ) -> Result<DuePage, StoreError> {
-        self.index_page(due_shard_name(shard), now, limit, after)
+        self.index_page(DUE, due_shard_name(shard), now, limit, after)
             .await?
             .try_map(due_entry)
     }
@@ -660,7 +725,7 @@ impl Store for DynamoStore {
         limit: usize,
         after: Option<DueCursor>,
     ) -> Result<OutboxPage, StoreError> {
-        self.index_page(outbox_shard_name(shard), until, limit, after)
+        self.index_page(DUE, outbox_shard_name(shard), until, limit, after)
             .await?
             .try_map(pending_event)
     }
@@ -714,7 +779,7 @@ impl Store for DynamoStore {
         limit: usize,
         after: Option<DueCursor>,
     ) -> Result<ChargeDuePage, StoreError> {
-        self.index_page(charge_shard_name(shard), now, limit, after)
+        self.index_page(DUE, charge_shard_name(shard), now, limit, after)
             .await?
             .try_map(charge_due)
     }
@@ -817,6 +882,23 @@ impl Store for DynamoStore {
             })
             .collect()
     }
+
+    // Renewal notices.
+
+    async fn renewals_due(
+        &self,
+        shard: u16,
+        until: DateTime<Utc>,
+        limit: usize,
+        after: Option<DueCursor>,
+    ) -> Result<DuePage, StoreError> {
+        let partition = format!("{NOTICE_PREFIX}{shard:02}");
+        self.index_page(NOTICE, partition, until, limit, after)
+            .await?
+            .try_map(due_entry)
+    }
+
+    // End of renewal notices.
 }
 
 // ---- Lookups of the merchant API ----

@@ -18,7 +18,7 @@ mod sqs;
 pub mod wiring;
 
 #[cfg(feature = "aws-dynamodb")]
-pub use dynamo::{DynamoStore, DUE_INDEX, SUBSCRIPTION_INDEX};
+pub use dynamo::{DynamoStore, DUE_INDEX, NOTICE_INDEX, SUBSCRIPTION_INDEX};
 #[cfg(feature = "aws-eventbridge")]
 pub use eventbridge::EventBridgeSink;
 #[cfg(feature = "aws-kms")]

@@ -196,6 +196,7 @@ async fn bind(
         token_fingerprint: fingerprint.clone(),
         last4: last4.clone(),
         created_at: now,
+        payer: s.payer.clone(),
     };
     let mut bound = s.clone();
     bound.state = SessionState::Bound {
@@ -294,6 +295,8 @@ fn subscription_for(
     let Some(current) = existing else {
         return (new_subscription(s, plan, now), Expect::Absent);
     };
+    // The new link's e-mail wins; what it leaves out is kept, even across a cancel.
+    let payer = current.value.payer.updated_by(&s.payer);
     let mut sub = current.value;
     match sub.status {
         // A canceled subscription starts over: new id, new order ids, new schedule.
@@ -304,6 +307,8 @@ fn subscription_for(
             sub.card = s.reference.clone();
             sub.dunning_attempts = 0;
             sub.next_action_at = Some(now);
+            // The customer's own card pays it now: nothing to announce.
+            sub.renewal_noticed = Some(sub.period);
             sub.updated_at = now;
         }
         // A card change: the schedule stays.
@@ -313,6 +318,7 @@ fn subscription_for(
         }
     }
     sub.terms = Some(plan.clone());
+    sub.payer = payer;
     (sub, Expect::Version(current.version))
 }
 
@@ -333,5 +339,8 @@ fn new_subscription(s: &BindingSession, plan: &Plan, now: DateTime<Utc>) -> Subs
         updated_at: now,
         terms: Some(plan.clone()),
         carried: None,
+        // A first charge due at once is no renewal; one after a trial is announced.
+        renewal_noticed: (first_due <= now).then_some(0),
+        payer: s.payer.clone(),
     }
 }

@@ -95,6 +95,7 @@ pub async fn start(
         checkout_id: None,
         state: SessionState::Pending,
         terms: deps.plans.get(&link.plan).cloned(),
+        payer: link.payer.clone(),
     };
     match deps
         .store
@@ -158,7 +159,7 @@ fn checkout_request(
         success_url: Some(with_reference(success_url, reference)),
         failure_url: Some(with_reference(failure_url, reference)),
         custom_id: Some(serde_json::to_string(&custom_id).unwrap_or_default()),
-        payer_email: link.email.clone(),
+        payer_email: link.payer.email.as_ref().map(|e| e.as_str().to_owned()),
         note: None,
     }
 }
@@ -278,6 +279,7 @@ mod tests {
             checkout_id: checkout.map(|c| CheckoutId::parse(c).unwrap()),
             state,
             terms: None,
+            payer: Default::default(),
         }
     }
 

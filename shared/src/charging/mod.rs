@@ -13,12 +13,13 @@
 //!
 //! The parts: [`policy`](ChargePolicy) (how long to wait after what), `plan` (the due index
 //! into messages), `worker` (claim → ask Oen → charge), `transition` (the pure state machine:
-//! one function per outcome), `attempt` (writing an outcome down) and `operations` (what an
-//! operator does: charge now, cancel, refund).
+//! one function per outcome), `attempt` (writing an outcome down), `operations` (what an
+//! operator does: charge now, cancel, refund) and `notice` (renewal notices ahead of charges).
 
 mod anomalies;
 mod attempt;
 mod carried;
+mod notice;
 mod operations;
 mod plan;
 mod policy;
@@ -118,6 +119,11 @@ pub enum WorkOutcome {
     },
     /// A one-off charge reconciled to "nothing was charged": released to its key.
     Released,
+    /// `subscription.renewal_upcoming` was recorded for `period`, charged at `charge_at`.
+    Noticed {
+        period: u32,
+        charge_at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Error)]
@@ -159,5 +165,9 @@ pub async fn handle(
             let deps = crate::oneoff::OneOffDeps::new(&deps.adapters, &deps.policy, "charger");
             crate::oneoff::reconcile(&deps, charge, ctx).await
         }
+        WorkMessage::PlanNotices { shard, now, cursor } => {
+            notice::plan_notices_page(deps, *shard, *now, cursor.clone().map(DueCursor)).await
+        }
+        WorkMessage::Notice { customer, plan } => notice::notify(deps, customer, plan).await,
     }
 }

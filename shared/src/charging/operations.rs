@@ -51,6 +51,8 @@ pub(super) async fn made_due(
     }
     let mut due = sub.value;
     due.next_action_at = Some(now);
+    // Charged now by an operator: a notice of a charge to come would arrive after it.
+    due.renewal_noticed = Some(due.period);
     due.updated_at = now;
     let put = Put::new(due.clone(), Expect::Version(sub.version));
     match deps.store.commit(vec![put]).await {

@@ -2,7 +2,8 @@
 //! planning message turns one page of its shard into charge messages (plus a continuation), so
 //! that no invocation does unbounded work. The first page of a shard also reads the same shard
 //! of the one-off charges' due index (`crate::oneoff`): one query, and no message when nothing
-//! is due there.
+//! is due there; so does the shard of the renewal-notice index (`super::notice`), ahead by the
+//! notice period.
 
 use chrono::{DateTime, Utc};
 
@@ -52,9 +53,14 @@ pub(super) async fn plan_page(
     } else {
         (0, false)
     };
+    let (notices, more_notices) = if first_page {
+        super::notice::notice_page(deps, shard, now, None).await?
+    } else {
+        (0, false)
+    };
     Ok(WorkOutcome::Planned {
-        enqueued: enqueued + charges,
-        continued: continued || more_charges,
+        enqueued: enqueued + charges + notices,
+        continued: continued || more_charges || more_notices,
     })
 }
 

@@ -33,6 +33,9 @@ pub struct ChargePolicy {
     pub config_error_retry: Duration,
     /// Entries a planning message takes from the due index.
     pub plan_page: usize,
+    /// How long before a renewal charge `subscription.renewal_upcoming` is sent
+    /// (`RENEWAL_NOTICE_DAYS`); `None` sends none.
+    pub renewal_notice: Option<Duration>,
 }
 
 impl Default for ChargePolicy {
@@ -54,6 +57,7 @@ impl Default for ChargePolicy {
             auto_refund_duplicates: true,
             config_error_retry: Duration::hours(1),
             plan_page: 200,
+            renewal_notice: Some(Duration::days(7)),
         }
     }
 }

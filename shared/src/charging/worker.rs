@@ -337,7 +337,7 @@ async fn call_oen(attempt: Attempt<'_>) -> Result<WorkOutcome, WorkError> {
         amount: period.amount,
         product_details,
         user_id: Some(customer.to_string()),
-        user_email: None,
+        payer: attempt.sub.value.payer.clone(),
         note: None,
         send_within: Some(send_within),
     };

@@ -23,6 +23,7 @@ pub enum EventType {
     SubscriptionPastDue,
     SubscriptionRequiresPaymentMethod,
     SubscriptionCanceled,
+    SubscriptionRenewalUpcoming,
     ChargeSucceeded,
     ChargeFailed,
     ChargeUnknown,
@@ -31,7 +32,7 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 13] = [
+    pub const ALL: [EventType; 14] = [
         EventType::CardBound,
         EventType::PaymentSucceeded,
         EventType::PaymentFailed,
@@ -41,6 +42,7 @@ impl EventType {
         EventType::SubscriptionPastDue,
         EventType::SubscriptionRequiresPaymentMethod,
         EventType::SubscriptionCanceled,
+        EventType::SubscriptionRenewalUpcoming,
         EventType::ChargeSucceeded,
         EventType::ChargeFailed,
         EventType::ChargeUnknown,
@@ -58,6 +60,7 @@ impl EventType {
             EventType::SubscriptionPastDue => "subscription.past_due",
             EventType::SubscriptionRequiresPaymentMethod => "subscription.requires_payment_method",
             EventType::SubscriptionCanceled => "subscription.canceled",
+            EventType::SubscriptionRenewalUpcoming => "subscription.renewal_upcoming",
             EventType::ChargeSucceeded => "charge.succeeded",
             EventType::ChargeFailed => "charge.failed",
             EventType::ChargeUnknown => "charge.unknown",
@@ -272,6 +275,25 @@ impl DomainEvent {
             &sub.customer,
         )
         .with(serde_json::json!({"subscription": sub.id, "plan": sub.plan, "reason": reason}))
+    }
+
+    /// `subscription.renewal_upcoming`, once per period of a subscription (id
+    /// `subscription.renewal_upcoming:{subscription}:{period}`): the coming charge's amount and
+    /// product lines, fixed in `period` when the notice opened it, and when it will be made.
+    pub fn subscription_renewal_upcoming(
+        sub: &Subscription,
+        period: &ChargePeriod,
+        charge_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let about = format!("{}:{}", sub.id, period.period);
+        let detail = serde_json::json!({
+            "customer": sub.customer,
+            "productDetails": period.product_details,
+            "chargeAt": charge_at,
+        });
+        let kind = EventType::SubscriptionRenewalUpcoming;
+        Self::of_period(kind, &about, sub, period, at, detail)
     }
 
     /// `payment.duplicate_detected`, once per transaction Oen took for an order beyond what the

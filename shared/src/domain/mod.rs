@@ -4,6 +4,7 @@ mod events;
 mod ids;
 mod money;
 mod oneoff;
+mod payer;
 mod plan;
 // Daily reconciliation (`crate::reconcile`).
 mod reconciliation;
@@ -20,6 +21,7 @@ pub use money::Amount;
 pub use oneoff::{
     ChargeId, ChargeState, IdempotencyKey, IdempotencyRecord, OneOffCharge, StoredReply,
 };
+pub use payer::{Email, InvoiceInfo, Payer, PayerError, PayerName, MAX_NAME_CHARS};
 pub use plan::{taipei, taipei_date, taipei_time, Catalog, Interval, Plan, ProductDetail};
 pub use records::{
     AnomalyKind, AnomalyRefund, AuditEntry, BindingSession, BindingState, Card, CarriedPeriod,

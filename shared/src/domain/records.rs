@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Amount, BindingRef, CheckoutId, Ciphertext, CustomerId, DomainEvent, IdempotencyRecord, LinkId,
-    OneOffCharge, OrderId, Plan, PlanId, ProductDetail, ReconciliationReport, SubscriptionId,
-    TransactionId,
+    OneOffCharge, OrderId, Payer, Plan, PlanId, ProductDetail, ReconciliationReport,
+    SubscriptionId, TransactionId,
 };
 
 /// A card binding started by `checkout-start`: our reference, whom it is for, and Oen's page id.
@@ -25,6 +25,9 @@ pub struct BindingSession {
     /// plan left the catalog meanwhile.
     #[serde(default)]
     pub terms: Option<Plan>,
+    /// The payer's e-mail, name and `invoiceInfo` the start link carried (e-invoicing).
+    #[serde(default, skip_serializing_if = "Payer::is_empty")]
+    pub payer: Payer,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +109,9 @@ pub struct Card {
     pub token_fingerprint: String,
     pub last4: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// The payer of the binding that stored the card: one-off charges of it send them.
+    #[serde(default, skip_serializing_if = "Payer::is_empty")]
+    pub payer: Payer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,6 +157,35 @@ pub struct Subscription {
     /// period ends.
     #[serde(default)]
     pub carried: Option<CarriedPeriod>,
+    /// The last period whose renewal notice went out, or that needs none (charged at once when
+    /// the customer bound a card, or early by an operator). While the current period is not
+    /// covered, [`Subscription::renewal_awaiting_notice`] lists it in the renewal-notice index.
+    #[serde(default)]
+    pub renewal_noticed: Option<u32>,
+    /// The payer's e-mail, name and `invoiceInfo`, sent with every charge (`userEmail`,
+    /// `userName`, `invoiceInfo`) so that Oen can issue the e-invoice. Set from the start link
+    /// at binding; a later binding's link updates them ([`Payer::updated_by`]).
+    #[serde(default, skip_serializing_if = "Payer::is_empty")]
+    pub payer: Payer,
+}
+
+impl Subscription {
+    /// When the current period's renewal charge is due, if that charge still awaits its
+    /// `subscription.renewal_upcoming` notice: an active subscription that is not ending at
+    /// period end, with nothing carried over from a replaced one, whose current period is not
+    /// covered by [`Self::renewal_noticed`]. The store indexes subscriptions by it (the
+    /// renewal-notice index), so every write of a subscription moves, or removes, its entry.
+    pub fn renewal_awaiting_notice(&self) -> Option<DateTime<Utc>> {
+        let eligible = self.status == SubscriptionStatus::Active
+            && !self.cancel_at_period_end
+            && self.carried.is_none()
+            && self.renewal_noticed.is_none_or(|n| n < self.period);
+        if eligible {
+            self.next_action_at
+        } else {
+            None
+        }
+    }
 }
 
 /// An uncertain period carried over from a replaced subscription.

@@ -329,7 +329,9 @@ impl OenGateway for HttpOenGateway {
             order_id: req.order_id.as_str(),
             product_details: &req.product_details,
             user_id: req.user_id.as_deref(),
-            user_email: req.user_email.as_deref(),
+            user_name: req.payer.name.as_ref().map(|n| n.as_str()),
+            user_email: req.payer.email.as_ref().map(|e| e.as_str()),
+            invoice_info: req.payer.invoice_info.as_ref().map(|i| i.to_json()),
             note: req.note.as_deref(),
         };
         let data: wire::ChargeData = self

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::domain::{
-    Amount, CardToken, CheckoutId, MerchantId, OrderId, ProductDetail, TransactionId,
+    Amount, CardToken, CheckoutId, MerchantId, OrderId, Payer, ProductDetail, TransactionId,
 };
 
 pub use client::{HttpOenGateway, OenClientConfig};
@@ -37,7 +37,9 @@ pub struct ChargeRequest {
     pub amount: Amount,
     pub product_details: Vec<ProductDetail>,
     pub user_id: Option<String>,
-    pub user_email: Option<String>,
+    /// `userEmail`, `userName` and `invoiceInfo`: what Oen's e-invoicing needs (`Debug`
+    /// redacts them).
+    pub payer: Payer,
     pub note: Option<String>,
     /// No request (a first send or a resend) leaves after this much time from the call: past
     /// it, Oen could still be working on it when the caller's lease ends.

@@ -33,7 +33,11 @@ pub(super) struct ChargeBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invoice_info: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<&'a str>,
 }

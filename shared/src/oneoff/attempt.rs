@@ -156,7 +156,7 @@ impl Held<'_> {
             amount: c.amount,
             product_details: c.product_details.clone(),
             user_id: Some(c.customer.to_string()),
-            user_email: None,
+            payer: card.payer.clone(),
             note: None,
             send_within: Some(send_within),
         };

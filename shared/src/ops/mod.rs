@@ -35,7 +35,7 @@ pub use views::{
 pub const RECENT_PERIODS: usize = 6;
 
 /// The longest `name` a start link request accepts.
-pub const MAX_NAME_CHARS: usize = 100;
+pub const MAX_NAME_CHARS: usize = crate::domain::MAX_NAME_CHARS;
 
 /// The longest refund `reason` passed to Oen.
 pub const MAX_REASON_CHARS: usize = 200;
@@ -77,23 +77,22 @@ impl Operations {
                 format!("must be from 1 to {max} (LINK_MAX_TTL)"),
             ));
         }
+        // The rules checkout-start applies when the link is opened (`crate::domain::Payer`).
         if let Some(email) = &request.email {
-            if !links::is_email(email) {
-                return Err(OpsError::invalid(
-                    "email",
-                    "is not an e-mail address (at most 254 characters, with an @, no spaces)",
-                ));
-            }
+            crate::domain::Email::parse(email).map_err(|e| OpsError::invalid("email", e))?;
         }
         if let Some(name) = &request.name {
-            let chars = name.trim().chars().count();
-            if chars == 0 || chars > MAX_NAME_CHARS || name.chars().any(char::is_control) {
-                return Err(OpsError::invalid(
-                    "name",
-                    format!("must be 1 to {MAX_NAME_CHARS} characters without control characters"),
-                ));
-            }
+            crate::domain::PayerName::parse(name).map_err(|e| OpsError::invalid("name", e))?;
         }
+        let invoice = match &request.invoice_info {
+            Some(info) => {
+                let text = info.to_string();
+                crate::domain::InvoiceInfo::parse(&text)
+                    .map_err(|e| OpsError::invalid("invoiceInfo", e))?;
+                Some(text)
+            }
+            None => None,
+        };
         let secrets = self
             .secrets
             .current()
@@ -103,13 +102,17 @@ impl Operations {
         let expires = whole_second(now + Duration::seconds(request.ttl_seconds));
         let url = {
             use secrecy::ExposeSecret;
-            links::mint(
+            links::mint_with(
                 start_url,
                 secrets.secrets.link_signing_key.expose_secret().as_bytes(),
                 &customer,
                 &plan,
                 expires,
-                request.email.as_deref(),
+                links::LinkPayer {
+                    email: request.email.as_deref(),
+                    name: request.name.as_deref(),
+                    invoice: invoice.as_deref(),
+                },
             )
         };
         Ok(LinkView {

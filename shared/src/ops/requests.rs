@@ -17,6 +17,9 @@ pub struct LinkRequest {
     pub email: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
+    /// Oen's `invoiceInfo` for this customer's charges (a JSON object, e-invoice merchants).
+    #[serde(default)]
+    pub invoice_info: Option<serde_json::Value>,
 }
 
 /// When a cancel takes effect.

@@ -77,6 +77,7 @@ fn link_request(ttl: i64) -> LinkRequest {
         ttl_seconds: ttl,
         email: Some("mei@example.com".into()),
         name: Some("Mei".into()),
+        invoice_info: None,
     }
 }
 
@@ -91,7 +92,15 @@ async fn a_minted_link_verifies_as_checkout_start_would_until_it_expires() {
     let verified =
         links::verify(query, key, &dev::dev_plans(), now(), Duration::hours(24)).unwrap();
     assert_eq!(verified.customer.as_str(), "cust-1");
-    assert_eq!(verified.email.as_deref(), Some("mei@example.com"));
+    assert_eq!(
+        verified.payer.email.as_ref().map(|e| e.as_str()),
+        Some("mei@example.com")
+    );
+    // The name is signed into the link too: checkout-start keeps it with the subscription.
+    assert_eq!(
+        verified.payer.name.as_ref().map(|n| n.as_str()),
+        Some("Mei")
+    );
     assert!(
         !link.url.contains("Mei"),
         "the name is not signed into the link"

@@ -21,6 +21,9 @@ pub use lookups::{card, run_lookups};
 // Daily reconciliation (`crate::reconcile`).
 mod reconciliation;
 pub use reconciliation::*;
+// Renewal notices.
+mod renewal;
+pub use renewal::*;
 
 pub fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
@@ -36,6 +39,7 @@ pub fn session(customer: &str) -> BindingSession {
         checkout_id: Some(CheckoutId::parse("2HhngP9sVb3mK1xYdQe7Wc0RtUi").unwrap()),
         state: SessionState::Pending,
         terms: Some(premium()),
+        payer: Default::default(),
     }
 }
 
@@ -81,6 +85,8 @@ pub fn subscription_with_id(
         updated_at: t0(),
         terms: Some(premium()),
         carried: None,
+        renewal_noticed: None,
+        payer: Default::default(),
     }
 }
 
@@ -201,6 +207,10 @@ where
     lookups::run_lookups(&make).await;
     // Daily reconciliation.
     a_reconciliation_report_round_trips_and_is_replaced_by_compare_and_set(make().await).await;
+    // Renewal notices.
+    renewal_index_lists_only_renewals_awaiting_their_notice_soonest_first(make().await).await;
+    renewal_index_follows_the_subscription(make().await).await;
+    payer_and_renewal_notice_round_trip(make().await).await;
 }
 
 pub async fn put_if_absent_refuses_a_second_put(store: impl Store) {
@@ -365,6 +375,7 @@ pub async fn every_record_round_trips(store: impl Store) {
             token_fingerprint: "ff00".into(),
             last4: Some("4242".into()),
             created_at: t0(),
+            payer: Default::default(),
         }
         .into(),
     );

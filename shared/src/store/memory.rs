@@ -22,6 +22,8 @@ type DueKey = (u16, i64, CustomerId, PlanId);
 type OutboxKey = (u16, i64, String);
 /// Shard, next action (µs), charge id: the one-off charges' due index.
 type ChargeKey = (u16, i64, ChargeId);
+/// Shard, renewal charge due (µs), customer, plan: the renewal-notice index.
+type NoticeKey = (u16, i64, CustomerId, PlanId);
 
 #[derive(Default)]
 struct Inner {
@@ -29,6 +31,7 @@ struct Inner {
     due: BTreeSet<DueKey>,
     outbox: BTreeSet<OutboxKey>,
     charges: BTreeSet<ChargeKey>,
+    notices: BTreeSet<NoticeKey>,
 }
 
 impl Inner {
@@ -53,6 +56,13 @@ impl Inner {
                 self.charges.insert(k);
             } else {
                 self.charges.remove(&k);
+            }
+        }
+        if let Some(k) = notice_key(record) {
+            if insert {
+                self.notices.insert(k);
+            } else {
+                self.notices.remove(&k);
             }
         }
     }
@@ -110,6 +120,21 @@ fn charge_key(record: &Record) -> Option<ChargeKey> {
         Record::Charge(c) => c
             .next_action_at
             .map(|t| (charge_shard_of(&c.id), t.timestamp_micros(), c.id.clone())),
+        _ => None,
+    }
+}
+
+/// Only subscriptions whose renewal charge awaits its notice are listed.
+fn notice_key(record: &Record) -> Option<NoticeKey> {
+    match record {
+        Record::Subscription(s) => s.renewal_awaiting_notice().map(|t| {
+            (
+                shard_of(&s.id),
+                t.timestamp_micros(),
+                s.customer.clone(),
+                s.plan.clone(),
+            )
+        }),
         _ => None,
     }
 }
@@ -335,6 +360,32 @@ impl Store for MemoryStore {
         periods.truncate(limit);
         Ok(periods)
     }
+
+    // Renewal notices.
+
+    async fn renewals_due(
+        &self,
+        shard: u16,
+        until: DateTime<Utc>,
+        limit: usize,
+        after: Option<DueCursor>,
+    ) -> Result<DuePage, StoreError> {
+        let until = until.timestamp_micros();
+        let first = (shard, i64::MIN, min_customer(), min_plan());
+        let within = |k: &NoticeKey| k.0 == shard && k.1 <= until;
+        let (keys, next) = index_page(&self.lock().notices, first, after.as_ref(), within, limit)?;
+        let entries = keys
+            .into_iter()
+            .map(|(_, at, customer, plan)| DueEntry {
+                customer,
+                plan,
+                due_at: from_micros(at),
+            })
+            .collect();
+        Ok(DuePage { entries, next })
+    }
+
+    // End of renewal notices.
 }
 
 // The smallest valid ids, to start a range scan at the beginning of a shard.

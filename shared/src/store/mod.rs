@@ -11,7 +11,8 @@
 //! action has come, [`Store::outbox_pending`] the outbox entries (domain events committed with
 //! their state change) that have not reached the event bus yet, and [`Store::charges_due`] the
 //! one-off charges whose running attempt's lease ends or whose unknown outcome is due for
-//! reconciliation.
+//! reconciliation. A fourth, [`Store::renewals_due`], lists the subscriptions whose coming
+//! renewal charge has not been announced yet (`subscription.renewal_upcoming`).
 
 mod memory;
 
@@ -286,6 +287,22 @@ pub trait Store: Send + Sync {
         limit: usize,
         after: Option<DueCursor>,
     ) -> Result<ChargeDuePage, StoreError>;
+
+    // Renewal notices (`crate::charging::notice`).
+
+    /// Subscriptions of `shard` (by [`shard_of`]) whose renewal charge awaits its notice
+    /// ([`Subscription::renewal_awaiting_notice`]) and is due at or before `until`, soonest
+    /// first, `limit` at most a page. The planner asks with `until` = now + the notice period.
+    async fn renewals_due(
+        &self,
+        shard: u16,
+        until: DateTime<Utc>,
+        limit: usize,
+        after: Option<DueCursor>,
+    ) -> Result<DuePage, StoreError>;
+
+    // End of renewal notices.
+
     // ---- Lookups of the merchant API (`crate::ops`) ----
 
     /// Every card and subscription of `customer` (they share one partition), in key order.

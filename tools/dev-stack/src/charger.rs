@@ -79,6 +79,10 @@ fn subject(message: &WorkMessage) -> String {
             format!("planning one-off charges, shard {shard}")
         }
         WorkMessage::ReconcileCharge { charge } => format!("one-off charge {charge}"),
+        WorkMessage::PlanNotices { shard, .. } => {
+            format!("planning renewal notices, shard {shard}")
+        }
+        WorkMessage::Notice { customer, plan } => format!("renewal notice {customer} / {plan}"),
     }
 }
 
@@ -111,6 +115,12 @@ fn describe(outcome: &WorkOutcome) -> String {
         }
         WorkOutcome::Declined { code } => format!("reconciled as declined ({code})"),
         WorkOutcome::Released => "reconciled: nothing was charged".to_owned(),
+        WorkOutcome::Noticed { period, charge_at } => {
+            format!(
+                "renewal notice for period {period}, charged {}",
+                at(charge_at)
+            )
+        }
     }
 }
 

@@ -414,6 +414,7 @@ fn router(
         link_max_ttl: config::DEFAULT_LINK_MAX_TTL,
         // The demo's return page is served from the stack's own origin.
         status_allowed_origins: Vec::new(),
+        einvoice: false,
     }));
     let webhook = webhook::router(Arc::new(webhook::App {
         deps,

@@ -147,6 +147,9 @@ struct ChargeBody {
     product_details: Vec<ProductDetail>,
     currency: Option<String>,
     note: Option<String>,
+    user_email: Option<String>,
+    user_name: Option<String>,
+    invoice_info: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -199,6 +202,19 @@ fn validate_charge(shared: &SharedRef, body: &[u8]) -> Result<ChargeRequest, Api
     if total != Some(req.amount) {
         return Err(ApiError::invalid("PRODUCT_AMOUNT_NOT_MATCH"));
     }
+    let mut state = shared.lock();
+    if state.knobs.einvoice && req.user_email.as_deref().is_none_or(str::is_empty) {
+        return Err(ApiError::invalid(
+            "userEmail is required: this domain issues e-invoices",
+        ));
+    }
+    state.charge_payers.push(crate::model::ChargePayer {
+        order_id: req.order_id.clone(),
+        user_email: req.user_email,
+        user_name: req.user_name,
+        invoice_info: req.invoice_info,
+    });
+    drop(state);
     Ok(ChargeRequest {
         token: req.token,
         order_id: req.order_id,

@@ -51,7 +51,9 @@ mod webhook;
 pub use config::{Cli, SimConfig, DEFAULT_API_TOKEN, DEFAULT_MERCHANT_ID, DEFAULT_PAGE_VALIDITY};
 pub use delivery::{AttemptOutcome, DeliveryAttempt, DeliveryRecord, DeliveryState};
 pub use inject::InjectError;
-pub use model::{AuthCodeMode, ForceTarget, ForcedOutcome, Knobs, LedgerEntry, Settle, Status};
+pub use model::{
+    AuthCodeMode, ChargePayer, ForceTarget, ForcedOutcome, Knobs, LedgerEntry, Settle, Status,
+};
 
 use chrono::{DateTime, Utc};
 use model::as_ms;
@@ -213,6 +215,17 @@ impl Simulator {
     /// rules of `POST /refunds`; `None` refunds all of it.
     pub fn inject_refund(&self, transaction: &str, amount: Option<i64>) -> Result<(), InjectError> {
         self.shared.lock().inject_refund(transaction, amount)
+    }
+
+    /// The payer fields (`userEmail`, `userName`, `invoiceInfo`) of every charge request that
+    /// passed validation, oldest first: what Oen was told for its e-invoices.
+    pub fn charge_payers(&self) -> Vec<ChargePayer> {
+        self.shared.lock().charge_payers.clone()
+    }
+
+    /// Whether the merchant's domain issues e-invoices (charges without `userEmail` refused).
+    pub fn set_einvoice(&self, einvoice: bool) {
+        self.update_knobs(|k| k.einvoice = einvoice);
     }
 
     /// The ledger entries of one order id.

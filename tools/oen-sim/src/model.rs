@@ -363,6 +363,19 @@ pub struct Knobs {
     /// Whether approved charges carry an `authCode` (in the answer, in queries and in the
     /// ledger): `"present"`, `"absent"` or `{"random":{"seed":N}}`.
     pub auth_code: AuthCodeMode,
+    /// The merchant's domain issues e-invoices: a charge without `userEmail` is refused with
+    /// 400 `V0001`, as Oen documents it as required then.
+    pub einvoice: bool,
+}
+
+/// What one charge request accepted by validation told Oen about its payer (e-invoicing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChargePayer {
+    pub order_id: String,
+    pub user_email: Option<String>,
+    pub user_name: Option<String>,
+    pub invoice_info: Option<serde_json::Value>,
 }
 
 impl Default for Knobs {
@@ -382,6 +395,7 @@ impl Default for Knobs {
             webhook_timeout_ms: 10_000,
             webhook_retry_delays_ms: vec![2_000, 2_000],
             auth_code: AuthCodeMode::Present,
+            einvoice: false,
         }
     }
 }

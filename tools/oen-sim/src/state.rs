@@ -70,6 +70,8 @@ pub(crate) struct State {
     pub tokens: HashMap<String, TokenRecord>,
     pub deliveries: Vec<DeliveryRecord>,
     pub forced: Vec<ForceRule>,
+    /// The payer fields of every charge request that passed validation, oldest first.
+    pub charge_payers: Vec<crate::model::ChargePayer>,
 }
 
 /// The outcome of submitting the hosted binding form.
@@ -97,6 +99,7 @@ impl State {
             tokens: HashMap::new(),
             deliveries: Vec::new(),
             forced: Vec::new(),
+            charge_payers: Vec::new(),
         }
     }
 

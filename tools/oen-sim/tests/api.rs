@@ -149,6 +149,43 @@ async fn product_total_must_equal_amount() {
 }
 
 #[tokio::test]
+async fn an_e_invoice_domain_requires_user_email_and_every_charge_records_its_payer() {
+    let sim = start_sim(None).await;
+    let token = sim.create_token(cards::SUCCESS);
+    // Not an e-invoice domain: no userEmail is fine, and nothing is recorded as sent.
+    assert_eq!(charge(&sim, &token, "o-plain", 100).await.code(), "S0000");
+    sim.set_einvoice(true);
+    let without = charge(&sim, &token, "o-none", 100).await;
+    let mut body = charge_body(&token, "o-mail", 100);
+    body["userEmail"] = json!("wang@shop.example");
+    body["userName"] = json!("王小明");
+    body["invoiceInfo"] = json!({"carrierType": "3J0002"});
+    let with = post_json(&sim, "/token/transactions", &body).await;
+
+    assert_eq!((without.status, without.code()), (400, "V0001"));
+    assert!(without.json["message"]
+        .as_str()
+        .unwrap()
+        .contains("userEmail is required"));
+    assert_eq!(with.code(), "S0000");
+    assert!(
+        sim.ledger_for_order("o-none").is_empty(),
+        "refused: no transaction"
+    );
+    let payers = sim.charge_payers();
+    assert_eq!(payers.len(), 2, "{payers:?}");
+    assert_eq!(payers[0].order_id, "o-plain");
+    assert_eq!(payers[0].user_email, None);
+    assert_eq!(payers[1].order_id, "o-mail");
+    assert_eq!(payers[1].user_email.as_deref(), Some("wang@shop.example"));
+    assert_eq!(payers[1].user_name.as_deref(), Some("王小明"));
+    assert_eq!(
+        payers[1].invoice_info,
+        Some(json!({"carrierType": "3J0002"}))
+    );
+}
+
+#[tokio::test]
 async fn amount_limits_v0003_and_v0001() {
     let sim = start_sim(None).await;
     let token = sim.create_token(cards::SUCCESS);

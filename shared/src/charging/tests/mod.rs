@@ -68,6 +68,8 @@ struct ScriptedOen {
     charged: Mutex<Vec<(u32, u32)>>,
     /// Each refund request: the transaction and the amount asked for.
     refunds: Mutex<Vec<(TransactionId, Option<u32>)>>,
+    /// Each charge request's payer (e-invoicing fields).
+    payers: Mutex<Vec<crate::domain::Payer>>,
 }
 
 impl ScriptedOen {
@@ -120,6 +122,7 @@ impl OenGateway for ScriptedOen {
             .map(|d| d.unit_price * d.quantity)
             .sum();
         self.charged.lock().unwrap().push((req.amount.ntd(), lines));
+        self.payers.lock().unwrap().push(req.payer.clone());
         let next = self.charges.lock().unwrap().pop_front();
         next.expect("the script has no more charge answers")
     }
@@ -153,6 +156,7 @@ struct World {
     oen: Arc<ScriptedOen>,
     clock: TestClock,
     events: Arc<MemoryEvents>,
+    queue: Arc<MemoryQueue>,
     customer: CustomerId,
     plan: PlanId,
 }
@@ -177,16 +181,14 @@ impl World {
             events.clone(),
             Arc::new(clock.clone()),
         );
-        let deps = ChargeDeps::new(
-            base,
-            Arc::new(MemoryQueue::default()),
-            ChargePolicy::default(),
-        );
+        let queue = Arc::new(MemoryQueue::default());
+        let deps = ChargeDeps::new(base, queue.clone(), ChargePolicy::default());
         let world = Self {
             deps,
             oen,
             clock,
             events,
+            queue,
             customer: CustomerId::parse("cust-1").unwrap(),
             plan: PlanId::parse("premium").unwrap(),
         };
@@ -209,6 +211,7 @@ impl World {
             token_fingerprint: token.fingerprint(),
             last4: Some("4242".into()),
             created_at: t0(),
+            payer: Default::default(),
         };
         let sub = Subscription {
             customer: self.customer.clone(),
@@ -274,6 +277,11 @@ impl World {
 
     /// The customer binds a new card for the plan, through the webhook flow.
     async fn bind_again(&self) {
+        self.bind_again_as(crate::domain::Payer::default()).await;
+    }
+
+    /// [`Self::bind_again`] with a start link that carried `payer`.
+    async fn bind_again_as(&self, payer: crate::domain::Payer) {
         let now = self.clock.now();
         let checkout = CheckoutId::parse("2HhngP9sVb3mK1xYdQe7Wc0RtUi").unwrap();
         let session = crate::domain::BindingSession {
@@ -285,6 +293,7 @@ impl World {
             checkout_id: Some(checkout.clone()),
             state: crate::domain::SessionState::Pending,
             terms: None,
+            payer,
         };
         let custom = crate::binding::CustomId {
             reference: session.reference.clone(),
@@ -325,6 +334,8 @@ impl World {
 
 mod events;
 mod lifecycle;
+mod notice;
+mod payer;
 mod transition;
 mod worker;
 
@@ -345,5 +356,7 @@ fn sample_subscription() -> Subscription {
         updated_at: t0(),
         terms: crate::dev::dev_plans().lookup("premium").ok().cloned(),
         carried: None,
+        renewal_noticed: None,
+        payer: Default::default(),
     }
 }

@@ -32,6 +32,8 @@ fn outcome_name(o: &WorkOutcome) -> &'static str {
         WorkOutcome::Planned { .. } | WorkOutcome::Skipped(_) => "other",
         // One-off charges' outcomes; a period never ends so.
         WorkOutcome::Declined { .. } | WorkOutcome::Released => "one-off",
+        // A renewal notice; a charge never ends so.
+        WorkOutcome::Noticed { .. } => "notice",
     }
 }
 

@@ -213,3 +213,26 @@ async fn the_newest_card_is_charged_and_get_answers_only_known_charges() {
         assert_eq!((err.status(), err.code()), (404, "charge_not_found"));
     }
 }
+
+#[tokio::test]
+async fn a_one_off_charge_sends_the_payer_its_card_was_bound_with() {
+    // GIVEN the saved card was bound through a link with an e-mail, a name and invoiceInfo
+    let w = World::new(FakeOen::default()).await;
+    let customer = CustomerId::parse("cust-1").unwrap();
+    let card = w.store.cards_of(&customer).await.unwrap().remove(0);
+    let payer = crate::domain::Payer {
+        email: Some(crate::domain::Email::parse("wang@shop.example").unwrap()),
+        name: Some(crate::domain::PayerName::parse("Wang").unwrap()),
+        invoice_info: Some(crate::domain::InvoiceInfo::parse(r#"{"donate":"919"}"#).unwrap()),
+    };
+    let mut with_payer = card.value;
+    with_payer.payer = payer.clone();
+    let put = crate::store::Put::new(with_payer, crate::store::Expect::Version(card.version));
+    w.store.commit(vec![put]).await.unwrap();
+    // WHEN a one-off charge is made THEN Oen gets that payer with it
+    let reply = w.create(KEY, &request(150, "inv-1")).await.unwrap();
+    assert_eq!(reply.status, 201);
+    assert_eq!(w.oen.payers_seen.lock().unwrap().clone(), [payer]);
+    // AND nothing answered about the charge repeats the e-mail
+    assert!(!reply.body.to_string().contains("wang@"), "{}", reply.body);
+}

@@ -60,6 +60,8 @@ struct FakeOen {
     latency: Mutex<StdDuration>,
     /// Every token the fake was asked to charge with.
     tokens_seen: Mutex<Vec<String>>,
+    /// Every charge request's payer (e-invoicing fields).
+    payers_seen: Mutex<Vec<crate::domain::Payer>>,
     /// The order listing lags: it shows nothing yet.
     listing_hidden: AtomicBool,
 }
@@ -133,6 +135,7 @@ impl OenGateway for FakeOen {
             .lock()
             .unwrap()
             .push(req.token.expose().to_owned());
+        self.payers_seen.lock().unwrap().push(req.payer.clone());
         let latency = *self.latency.lock().unwrap();
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
@@ -283,6 +286,7 @@ impl World {
             token_fingerprint: token.fingerprint(),
             last4: Some("4242".into()),
             created_at: self.clock.now(),
+            payer: Default::default(),
         };
         let put = crate::store::Put::new(card, crate::store::Expect::Absent);
         self.charge_deps.store.commit(vec![put]).await.unwrap();

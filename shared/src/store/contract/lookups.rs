@@ -26,6 +26,7 @@ pub fn card(customer: &str, ciphertext: &[u8]) -> Card {
         token_fingerprint: "ff00".into(),
         last4: Some("4242".into()),
         created_at: t0(),
+        payer: Default::default(),
     }
 }
 

@@ -291,6 +291,7 @@ pub async fn cards_of_lists_the_customers_cards_only(store: impl Store) {
         token_fingerprint: format!("{n:02x}"),
         last4: Some(format!("424{n}")),
         created_at: t0() + Duration::minutes(i64::from(n)),
+        payer: Default::default(),
     };
     let mine = [card("c-cards", 1), card("c-cards", 2)];
     let theirs = card("c-cards-2", 3);

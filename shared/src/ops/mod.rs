@@ -54,8 +54,8 @@ pub struct Operations {
 impl Operations {
     /// Mints a signed start link to `start_url` (the `checkout-start` route the customer's
     /// browser opens, `https://…/checkout/start`) for `customer` and `plan`, valid
-    /// `ttlSeconds`. `email` is signed into the link (Oen's page is pre-filled with it); `name`
-    /// is validated and not kept yet.
+    /// `ttlSeconds`. `email`, `name` and `invoiceInfo` are signed into the link by the rules
+    /// checkout-start applies; the binding keeps them with the subscription for every charge.
     pub async fn mint_link(
         &self,
         start_url: &str,

@@ -101,10 +101,6 @@ async fn a_minted_link_verifies_as_checkout_start_would_until_it_expires() {
         verified.payer.name.as_ref().map(|n| n.as_str()),
         Some("Mei")
     );
-    assert!(
-        !link.url.contains("Mei"),
-        "the name is not signed into the link"
-    );
     let later = now() + Duration::seconds(601);
     assert!(matches!(
         links::verify(query, key, &dev::dev_plans(), later, Duration::hours(24)),

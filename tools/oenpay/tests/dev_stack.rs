@@ -182,7 +182,73 @@ async fn an_operator_runs_every_subcommand_against_the_dev_stack() {
         stderr(&refused)
     );
 
+    // A one-off charge with a key: repeated, it answers the first charge; the key with other
+    // parameters is refused; without a key, one is made and printed first.
+    let args = [
+        "charge",
+        "--customer",
+        "mei",
+        "--amount",
+        "120",
+        "--description",
+        "Late fee",
+        "--idempotency-key",
+        "oenpay-test-key-0001",
+    ];
+    let first = json(&stack, &args).await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    let again = json(&stack, &args).await;
+    assert_eq!(
+        again["id"], first["id"],
+        "the same key answers the same charge"
+    );
+    let one_offs = |sim: &oen_sim::Simulator| {
+        sim.ledger()
+            .into_iter()
+            .filter(|e| e.order_id.starts_with('C'))
+            .count()
+    };
+    assert_eq!(one_offs(sim), 1);
+    let mut other = args;
+    other[4] = "130";
+    let reused = oenpay(&stack, &other).await;
+    assert_eq!(reused.status.code(), Some(1), "{}", stderr(&reused));
+    assert!(
+        stderr(&reused).contains("idempotency_key_reused")
+            && stderr(&reused).contains("new --idempotency-key"),
+        "{}",
+        stderr(&reused)
+    );
+    assert_eq!(one_offs(sim), 1);
+    let id = first["id"].as_str().unwrap();
+    let shown = ok(&stack, &["charges", "show", id]).await;
+    assert!(
+        shown.contains("succeeded") && shown.contains("The card was charged."),
+        "{shown}"
+    );
+    let keyless = oenpay(
+        &stack,
+        &[
+            "charge",
+            "--customer",
+            "mei",
+            "--amount",
+            "50",
+            "--description",
+            "Add-on",
+        ],
+    )
+    .await;
+    assert!(keyless.status.success(), "{}", stderr(&keyless));
+    assert!(
+        stderr(&keyless).contains("Idempotency-Key oenpay-"),
+        "{}",
+        stderr(&keyless)
+    );
+    assert_eq!(one_offs(sim), 2);
+
     // The dry run: nothing is due right after the charge; a month later, the renewal is.
+    let charged = sim.ledger().len();
     let nothing = ok(&stack, &["charge-due", "--dry-run"]).await;
     assert!(nothing.contains("Nothing is due"), "{nothing}");
     let skipped = browser()
@@ -202,7 +268,7 @@ async fn an_operator_runs_every_subcommand_against_the_dev_stack() {
         table.contains("1 charge; NT$500 would be asked of Oen. Nothing was charged."),
         "{table}"
     );
-    assert_eq!(sim.ledger().len(), 1, "a dry run charges nothing");
+    assert_eq!(sim.ledger().len(), charged, "a dry run charges nothing");
     let refused = oenpay(&stack, &["charge-due"]).await;
     assert_eq!(refused.status.code(), Some(2));
     assert!(
@@ -225,7 +291,7 @@ async fn an_operator_runs_every_subcommand_against_the_dev_stack() {
     assert!(canceled.contains("canceled"), "{canceled}");
     // Nothing is charged again.
     run_charger(&stack).await;
-    assert_eq!(sim.ledger().len(), 1);
+    assert_eq!(sim.ledger().len(), charged);
 
     // Errors: what went wrong, what to do, and an exit code by whose fault.
     let missing = oenpay(&stack, &["customers", "show", "nobody"]).await;

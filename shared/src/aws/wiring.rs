@@ -171,6 +171,31 @@ pub fn webhook_deps(
     )
 }
 
+/// The binding dependencies of a function that charges card tokens (the charger, and the
+/// merchant API for one-off charges): the key that decrypts them, Oen, and the event bus.
+#[cfg(all(
+    feature = "aws-dynamodb",
+    feature = "aws-kms",
+    feature = "aws-eventbridge",
+    feature = "aws-secretsmanager"
+))]
+fn charging_binding(
+    aws: &AwsConfig,
+    config: &Config,
+    oen_config: &OenConfig,
+    token_key_id: &str,
+    event_bus_name: &str,
+    secrets: Arc<dyn SecretSource>,
+) -> Result<BindingDeps, OenError> {
+    Ok(binding_deps(
+        aws,
+        config,
+        vault(aws, token_key_id),
+        Arc::new(oen(config, oen_config, secrets)?),
+        events(aws, event_bus_name),
+    ))
+}
+
 /// What the charger needs: every adapter, plus the work queue.
 #[cfg(all(
     feature = "aws-dynamodb",
@@ -186,13 +211,14 @@ pub fn charge_deps(
     aws: &AwsConfig,
     secrets: Arc<dyn SecretSource>,
 ) -> Result<crate::charging::ChargeDeps, OenError> {
-    let binding = binding_deps(
+    let binding = charging_binding(
         aws,
         config,
-        vault(aws, &charger.token_key_id),
-        Arc::new(oen(config, oen_config, secrets)?),
-        events(aws, &charger.event_bus_name),
-    );
+        oen_config,
+        &charger.token_key_id,
+        &charger.event_bus_name,
+        secrets,
+    )?;
     let queue = super::SqsQueue::new(
         super::lazy::LazyClient::on_first_use(aws, aws_sdk_sqs::Client::new),
         charger.charge_queue_url.clone(),
@@ -221,13 +247,14 @@ pub fn merchant_api_deps(
     aws: &AwsConfig,
     secrets: Arc<dyn SecretSource>,
 ) -> Result<crate::charging::ChargeDeps, OenError> {
-    let binding = binding_deps(
+    let binding = charging_binding(
         aws,
         config,
-        vault(aws, &api.token_key_id),
-        Arc::new(oen(config, oen_config, secrets)?),
-        events(aws, &api.event_bus_name),
-    );
+        oen_config,
+        &api.token_key_id,
+        &api.event_bus_name,
+        secrets,
+    )?;
     Ok(crate::charging::ChargeDeps::new(
         binding,
         Arc::new(crate::withheld::Withheld::new(

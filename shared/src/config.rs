@@ -319,6 +319,12 @@ pub struct MerchantApiConfig {
     pub start_link_url: Option<String>,
     /// `LINK_MAX_TTL`: the longest life a minted link may have (checkout-start's own limit).
     pub link_max_ttl: Duration,
+    /// `CHARGE_QUEUE_URL`: where redriven dead letters' work goes.
+    pub charge_queue_url: String,
+    /// `CHARGE_DEAD_LETTER_QUEUE_URL`: the charge queue's dead-letter queue.
+    pub charge_dead_letter_queue_url: String,
+    /// `SCHEDULE_DEAD_LETTER_QUEUE_URL`: the schedules' dead-letter queue.
+    pub schedule_dead_letter_queue_url: String,
 }
 
 impl MerchantApiConfig {
@@ -334,6 +340,9 @@ impl MerchantApiConfig {
                 Some(raw) => link_max_ttl(&raw)?,
                 None => DEFAULT_LINK_MAX_TTL,
             },
+            charge_queue_url: vars.url("CHARGE_QUEUE_URL")?,
+            charge_dead_letter_queue_url: vars.url("CHARGE_DEAD_LETTER_QUEUE_URL")?,
+            schedule_dead_letter_queue_url: vars.url("SCHEDULE_DEAD_LETTER_QUEUE_URL")?,
         })
     }
 }
@@ -484,6 +493,14 @@ mod tests {
                 "CHARGE_QUEUE_URL",
                 "https://sqs.ap-northeast-1.amazonaws.com/1/q".to_owned(),
             ),
+            (
+                "CHARGE_DEAD_LETTER_QUEUE_URL",
+                "https://sqs.ap-northeast-1.amazonaws.com/1/dlq".to_owned(),
+            ),
+            (
+                "SCHEDULE_DEAD_LETTER_QUEUE_URL",
+                "https://sqs.ap-northeast-1.amazonaws.com/1/sdlq".to_owned(),
+            ),
         ])
     }
 
@@ -564,8 +581,11 @@ mod tests {
         assert_eq!(
             read(&|v| drop(MerchantApiConfig::read(v).unwrap())),
             names(&[
+                "CHARGE_DEAD_LETTER_QUEUE_URL",
+                "CHARGE_QUEUE_URL",
                 "EVENT_BUS_NAME",
                 "LINK_MAX_TTL",
+                "SCHEDULE_DEAD_LETTER_QUEUE_URL",
                 "START_LINK_URL",
                 "TOKEN_KEY_ID"
             ])

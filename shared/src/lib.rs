@@ -15,6 +15,7 @@ pub mod binding;
 pub mod charging;
 pub mod clock;
 pub mod config;
+pub mod deadletter;
 #[cfg(any(test, feature = "dev"))]
 pub mod dev;
 pub mod domain;

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -42,9 +42,33 @@ pub enum WorkMessage {
     },
     /// Send one subscription's `subscription.renewal_upcoming`, if it is still due.
     Notice { customer: CustomerId, plan: PlanId },
+    /// Reconcile one Taipei day against Oen's transaction list: a scheduled reconciliation that
+    /// Scheduler could not deliver, redriven (`crate::deadletter`). `rerun` replaces a complete
+    /// report (a person's run) instead of leaving it.
+    Reconcile { date: NaiveDate, rerun: bool },
 }
 
 impl WorkMessage {
+    /// What a scheduled run enqueues: one planning message per due-index shard, as of `now`.
+    pub fn scheduled_run(now: DateTime<Utc>) -> Vec<Self> {
+        (0..crate::store::DUE_SHARDS)
+            .map(|s| WorkMessage::plan(s, now, None))
+            .collect()
+    }
+
+    /// Its `kind`, as in its JSON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WorkMessage::Plan { .. } => "plan",
+            WorkMessage::Charge { .. } => "charge",
+            WorkMessage::PlanCharges { .. } => "plan_charges",
+            WorkMessage::ReconcileCharge { .. } => "reconcile_charge",
+            WorkMessage::PlanNotices { .. } => "plan_notices",
+            WorkMessage::Notice { .. } => "notice",
+            WorkMessage::Reconcile { .. } => "reconcile",
+        }
+    }
+
     pub fn plan(shard: u16, now: DateTime<Utc>, cursor: Option<DueCursor>) -> Self {
         WorkMessage::Plan {
             shard,

@@ -143,8 +143,10 @@ pub struct Permission {
 ///   `PutEvents` needs `events:PutEvents` on the event bus of each entry (the account's
 ///   `default` bus for an entry that names none).
 /// - SQS (Amazon SQS Developer Guide, "Amazon SQS batch actions"): batch actions have no
-///   permission of their own; `SendMessageBatch` is authorised as `sqs:SendMessage` on the
-///   queue.
+///   permission of their own; `SendMessageBatch` is authorised as `sqs:SendMessage` and
+///   `DeleteMessageBatch` as `sqs:DeleteMessage` on the queue. `ReceiveMessage` and
+///   `GetQueueAttributes` need the action of their own name ("Amazon SQS API permissions:
+///   Actions and resource reference").
 ///
 /// # Panics
 /// On an operation this mapping does not know: a function calling something new must be looked
@@ -223,6 +225,9 @@ pub fn iam_permissions(call: &Call) -> Vec<Permission> {
         },
         "AmazonSQS" => match op {
             "SendMessage" | "SendMessageBatch" => other("sqs:SendMessage", Resource::Queue),
+            "DeleteMessage" | "DeleteMessageBatch" => other("sqs:DeleteMessage", Resource::Queue),
+            "ReceiveMessage" => other("sqs:ReceiveMessage", Resource::Queue),
+            "GetQueueAttributes" => other("sqs:GetQueueAttributes", Resource::Queue),
             _ => panic!("no documented IAM mapping here for SQS {op}: look it up and add it"),
         },
         service => panic!("no documented IAM mapping here for {service}.{op}"),

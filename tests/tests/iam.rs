@@ -607,12 +607,26 @@ async fn drive() -> Journey {
         .unwrap()
         .queue_url
         .unwrap();
+    let mut dead_letter_urls = Vec::new();
+    for name in ["charges-dlq", "schedule-dlq"] {
+        dead_letter_urls.push(
+            sqs.create_queue()
+                .queue_name(harness::unique_name(name))
+                .send()
+                .await
+                .unwrap()
+                .queue_url
+                .unwrap(),
+        );
+    }
     let names: BTreeMap<String, String> = [
         ("Table", table.clone()),
         ("TokenKey", key),
         ("OenSecret", secret),
         ("EventBus", bus),
         ("ChargeQueue", queue_url.clone()),
+        ("ChargeDeadLetterQueue", dead_letter_urls[0].clone()),
+        ("ScheduleDeadLetterQueue", dead_letter_urls[1].clone()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -707,7 +721,8 @@ async fn drive() -> Journey {
                 secrets,
                 link_max_ttl: m.api.link_max_ttl,
             },
-            start_link_url: m.api.start_link_url,
+            start_link_url: m.api.start_link_url.clone(),
+            dead_letters: wiring::dead_letters(&aws_merchant, &m.api),
         }),
         merchant_api::Access::RequireIam,
     );
@@ -740,6 +755,7 @@ async fn drive() -> Journey {
         PeriodState::Paid { .. }
     ));
     reconciliation_flow(&world).await;
+    dead_letter_flow(&world, &dead_letter_urls).await;
 
     webhook_server.abort();
     Journey {
@@ -1083,6 +1099,58 @@ async fn reconciliation_flow(w: &World) {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["counts"], answer["report"]["counts"], "{body}");
+}
+
+/// The operator looks at both dead-letter queues and redrives them (`oenpay dlq`): a charge
+/// message that failed five times goes back as it was, a scheduled run Scheduler could not
+/// deliver becomes its planning; the charger then works both.
+async fn dead_letter_flow(w: &World, dead_letter_urls: &[String]) {
+    let charge = json!({"kind": "charge", "customer": "cust-decline", "plan": PLAN});
+    w.sqs
+        .send_message()
+        .queue_url(&dead_letter_urls[0])
+        .message_body(charge.to_string())
+        .send()
+        .await
+        .unwrap();
+    w.sqs
+        .send_message()
+        .queue_url(&dead_letter_urls[1])
+        .message_body(json!({"scheduledTime": w.clock.now().to_rfc3339()}).to_string())
+        .send()
+        .await
+        .unwrap();
+    for queue in ["charge", "schedule"] {
+        let (status, body) = w
+            .merchant("GET", &format!("/v1/dead-letters/{queue}"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["approximateMessages"], 1, "{body}");
+        let (status, body) = w
+            .merchant("POST", &format!("/v1/dead-letters/{queue}/redrive"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            (&body["moved"], &body["remaining"]),
+            (&json!(1), &json!(0)),
+            "{body}"
+        );
+    }
+    // The charge message, and one planning message per shard.
+    let batch = w.take_batch().await;
+    assert_eq!(
+        batch["Records"].as_array().map(Vec::len),
+        Some(1 + usize::from(oen_pay::store::DUE_SHARDS)),
+        "{batch}"
+    );
+    w.deliver(batch).await;
+    loop {
+        let batch = w.take_batch().await;
+        if batch["Records"].as_array().is_none_or(Vec::is_empty) {
+            break;
+        }
+        w.deliver(batch).await;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

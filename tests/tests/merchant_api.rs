@@ -9,13 +9,16 @@ use axum::Router;
 use chrono::Duration;
 use http_body_util::BodyExt;
 use merchant_api::{router, Access, App};
+use oen_pay::aws::{SqsDeadLetters, SqsQueue};
 use oen_pay::charging::WorkOutcome;
 use oen_pay::clock::Clock;
+use oen_pay::deadletter::DeadLetterOps;
 use oen_pay::dev;
 use oen_pay::domain::{OrderId, TransactionId};
 use oen_pay::links;
 use oen_pay::oen::RefundRequest;
 use oen_pay::ops::Operations;
+use oen_pay::queue::WorkMessage;
 use oen_pay::store::{StoreExt, SubscriptionStatus};
 use oen_pay::vault::VaultContext;
 use oen_pay_integration as harness;
@@ -71,10 +74,39 @@ fn unsigned(method: &str, path: &str, body: Option<Value>) -> Value {
 struct Api {
     s: Stack,
     router: Router,
+    /// moto's SQS behind the dead-letter routes (in memory for `memory_api`).
+    sqs: Option<aws_sdk_sqs::Client>,
+    queues: Queues,
+}
+
+/// The charge queue, its dead-letter queue, the schedules' dead-letter queue.
+#[derive(Default)]
+struct Queues {
+    charge: String,
+    charge_dead: String,
+    schedule_dead: String,
 }
 
 async fn api() -> Api {
     let s = stack().await;
+    let sqs = aws_sdk_sqs::Client::new(&harness::aws_config().await);
+    let mut urls = Vec::new();
+    for name in ["charges", "charges-dlq", "schedule-dlq"] {
+        urls.push(
+            sqs.create_queue()
+                .queue_name(harness::unique_name(name))
+                .send()
+                .await
+                .unwrap()
+                .queue_url
+                .unwrap(),
+        );
+    }
+    let queues = Queues {
+        charge: urls[0].clone(),
+        charge_dead: urls[1].clone(),
+        schedule_dead: urls[2].clone(),
+    };
     let app = App {
         ops: Operations {
             deps: s.deps.clone(),
@@ -82,9 +114,29 @@ async fn api() -> Api {
             link_max_ttl: Duration::hours(24),
         },
         start_link_url: None,
+        dead_letters: DeadLetterOps {
+            letters: Arc::new(SqsDeadLetters::new(
+                sqs.clone(),
+                queues.charge_dead.clone(),
+                queues.schedule_dead.clone(),
+            )),
+            queue: Arc::new(SqsQueue::new(sqs.clone(), queues.charge.clone())),
+        },
     };
     let router = router(Arc::new(app), Access::RequireIam);
-    Api { s, router }
+    Api {
+        s,
+        router,
+        sqs: Some(sqs),
+        queues,
+    }
+}
+
+fn memory_dead_letters() -> DeadLetterOps {
+    DeadLetterOps {
+        letters: Arc::new(oen_pay::deadletter::MemoryDeadLetters::default()),
+        queue: Arc::new(oen_pay::queue::MemoryQueue::default()),
+    }
 }
 
 impl Api {
@@ -187,6 +239,8 @@ async fn every_route_refuses_a_request_without_an_iam_identity_and_changes_nothi
             Some(charge_body("cust-guard", 300)),
         ),
         ("GET", "/v1/charges/AbCdEfGhIjKlMnOpQrSt".into(), None),
+        ("GET", "/v1/dead-letters/charge".into(), None),
+        ("POST", "/v1/dead-letters/charge/redrive".into(), None),
         ("GET", "/v1/no-such-route".into(), None),
     ];
     // Shapes a caller without SigV4 (or a misreading of the context) could produce.
@@ -949,6 +1003,7 @@ fn memory_app() -> Arc<App> {
             link_max_ttl: Duration::hours(24),
         },
         start_link_url: None,
+        dead_letters: memory_dead_letters(),
     })
 }
 
@@ -1023,6 +1078,7 @@ async fn memory_api() -> Api {
             link_max_ttl: Duration::hours(24),
         },
         start_link_url: None,
+        dead_letters: memory_dead_letters(),
     };
     let s = Stack {
         sim,
@@ -1037,6 +1093,8 @@ async fn memory_api() -> Api {
     Api {
         s,
         router: router(Arc::new(app), Access::RequireIam),
+        sqs: None,
+        queues: Queues::default(),
     }
 }
 
@@ -1443,4 +1501,272 @@ async fn an_unknown_charge_is_404_and_a_customer_without_a_card_too() {
     assert_eq!(none.status, StatusCode::NOT_FOUND, "{}", none.body);
     assert_eq!(none.body["error"]["code"], "no_saved_card");
     assert!(a.s.sim.ledger().is_empty());
+}
+
+impl Api {
+    fn sqs(&self) -> &aws_sdk_sqs::Client {
+        self.sqs.as_ref().expect("an Api on moto's SQS")
+    }
+
+    async fn send(&self, queue: &str, body: &str, attributes: &[(&str, &str, &str)]) {
+        let mut request = self
+            .sqs()
+            .send_message()
+            .queue_url(queue)
+            .message_body(body);
+        for (name, kind, value) in attributes {
+            request = request.message_attributes(
+                *name,
+                aws_sdk_sqs::types::MessageAttributeValue::builder()
+                    .data_type(*kind)
+                    .string_value(*value)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        request.send().await.unwrap();
+    }
+
+    /// Everything on the charge queue (received and deleted, as Lambda's poller does).
+    async fn take_charge_queue(&self) -> Vec<WorkMessage> {
+        let mut out = Vec::new();
+        loop {
+            let received = self
+                .sqs()
+                .receive_message()
+                .queue_url(&self.queues.charge)
+                .max_number_of_messages(10)
+                .visibility_timeout(60)
+                .send()
+                .await
+                .unwrap();
+            let messages = received.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return out;
+            }
+            for m in messages {
+                out.push(serde_json::from_str(m.body().unwrap()).unwrap());
+                self.sqs()
+                    .delete_message()
+                    .queue_url(&self.queues.charge)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_dead_charge_message_is_listed_redriven_and_charges_once_though_it_was_there_twice() {
+    let a = api().await;
+    a.s.bind("cust-dlq", "premium", cards::SUCCESS).await;
+    let message = json!({"kind": "charge", "customer": "cust-dlq", "plan": "premium"}).to_string();
+    // The same message twice: a redrive whose delete was lost sends it again.
+    a.send(&a.queues.charge_dead, &message, &[]).await;
+    a.send(&a.queues.charge_dead, &message, &[]).await;
+    a.send(&a.queues.charge_dead, "not json", &[]).await;
+
+    let (status, listed) = a.call("GET", "/v1/dead-letters/charge", None).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["queue"], "charge");
+    assert_eq!(listed["approximateMessages"], 3, "{listed}");
+    let mut plans: Vec<&str> = listed["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["redrive"].as_str().unwrap())
+        .collect();
+    plans.sort();
+    assert_eq!(
+        plans,
+        [
+            "charge the due period of cust-dlq / premium",
+            "charge the due period of cust-dlq / premium",
+            "kept: not a charge queue message (expected ident at line 1 column 2)",
+        ]
+    );
+    // Looking moved nothing and hid nothing.
+    let (_, again) = a
+        .call("GET", "/v1/dead-letters/charge?limit=10", None)
+        .await;
+    assert_eq!(again["messages"].as_array().unwrap().len(), 3, "{again}");
+    assert!(a.take_charge_queue().await.is_empty());
+
+    // What a caller can get wrong.
+    assert_error(
+        &a.call("GET", "/v1/dead-letters/charges", None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "\"charge\" and \"schedule\"",
+    );
+    assert_error(
+        &a.call("GET", "/v1/dead-letters/charge?limit=11", None)
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "limit must be a whole number from 0 to 10",
+    );
+    assert_error(
+        &a.call(
+            "POST",
+            "/v1/dead-letters/charge/redrive",
+            Some(json!({"max": 0})),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "max 0 is out of range",
+    );
+    assert_error(
+        &a.call(
+            "POST",
+            "/v1/dead-letters/charge/redrive",
+            Some(json!({"limit": 5})),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "unknown field `limit`",
+    );
+    assert!(
+        a.take_charge_queue().await.is_empty(),
+        "a refused redrive moved nothing"
+    );
+
+    let (status, done) = a
+        .call("POST", "/v1/dead-letters/charge/redrive", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["moved"], 2, "{done}");
+    assert_eq!(done["kept"].as_array().unwrap().len(), 1, "{done}");
+    assert!(done["kept"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("not a charge queue message"));
+    assert_eq!(
+        done["remaining"], 1,
+        "the kept message is still there: {done}"
+    );
+
+    // The charger works both copies: one charge at Oen.
+    let work = a.take_charge_queue().await;
+    assert_eq!(work.len(), 2);
+    let mut outcomes = Vec::new();
+    for m in &work {
+        outcomes.push(
+            oen_pay::charging::handle(&a.s.deps, m, &oen_pay_integration::stack::worker("w"))
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(
+        matches!(
+            outcomes.as_slice(),
+            [
+                WorkOutcome::Paid { charged: true, .. },
+                WorkOutcome::Skipped(_)
+            ]
+        ),
+        "{outcomes:?}"
+    );
+    assert_eq!(a.s.sim.ledger().len(), 1);
+    a.s.assert_ledger_agrees(&[("cust-dlq", "premium")]).await;
+}
+
+#[tokio::test]
+async fn a_missed_scheduled_run_and_reconciliation_are_redriven_as_the_work_they_would_have_done() {
+    let a = api().await;
+    a.s.bind("cust-missed", "premium", cards::SUCCESS).await;
+    let now = a.s.clock.now();
+    // As Scheduler leaves them: the schedule's input, its error in the message attributes.
+    let failed = [
+        (
+            "ERROR_CODE",
+            "String",
+            "AWS.Lambda.TooManyRequestsException",
+        ),
+        ("ERROR_MESSAGE", "String", "Rate Exceeded."),
+        ("RETRY_ATTEMPTS", "Number", "5"),
+    ];
+    a.send(
+        &a.queues.schedule_dead,
+        &json!({"scheduledTime": now.to_rfc3339()}).to_string(),
+        &failed,
+    )
+    .await;
+    a.send(
+        &a.queues.schedule_dead,
+        &json!({"job": "reconcile", "scheduledTime": now.to_rfc3339()}).to_string(),
+        &failed,
+    )
+    .await;
+
+    let (status, listed) = a.call("GET", "/v1/dead-letters/schedule", None).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["approximateMessages"], 2, "{listed}");
+    let day = oen_pay::reconcile::previous_taipei_day(now);
+    for m in listed["messages"].as_array().unwrap() {
+        assert_eq!(
+            m["attributes"]["ERROR_CODE"], "AWS.Lambda.TooManyRequestsException",
+            "{m}"
+        );
+        assert_eq!(m["attributes"]["RETRY_ATTEMPTS"], "5", "{m}");
+        let redrive = m["redrive"].as_str().unwrap();
+        assert!(
+            redrive == format!("reconcile the Taipei day {day}")
+                || redrive.starts_with("plan every shard as of "),
+            "{redrive}"
+        );
+    }
+
+    let (status, done) = a
+        .call(
+            "POST",
+            "/v1/dead-letters/schedule/redrive",
+            Some(json!({"max": 100})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(
+        (&done["moved"], &done["remaining"]),
+        (&json!(2), &json!(0)),
+        "{done}"
+    );
+
+    let work = a.take_charge_queue().await;
+    let plans = work
+        .iter()
+        .filter(|m| matches!(m, WorkMessage::Plan { now: at, cursor: None, .. } if *at == now))
+        .count();
+    assert_eq!(plans, usize::from(oen_pay::store::DUE_SHARDS), "{work:?}");
+    assert!(work.contains(&WorkMessage::Reconcile {
+        date: day,
+        rerun: false
+    }));
+    assert_eq!(work.len(), plans + 1);
+    // The charger works them: the planning finds the customer due, and the day is reconciled.
+    let ctx = oen_pay_integration::stack::worker("w");
+    for m in &work {
+        let outcome = oen_pay::charging::handle(&a.s.deps, m, &ctx).await.unwrap();
+        if let WorkMessage::Reconcile { .. } = m {
+            assert_eq!(outcome, WorkOutcome::Reconciled { date: day });
+        }
+    }
+    let charged = a.s.drain().await;
+    assert!(
+        matches!(
+            charged.as_slice(),
+            [WorkOutcome::Paid { charged: true, .. }]
+        ),
+        "{charged:?}"
+    );
+    a.s.assert_ledger_agrees(&[("cust-missed", "premium")])
+        .await;
+    let (status, report) = a
+        .call("GET", &format!("/v1/reconciliation/{day}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["complete"], true, "{report}");
 }

@@ -368,3 +368,55 @@ async fn an_invocation_too_close_to_its_deadline_pauses_fails_and_its_retry_reco
     assert_eq!(answer["report"]["counts"]["matched"], 1);
     assert_eq!(answer["report"]["findingCount"], 0, "{answer} ({paid:?})");
 }
+
+/// A reconciliation Scheduler could not deliver, redriven from its dead-letter queue
+/// (`oen_pay::deadletter`), arrives as a message on the charge queue: too close to the
+/// deadline it is handed back to SQS, and its redelivery reconciles the day.
+#[tokio::test]
+async fn a_redriven_reconciliation_on_the_queue_is_handed_back_when_late_and_then_completes() {
+    let s = frozen_stack().await;
+    charge(&s, &["cust-a"]).await;
+    run_time(&s);
+    let message = oen_pay::queue::WorkMessage::Reconcile {
+        date: the_day(),
+        rerun: false,
+    };
+    let batch = json!({"Records": [{
+        "messageId": "m-reconcile",
+        "receiptHandle": "r",
+        "body": serde_json::to_string(&message).unwrap(),
+        "attributes": {},
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:ap-northeast-1:123456789012:charges",
+        "awsRegion": "ap-northeast-1"
+    }]});
+    let deliver = |seconds_left: i64| {
+        let mut context = Context::default();
+        context.request_id = format!("req-{seconds_left}");
+        context.deadline = (s.clock.now().timestamp_millis() + seconds_left * 1000) as u64;
+        charger::handle(
+            Arc::new(s.deps.clone()),
+            charger::Settings::with_concurrency(1),
+            LambdaEvent::new(batch.clone(), context),
+        )
+    };
+    let late = deliver(20).await.unwrap();
+    assert_eq!(
+        late["batchItemFailures"],
+        json!([{"itemIdentifier": "m-reconcile"}]),
+        "{late}"
+    );
+    assert!(!reconcile::report(&*s.deps.store, the_day())
+        .await
+        .unwrap()
+        .is_some_and(|r| r.complete));
+    let redelivered = deliver(60).await.unwrap();
+    assert_eq!(redelivered["batchItemFailures"], json!([]), "{redelivered}");
+    let view = reconcile::report(&*s.deps.store, the_day())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(view.complete);
+    assert_eq!(view.counts.matched, 1);
+}

@@ -129,6 +129,12 @@ fn every_grant_names_one_action_on_this_stacks_own_resources() {
                 "secretsmanager" => &["Ref OenSecret"],
                 "kms" => &["GetAtt TokenKey.Arn"],
                 "events" => &["GetAtt EventBus.Arn"],
+                // The merchant API's redrive: it may send to the charge queue, and read and
+                // delete the dead-letter queues; nothing else may touch those.
+                "sqs" if action != "sqs:SendMessage" && f == "MerchantApiFunction" => &[
+                    "GetAtt ChargeDeadLetterQueue.Arn",
+                    "GetAtt ScheduleDeadLetterQueue.Arn",
+                ],
                 "sqs" => &["GetAtt ChargeQueue.Arn"],
                 other => panic!("{f}: unexpected service {other}"),
             };
@@ -160,16 +166,34 @@ fn each_function_reads_only_what_its_flows_need() {
     let charger = actions("ChargerFunction");
     assert!(charger.contains("dynamodb:Query") && charger.contains("sqs:SendMessage"));
     // The merchant API refunds, reports and decrypts a token for a one-off charge, but never
-    // enqueues work or encrypts a token.
+    // encrypts a token; of the queues it only sends redriven work to the charge queue and reads
+    // and deletes the dead-letter queues (never receiving the charger's work).
     let merchant = actions("MerchantApiFunction");
     assert!(
-        !merchant.contains("sqs:SendMessage")
-            && merchant
-                .iter()
-                .filter(|a| a.starts_with("kms:"))
-                .eq(["kms:Decrypt"].iter()),
+        merchant
+            .iter()
+            .filter(|a| a.starts_with("kms:"))
+            .eq(["kms:Decrypt"].iter()),
         "{merchant:?}"
     );
+    let merchant_sqs: BTreeSet<(String, String)> = grants(&t, "MerchantApiFunction")
+        .into_iter()
+        .filter(|(a, _)| a.starts_with("sqs:"))
+        .collect();
+    let mut expected = BTreeSet::from([(
+        "sqs:SendMessage".to_owned(),
+        "GetAtt ChargeQueue.Arn".to_owned(),
+    )]);
+    for action in [
+        "sqs:GetQueueAttributes",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+    ] {
+        for queue in ["ChargeDeadLetterQueue", "ScheduleDeadLetterQueue"] {
+            expected.insert((action.to_owned(), format!("GetAtt {queue}.Arn")));
+        }
+    }
+    assert_eq!(merchant_sqs, expected);
     assert!(merchant.contains("events:PutEvents") && merchant.contains("dynamodb:Query"));
 }
 
@@ -290,12 +314,18 @@ fn each_function_starts_on_exactly_the_environment_the_template_gives_it() {
     let charger = reads(&t, "ChargerFunction", charger::Configuration::read);
     let merchant = reads(&t, "MerchantApiFunction", merchant_api::Configuration::read);
     // Least knowledge: only the functions that call Oen know where it is, only those that touch
-    // card tokens know the key, and only the charger knows the work queue.
+    // card tokens know the key, only the charger and the merchant API (whose redrive sends work
+    // back to it) know the work queue, and only the merchant API the dead-letter queues.
     for (name, knows) in [
         ("OEN_ENVIRONMENT", [true, false, true, true]),
         ("TOKEN_KEY_ID", [false, true, true, true]),
         ("EVENT_BUS_NAME", [false, true, true, true]),
-        ("CHARGE_QUEUE_URL", [false, false, true, false]),
+        ("CHARGE_QUEUE_URL", [false, false, true, true]),
+        ("CHARGE_DEAD_LETTER_QUEUE_URL", [false, false, false, true]),
+        (
+            "SCHEDULE_DEAD_LETTER_QUEUE_URL",
+            [false, false, false, true],
+        ),
         ("SUCCESS_URL", [true, false, false, false]),
         ("START_LINK_URL", [false, false, false, true]),
     ] {
@@ -1501,10 +1531,12 @@ fn every_merchant_api_route_takes_only_iam_callers_and_the_public_routes_stay_pu
         [
             "GET /v1/charges/{id}",
             "GET /v1/customers/{customer}",
+            "GET /v1/dead-letters/{queue}",
             "GET /v1/due",
             "GET /v1/reconciliation/{date}",
             "GET /v1/subscriptions/{id}",
             "POST /v1/charges",
+            "POST /v1/dead-letters/{queue}/redrive",
             "POST /v1/links",
             "POST /v1/periods/{orderId}/refund",
             "POST /v1/subscriptions/{id}/cancel",

@@ -17,8 +17,8 @@
 //! on the wrong day.
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use oen_pay::chrono::{DateTime, NaiveDate, Utc};
-use oen_pay::reconcile::ReconcileJob;
+use oen_pay::chrono::{DateTime, Utc};
+use oen_pay::reconcile::{self, ReconcileJob};
 use serde_json::Value;
 
 /// The payload shapes the charger accepts, as said in its refusal.
@@ -64,8 +64,8 @@ pub fn parse(payload: Value) -> Result<Trigger, UnrecognisedEvent> {
     if fields.is_empty() {
         return Ok(Trigger::Schedule(None));
     }
-    if let Some(job) = fields.get("job") {
-        return reconcile_job(job, fields).map(Trigger::Reconcile);
+    if fields.contains_key("job") {
+        return reconcile_job(fields).map(Trigger::Reconcile);
     }
     if fields.contains_key("Records") {
         return serde_json::from_value(payload)
@@ -91,57 +91,21 @@ pub fn parse(payload: Value) -> Result<Trigger, UnrecognisedEvent> {
     }
 }
 
-/// The only job a payload may name.
-pub const RECONCILE_JOB: &str = "reconcile";
-
-/// `{"job":"reconcile"}` with exactly one of `scheduledTime` (the schedule) and `date` (a
-/// person), and nothing else: a misspelt field must not turn a manual re-run into "yesterday".
+/// `{"job":"reconcile"}` with exactly one of `scheduledTime` and `date` (see
+/// [`reconcile::job_from_input`]).
 fn reconcile_job(
-    job: &Value,
     fields: &serde_json::Map<String, Value>,
 ) -> Result<ReconcileJob, UnrecognisedEvent> {
-    if job.as_str() != Some(RECONCILE_JOB) {
-        return Err(UnrecognisedEvent::new(format!(
-            "job {job} is not a job the charger runs (only \"{RECONCILE_JOB}\")"
-        )));
-    }
-    if let Some(other) = fields
-        .keys()
-        .find(|k| !matches!(k.as_str(), "job" | "scheduledTime" | "date"))
-    {
-        return Err(UnrecognisedEvent::new(format!(
-            "a reconcile job takes scheduledTime or date, not {other:?}"
-        )));
-    }
-    match (fields.get("scheduledTime"), fields.get("date")) {
-        (Some(time), None) => rfc3339("scheduledTime", time).map(ReconcileJob::scheduled),
-        (None, Some(date)) => date
-            .as_str()
-            .filter(|d| d.len() == 10)
-            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-            .map(ReconcileJob::rerun)
-            .ok_or_else(|| {
-                UnrecognisedEvent::new(format!("date {date} is not a yyyy-MM-dd calendar date"))
-            }),
-        (Some(_), Some(_)) => Err(UnrecognisedEvent::new(
-            "a reconcile job takes scheduledTime or date, not both",
-        )),
-        (None, None) => Err(UnrecognisedEvent::new(
-            "a reconcile job without scheduledTime or date",
-        )),
-    }
+    reconcile::job_from_input(fields).map_err(UnrecognisedEvent::new)
 }
 
 fn rfc3339(field: &str, value: &Value) -> Result<DateTime<Utc>, UnrecognisedEvent> {
-    value
-        .as_str()
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.with_timezone(&Utc))
-        .ok_or_else(|| UnrecognisedEvent::new(format!("{field} {value} is not an RFC 3339 time")))
+    reconcile::rfc3339_field(field, value).map_err(UnrecognisedEvent::new)
 }
 
 #[cfg(test)]
 mod tests {
+    use oen_pay::chrono::NaiveDate;
     use serde_json::json;
 
     use super::*;

@@ -16,6 +16,11 @@
 //! - `GET /v1/reconciliation/{yyyy-MM-dd}` → the daily reconciliation report of that Taipei day
 //! - `GET /v1/due?shard=0..15&after=…` → what the next scheduled run would do in that shard (a
 //!   page of due subscriptions with their action and amount; nothing is written)
+//! - `GET /v1/dead-letters/{charge|schedule}?limit=0..10` → the dead-letter queue's depth and a
+//!   sample of its messages, each with what a redrive would do with it (nothing is moved)
+//! - `POST /v1/dead-letters/{charge|schedule}/redrive` `{"max"?}` → moves up to `max` (100)
+//!   messages' work to the charge queue ([`oen_pay::deadletter`]); asked again until
+//!   `remaining` is 0
 //!
 //! Defence in depth: besides the route's authorization, the router refuses (403 `forbidden`)
 //! any request whose API Gateway v2 request context carries no IAM identity
@@ -37,6 +42,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use lambda_http::request::RequestContext;
 use oen_pay::config::{Config, ConfigError, MerchantApiConfig, OenConfig, Vars};
+use oen_pay::deadletter::DeadLetterOps;
 use oen_pay::ops::{
     from_json, CancelRequest, ErrorBody, ErrorDetail, LinkRequest, Operations, OpsError,
     RefundRequest,
@@ -70,6 +76,7 @@ impl Configuration {
 /// What the handlers need, built once per cold start.
 pub struct App {
     pub ops: Operations,
+    pub dead_letters: DeadLetterOps,
     /// `START_LINK_URL`; without it links point at the domain the request came to.
     pub start_link_url: Option<String>,
 }
@@ -86,6 +93,8 @@ pub fn router(app: Arc<App>, access: Access) -> Router {
         .route("/v1/reconciliation/{date}", get(reconciliation))
         .route("/v1/charges", post(charges::create))
         .route("/v1/charges/{id}", get(charges::show))
+        .route("/v1/dead-letters/{queue}", get(dead_letters))
+        .route("/v1/dead-letters/{queue}/redrive", post(redrive))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         // Our own check answers 413 in our format; axum's default (2 MiB) must not come first.
@@ -302,6 +311,59 @@ async fn due(
         StatusCode::OK,
         app.ops.due(&shard, query.after.as_deref()).await,
     )
+}
+
+#[derive(serde::Deserialize)]
+struct DeadLetterQuery {
+    limit: Option<String>,
+}
+
+/// `GET /v1/dead-letters/{queue}?limit=…`: the depth and a sample, nothing moved.
+async fn dead_letters(
+    State(app): State<Arc<App>>,
+    parts: Parts,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<axum::extract::Query<DeadLetterQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let call = Call::of(&parts);
+    let queue = match call.path(path) {
+        Ok(q) => q,
+        Err(r) => return call.refuse(r),
+    };
+    let Ok(axum::extract::Query(query)) = query else {
+        return call.fail(
+            "dead letters",
+            &OpsError::InvalidRequest("the query string is malformed".into()),
+        );
+    };
+    call.done(
+        "dead letters",
+        StatusCode::OK,
+        app.dead_letters.list(&queue, query.limit.as_deref()).await,
+    )
+}
+
+/// The body of a redrive: empty, `{}` or `{"max":n}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedriveBody {
+    max: Option<u64>,
+}
+
+/// `POST /v1/dead-letters/{queue}/redrive`.
+async fn redrive(
+    State(app): State<Arc<App>>,
+    parts: Parts,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let call = Call::of(&parts);
+    let (queue, request) = match (call.path(path), call.body::<RedriveBody>(body)) {
+        (Ok(q), Ok(r)) => (q, r),
+        (Err(r), _) | (_, Err(r)) => return call.refuse(r),
+    };
+    let result = app.dead_letters.redrive(&queue, request.max).await;
+    call.done("redrive", StatusCode::OK, result)
 }
 
 async fn customer(

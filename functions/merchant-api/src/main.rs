@@ -17,6 +17,7 @@ async fn main() -> Result<(), lambda_http::Error> {
             secrets,
             link_max_ttl: c.api.link_max_ttl,
         },
+        dead_letters: wiring::dead_letters(&aws, &c.api),
         start_link_url: c.api.start_link_url,
     };
     lambda_http::run(router(Arc::new(app), Access::RequireIam)).await

@@ -26,4 +26,4 @@ pub use kms::KmsVault;
 #[cfg(feature = "aws-secretsmanager")]
 pub use secrets_manager::SecretsManagerFetcher;
 #[cfg(feature = "aws-sqs")]
-pub use sqs::SqsQueue;
+pub use sqs::{SqsDeadLetters, SqsQueue};

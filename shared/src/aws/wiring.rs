@@ -264,3 +264,21 @@ pub fn merchant_api_deps(
         crate::charging::ChargePolicy::default(),
     ))
 }
+
+/// The merchant API's dead-letter operations: both dead-letter queues (look, receive, delete)
+/// and the charge queue, where redriven work goes (send only).
+#[cfg(feature = "aws-sqs")]
+pub fn dead_letters(
+    aws: &AwsConfig,
+    api: &crate::config::MerchantApiConfig,
+) -> crate::deadletter::DeadLetterOps {
+    let client = super::lazy::LazyClient::on_first_use(aws, aws_sdk_sqs::Client::new);
+    crate::deadletter::DeadLetterOps {
+        letters: Arc::new(super::SqsDeadLetters::new(
+            client.clone(),
+            api.charge_dead_letter_queue_url.clone(),
+            api.schedule_dead_letter_queue_url.clone(),
+        )),
+        queue: Arc::new(super::SqsQueue::new(client, api.charge_queue_url.clone())),
+    }
+}

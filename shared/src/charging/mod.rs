@@ -124,6 +124,10 @@ pub enum WorkOutcome {
         period: u32,
         charge_at: DateTime<Utc>,
     },
+    /// The Taipei day's reconciliation is complete.
+    Reconciled {
+        date: chrono::NaiveDate,
+    },
 }
 
 #[derive(Debug, Error)]
@@ -169,5 +173,36 @@ pub async fn handle(
             notice::plan_notices_page(deps, *shard, *now, cursor.clone().map(DueCursor)).await
         }
         WorkMessage::Notice { customer, plan } => notice::notify(deps, customer, plan).await,
+        WorkMessage::Reconcile { date, rerun } => reconcile_day(deps, *date, *rerun, ctx).await,
+    }
+}
+
+/// A day's reconciliation from the queue: finished (or already complete) is done; paused
+/// with pages left, or stopped by Oen or the store, goes back to the queue, and its retry
+/// continues from the page stored.
+async fn reconcile_day(
+    deps: &ChargeDeps,
+    date: chrono::NaiveDate,
+    rerun: bool,
+    ctx: &WorkContext,
+) -> Result<WorkOutcome, WorkError> {
+    use crate::reconcile::{self, ReconcileJob, ReconcileLimits, RunMode, RunOutcome};
+    let job = ReconcileJob {
+        date,
+        mode: if rerun {
+            RunMode::Rerun
+        } else {
+            RunMode::Scheduled
+        },
+    };
+    match reconcile::run(deps, job, ctx.deadline, ReconcileLimits::default()).await {
+        Ok(RunOutcome::Completed(_) | RunOutcome::AlreadyComplete(_)) => {
+            Ok(WorkOutcome::Reconciled { date })
+        }
+        Ok(RunOutcome::Paused(view)) => Err(WorkError::Retry(format!(
+            "the reconciliation of {date} paused after {} page(s); its retry continues",
+            view.pages_read
+        ))),
+        Err(e) => Err(WorkError::Retry(e.to_string())),
     }
 }

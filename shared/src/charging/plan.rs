@@ -9,13 +9,11 @@ use chrono::{DateTime, Utc};
 
 use super::{ChargeDeps, WorkError, WorkOutcome};
 use crate::queue::WorkMessage;
-use crate::store::{DueCursor, DUE_SHARDS};
+use crate::store::DueCursor;
 
 /// The scheduled run: one planning message per shard of the due index, as of `now`.
 pub async fn schedule(deps: &ChargeDeps, now: DateTime<Utc>) -> Result<usize, WorkError> {
-    let messages: Vec<WorkMessage> = (0..DUE_SHARDS)
-        .map(|s| WorkMessage::plan(s, now, None))
-        .collect();
+    let messages = WorkMessage::scheduled_run(now);
     deps.queue.enqueue(&messages).await?;
     Ok(messages.len())
 }

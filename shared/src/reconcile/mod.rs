@@ -92,6 +92,52 @@ impl ReconcileJob {
     }
 }
 
+/// The only job a schedule's input may name.
+pub const RECONCILE_JOB: &str = "reconcile";
+
+/// The reconciliation job a schedule's (or a person's) input names: `{"job":"reconcile"}` with
+/// exactly one of `scheduledTime` (the schedule: the Taipei day before it) and `date` (a
+/// person: that day, replacing a complete report), and nothing else, so that a misspelt field
+/// cannot turn a manual re-run into "yesterday". Why not, in words.
+pub fn job_from_input(
+    fields: &serde_json::Map<String, serde_json::Value>,
+) -> Result<ReconcileJob, String> {
+    let job = fields.get("job").cloned().unwrap_or_default();
+    if job.as_str() != Some(RECONCILE_JOB) {
+        return Err(format!(
+            "job {job} is not a job the charger runs (only \"{RECONCILE_JOB}\")"
+        ));
+    }
+    if let Some(other) = fields
+        .keys()
+        .find(|k| !matches!(k.as_str(), "job" | "scheduledTime" | "date"))
+    {
+        return Err(format!(
+            "a reconcile job takes scheduledTime or date, not {other:?}"
+        ));
+    }
+    match (fields.get("scheduledTime"), fields.get("date")) {
+        (Some(time), None) => rfc3339_field("scheduledTime", time).map(ReconcileJob::scheduled),
+        (None, Some(date)) => date
+            .as_str()
+            .filter(|d| d.len() == 10)
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            .map(ReconcileJob::rerun)
+            .ok_or_else(|| format!("date {date} is not a yyyy-MM-dd calendar date")),
+        (Some(_), Some(_)) => Err("a reconcile job takes scheduledTime or date, not both".into()),
+        (None, None) => Err("a reconcile job without scheduledTime or date".into()),
+    }
+}
+
+/// A JSON field holding an RFC 3339 time (as Scheduler renders `<aws.scheduler.scheduled-time>`).
+pub fn rfc3339_field(field: &str, value: &serde_json::Value) -> Result<DateTime<Utc>, String> {
+    value
+        .as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| format!("{field} {value} is not an RFC 3339 time"))
+}
+
 /// How long one invocation may page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReconcileLimits {

@@ -9,6 +9,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use oen_pay::charging::{self, WorkContext, WorkOutcome};
 use oen_pay::chrono::Duration;
+use oen_pay::deadletter::DeadLetterQueue;
 use oen_pay::outbox::{self, RelayLimits};
 use oen_pay::queue::WorkMessage;
 use serde::Deserialize;
@@ -50,10 +51,21 @@ pub(crate) async fn run(State(demo): State<Arc<Demo>>) -> Response {
         match charging::handle(&deps, &message, &ctx).await {
             Ok(WorkOutcome::Planned { .. }) => {}
             Ok(outcome) => lines.push(format!("{} → {}", subject(&message), describe(&outcome))),
-            Err(e) => lines.push(format!(
-                "{} → handed back for a retry: {e}",
-                subject(&message)
-            )),
+            Err(e) => {
+                // SQS would try it again, and move it to the dead-letter queue after five
+                // failures; the dev stack moves it at once, so that `oenpay dlq` has it.
+                let body = oen_pay::serde_json::to_string(&message).unwrap_or_default();
+                demo.adapters.dead_letters.push(
+                    DeadLetterQueue::Charge,
+                    body,
+                    now,
+                    Default::default(),
+                );
+                lines.push(format!(
+                    "{} → failed, moved to the dead-letter queue (oenpay dlq list): {e}",
+                    subject(&message)
+                ))
+            }
         }
     }
     if lines.len() == 1 {
@@ -83,6 +95,7 @@ fn subject(message: &WorkMessage) -> String {
             format!("planning renewal notices, shard {shard}")
         }
         WorkMessage::Notice { customer, plan } => format!("renewal notice {customer} / {plan}"),
+        WorkMessage::Reconcile { date, .. } => format!("reconciliation of {date}"),
     }
 }
 
@@ -121,6 +134,7 @@ fn describe(outcome: &WorkOutcome) -> String {
                 at(charge_at)
             )
         }
+        WorkOutcome::Reconciled { date } => format!("reconciliation of {date} complete"),
     }
 }
 

@@ -37,6 +37,7 @@ use oen_pay::binding::BindingDeps;
 use oen_pay::charging::{ChargeDeps, ChargePolicy};
 use oen_pay::clock::{Clock, ShiftedClock};
 use oen_pay::config;
+use oen_pay::deadletter::{DeadLetterOps, MemoryDeadLetters};
 use oen_pay::dev;
 use oen_pay::domain::MerchantId;
 use oen_pay::events::MemoryEvents;
@@ -132,6 +133,9 @@ pub struct Adapters {
     /// The machine's clock, which the demo can skip ahead to make periods due.
     pub clock: Arc<ShiftedClock>,
     pub queue: Arc<MemoryQueue>,
+    /// The dead-letter queues: a message the charger fails on waits in the charge one (the
+    /// stack tries each once, where SQS would try five times), for `oenpay dlq`.
+    pub dead_letters: Arc<MemoryDeadLetters>,
     pub secrets: Arc<dyn SecretSource>,
     /// The merchant at Oen: the simulator's, or the one given with `--oen testing`.
     pub merchant: MerchantId,
@@ -296,6 +300,7 @@ pub async fn start_with(opts: Options, oen: OenSettings) -> Result<DevStack, Dev
         events: Arc::new(MemoryEvents::default()),
         clock: Arc::new(ShiftedClock::default()),
         queue: Arc::new(MemoryQueue::default()),
+        dead_letters: Arc::new(MemoryDeadLetters::default()),
         secrets,
         merchant,
     };
@@ -442,6 +447,10 @@ fn router(
                     link_max_ttl: config::DEFAULT_LINK_MAX_TTL,
                 },
                 start_link_url: Some(format!("{url}/checkout/start")),
+                dead_letters: DeadLetterOps {
+                    letters: adapters.dead_letters.clone(),
+                    queue: adapters.queue.clone(),
+                },
             }),
             merchant_api::Access::LocalUnauthenticated,
         );

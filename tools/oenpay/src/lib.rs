@@ -6,6 +6,7 @@
 //! AWS credentials (the routes use `AWS_IAM`). The local dev stack is `http://127.0.0.1:…` and
 //! takes unsigned requests; plain `http` is refused for any other host.
 
+pub mod dlq;
 pub mod due;
 pub mod render;
 pub mod sign;

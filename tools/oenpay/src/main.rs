@@ -98,6 +98,47 @@ enum Command {
         #[command(subcommand)]
         command: ChargesCommand,
     },
+    /// The dead-letter queues: work the charger failed on five times (`charge`), and scheduled
+    /// runs Scheduler could not deliver (`schedule`).
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// How many messages wait in each queue, and up to ten of them with what a redrive would
+    /// do with each. Nothing is moved.
+    List {
+        #[arg(long, value_enum)]
+        queue: Option<DlqQueue>,
+        /// How many messages to show per queue (0 to 10).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=10))]
+        limit: u8,
+    },
+    /// Send the messages' work back to the charge queue: a charge message as it was (the
+    /// charger never charges a period twice), a missed scheduled run as its planning, a missed
+    /// reconciliation as that day's reconciliation. Messages that are none of these are kept.
+    Redrive {
+        #[arg(long, value_enum)]
+        queue: Option<DlqQueue>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DlqQueue {
+    Charge,
+    Schedule,
+}
+
+impl DlqQueue {
+    fn name(self) -> &'static str {
+        match self {
+            DlqQueue::Charge => "charge",
+            DlqQueue::Schedule => "schedule",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,6 +213,30 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             )
         } else {
             due.render()
+        };
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(out.as_bytes());
+        let _ = stdout.flush();
+        return Ok(());
+    }
+    if let Command::Dlq { command } = &cli.command {
+        let out = match *command {
+            DlqCommand::List { queue, limit } => {
+                let listed = oenpay::dlq::list(&api, queue.map(DlqQueue::name), limit).await?;
+                if cli.json {
+                    json_lines(&Value::Array(listed))
+                } else {
+                    oenpay::dlq::render_list(&listed)
+                }
+            }
+            DlqCommand::Redrive { queue } => {
+                let done = oenpay::dlq::redrive(&api, queue.map(DlqQueue::name)).await?;
+                if cli.json {
+                    json_lines(&Value::Array(done))
+                } else {
+                    oenpay::dlq::render_redrive(&done)
+                }
+            }
         };
         let mut stdout = std::io::stdout().lock();
         let _ = stdout.write_all(out.as_bytes());
@@ -295,7 +360,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 .await?,
             render::reconciliation,
         ),
-        Command::ChargeDue { .. } => unreachable!("answered above"),
+        Command::ChargeDue { .. } | Command::Dlq { .. } => unreachable!("answered above"),
         Command::Charges {
             command: ChargesCommand::Show { id },
         } => (
@@ -315,4 +380,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     let _ = stdout.write_all(out.as_bytes());
     let _ = stdout.flush();
     Ok(())
+}
+
+fn json_lines(v: &Value) -> String {
+    format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default())
 }

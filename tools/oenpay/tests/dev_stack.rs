@@ -337,3 +337,96 @@ async fn without_an_endpoint_or_with_plain_http_elsewhere_nothing_is_sent() {
     assert_eq!(remote.status.code(), Some(2));
     assert!(stderr(&remote).contains("https"), "{}", stderr(&remote));
 }
+
+#[tokio::test]
+async fn an_operator_lists_and_redrives_the_dead_letter_queues() {
+    use oen_pay::deadletter::DeadLetterQueue;
+    let stack = stack().await;
+    let sim = stack.sim().expect("the simulator plays Oen by default");
+    let out = ok(
+        &stack,
+        &[
+            "link",
+            "--customer",
+            "lin",
+            "--plan",
+            "premium",
+            "--ttl",
+            "600",
+        ],
+    )
+    .await;
+    bind(out.lines().next().unwrap(), cards::SUCCESS).await;
+    customer_with_subscription(&stack, "lin").await;
+
+    // What the charge queue's redrive policy and Scheduler would have left there.
+    let letters = &stack.adapters().dead_letters;
+    let now = stack.adapters().now();
+    letters.push(
+        DeadLetterQueue::Charge,
+        r#"{"kind":"charge","customer":"lin","plan":"premium"}"#,
+        now,
+        Default::default(),
+    );
+    letters.push(DeadLetterQueue::Charge, "garbage", now, Default::default());
+    letters.push(
+        DeadLetterQueue::Schedule,
+        format!(r#"{{"scheduledTime":"{}"}}"#, now.to_rfc3339()),
+        now,
+        [(
+            "ERROR_CODE".to_owned(),
+            "AWS.Lambda.TooManyRequestsException".to_owned(),
+        )]
+        .into(),
+    );
+
+    let shown = ok(&stack, &["dlq", "list"]).await;
+    for says in [
+        "charge the due period of lin / premium",
+        "kept: not a charge queue message",
+        "plan every shard as of",
+        "AWS.Lambda.TooManyRequestsException",
+        "oenpay dlq redrive",
+    ] {
+        assert!(shown.contains(says), "{says:?} missing from:\n{shown}");
+    }
+    let listed = json(
+        &stack,
+        &["dlq", "list", "--queue", "charge", "--limit", "1"],
+    )
+    .await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["queue"], "charge");
+    assert_eq!(listed[0]["approximateMessages"], 2);
+    assert_eq!(listed[0]["messages"].as_array().unwrap().len(), 1);
+    let refused = oenpay(&stack, &["dlq", "list", "--limit", "11"]).await;
+    assert!(!refused.status.success());
+    assert_eq!(sim.ledger().len(), 0, "looking charges nothing");
+
+    let done = json(&stack, &["dlq", "redrive"]).await;
+    assert_eq!(done[0]["queue"], "charge");
+    assert_eq!(done[0]["moved"], 1, "{done}");
+    assert_eq!(
+        done[0]["kept"][0]["reason"]
+            .as_str()
+            .map(|r| r.starts_with("not a charge queue message")),
+        Some(true),
+        "{done}"
+    );
+    assert_eq!(done[0]["remaining"], 1, "{done}");
+    assert_eq!(done[1]["queue"], "schedule");
+    assert_eq!(done[1]["moved"], 1, "{done}");
+    assert_eq!(done[1]["remaining"], 0, "{done}");
+    assert_eq!(sim.ledger().len(), 0, "a redrive only queues the work");
+
+    // The charger works the redriven charge and the missed run's planning: one charge.
+    run_charger(&stack).await;
+    assert_eq!(sim.ledger().len(), 1);
+    run_charger(&stack).await;
+    assert_eq!(sim.ledger().len(), 1);
+
+    // Nothing left to move; the human view says what stayed and why.
+    let again = ok(&stack, &["dlq", "redrive", "--queue", "schedule"]).await;
+    assert!(again.contains("schedule"), "{again}");
+    assert!(!again.contains("KEPT MESSAGE"), "{again}");
+}

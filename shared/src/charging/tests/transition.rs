@@ -34,6 +34,8 @@ fn outcome_name(o: &WorkOutcome) -> &'static str {
         WorkOutcome::Declined { .. } | WorkOutcome::Released => "one-off",
         // A renewal notice; a charge never ends so.
         WorkOutcome::Noticed { .. } => "notice",
+        // A day's reconciliation; a charge never ends so.
+        WorkOutcome::Reconciled { .. } => "reconciliation",
     }
 }
 

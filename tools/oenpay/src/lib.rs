@@ -144,12 +144,18 @@ impl Api {
     /// `endpoint` is the stack's `MerchantApiUrl` (https, signed) or the dev stack's URL
     /// (http on a loopback address, unsigned).
     pub async fn connect(endpoint: &str, region: Option<String>) -> Result<Self, CliError> {
-        let base = Url::parse(endpoint.trim_end_matches('/'))
+        let mut base = Url::parse(endpoint.trim_end_matches('/'))
             .map_err(|e| CliError::Usage(format!("--endpoint {endpoint:?} is not a URL ({e})")))?;
         let host = base
             .host_str()
             .ok_or_else(|| CliError::Usage(format!("--endpoint {endpoint:?} has no host")))?
             .to_owned();
+        // The stack's MerchantApiUrl output is the API's root and `/v1`; the requests name
+        // `v1` themselves, so either is taken (the dev stack's URL is its root).
+        if let Some(root) = base.path().trim_end_matches('/').strip_suffix("/v1") {
+            let root = root.to_owned();
+            base.set_path(&root);
+        }
         let signer = match base.scheme() {
             "https" => {
                 let region = region.or_else(|| sign::region_of_host(&host).map(str::to_owned));
@@ -333,6 +339,22 @@ mod tests {
             "http://127.0.0.1:8080/v1/customers/mei%20chen%2F1%3F"
         );
         assert!(Api::connect("http://[::1]:8080", None).await.is_ok());
+        // A MerchantApiUrl output ends in /v1, as the routes begin.
+        for endpoint in ["http://127.0.0.1:8080/v1", "http://127.0.0.1:8080/v1/"] {
+            let api = Api::connect(endpoint, None).await.unwrap();
+            assert_eq!(
+                api.url(&["v1", "customers", "mei"]),
+                "http://127.0.0.1:8080/v1/customers/mei",
+                "{endpoint}"
+            );
+        }
+        let behind = Api::connect("http://127.0.0.1:8080/pay/v1", None)
+            .await
+            .unwrap();
+        assert_eq!(
+            behind.url(&["v1", "due"]),
+            "http://127.0.0.1:8080/pay/v1/due"
+        );
         assert!(Api::connect("http://localhost:8080", None).await.is_ok());
         for bad in ["http://pay.shop.example", "ftp://127.0.0.1", "not a url"] {
             let e = Api::connect(bad, None).await.unwrap_err();

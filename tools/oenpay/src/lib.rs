@@ -4,11 +4,13 @@
 //!
 //! A deployed stack's API is `https://…` and every request is SigV4-signed with the caller's
 //! AWS credentials (the routes use `AWS_IAM`). The local dev stack is `http://127.0.0.1:…` and
-//! takes unsigned requests; plain `http` is refused for any other host.
+//! takes unsigned requests; plain `http` is refused for any other host. With `--stack NAME` the
+//! endpoint is that stack's `MerchantApiUrl` output, read from CloudFormation ([`stack`]).
 
 pub mod due;
 pub mod render;
 pub mod sign;
+pub mod stack;
 
 use std::time::Duration;
 
@@ -55,6 +57,9 @@ pub enum CliError {
     /// No answer arrived.
     #[error("{0}")]
     Transport(String),
+    /// `--stack` found no endpoint; nothing was sent to the merchant API.
+    #[error(transparent)]
+    Stack(#[from] stack::StackError),
 }
 
 impl CliError {
@@ -66,6 +71,7 @@ impl CliError {
             CliError::Api { status, .. } | CliError::Unexpected { status, .. } if *status < 500 => {
                 1
             }
+            CliError::Stack(e) => e.exit_code(),
             _ => 3,
         }
     }
@@ -120,6 +126,7 @@ impl CliError {
                  same command (a charge with the same --idempotency-key) to learn its outcome"
                     .to_owned(),
             ),
+            CliError::Stack(e) => e.hint(),
             CliError::Usage(_) | CliError::Credentials(_) => None,
         }
     }
@@ -144,11 +151,21 @@ impl Api {
     /// `endpoint` is the stack's `MerchantApiUrl` (https, signed) or the dev stack's URL
     /// (http on a loopback address, unsigned).
     pub async fn connect(endpoint: &str, region: Option<String>) -> Result<Self, CliError> {
+        Self::connect_from("--endpoint", endpoint, region).await
+    }
+
+    /// As [`Api::connect`], for an endpoint that came from `origin` (named in errors: an
+    /// option, or a stack's output).
+    pub async fn connect_from(
+        origin: &str,
+        endpoint: &str,
+        region: Option<String>,
+    ) -> Result<Self, CliError> {
         let mut base = Url::parse(endpoint.trim_end_matches('/'))
-            .map_err(|e| CliError::Usage(format!("--endpoint {endpoint:?} is not a URL ({e})")))?;
+            .map_err(|e| CliError::Usage(format!("{origin} {endpoint:?} is not a URL ({e})")))?;
         let host = base
             .host_str()
-            .ok_or_else(|| CliError::Usage(format!("--endpoint {endpoint:?} has no host")))?
+            .ok_or_else(|| CliError::Usage(format!("{origin} {endpoint:?} has no host")))?
             .to_owned();
         // The stack's MerchantApiUrl output is the API's root and `/v1`; the requests name
         // `v1` themselves, so either is taken (the dev stack's URL is its root).
@@ -164,13 +181,13 @@ impl Api {
             "http" if is_loopback(&host) => None,
             "http" => {
                 return Err(CliError::Usage(format!(
-                    "--endpoint {endpoint:?}: plain http is only for the local dev stack on \
+                    "{origin} {endpoint:?}: plain http is only for the local dev stack on \
                      127.0.0.1; a deployed stack's MerchantApiUrl is https"
                 )))
             }
             other => {
                 return Err(CliError::Usage(format!(
-                    "--endpoint {endpoint:?}: the scheme must be https (or http for the local \
+                    "{origin} {endpoint:?}: the scheme must be https (or http for the local \
                      dev stack), not {other}"
                 )))
             }

@@ -4,12 +4,14 @@
 //!
 //! A deployed stack's API is `https://…` and every request is SigV4-signed with the caller's
 //! AWS credentials (the routes use `AWS_IAM`). The local dev stack is `http://127.0.0.1:…` and
-//! takes unsigned requests; plain `http` is refused for any other host.
+//! takes unsigned requests; plain `http` is refused for any other host. With `--stack NAME` the
+//! endpoint is that stack's `MerchantApiUrl` output, read from CloudFormation ([`stack`]).
 
 pub mod dlq;
 pub mod due;
 pub mod render;
 pub mod sign;
+pub mod stack;
 
 use std::time::Duration;
 
@@ -56,6 +58,9 @@ pub enum CliError {
     /// No answer arrived.
     #[error("{0}")]
     Transport(String),
+    /// `--stack` found no endpoint; nothing was sent to the merchant API.
+    #[error(transparent)]
+    Stack(#[from] stack::StackError),
 }
 
 impl CliError {
@@ -67,6 +72,7 @@ impl CliError {
             CliError::Api { status, .. } | CliError::Unexpected { status, .. } if *status < 500 => {
                 1
             }
+            CliError::Stack(e) => e.exit_code(),
             _ => 3,
         }
     }
@@ -121,6 +127,7 @@ impl CliError {
                  same command (a charge with the same --idempotency-key) to learn its outcome"
                     .to_owned(),
             ),
+            CliError::Stack(e) => e.hint(),
             CliError::Usage(_) | CliError::Credentials(_) => None,
         }
     }
@@ -145,12 +152,28 @@ impl Api {
     /// `endpoint` is the stack's `MerchantApiUrl` (https, signed) or the dev stack's URL
     /// (http on a loopback address, unsigned).
     pub async fn connect(endpoint: &str, region: Option<String>) -> Result<Self, CliError> {
-        let base = Url::parse(endpoint.trim_end_matches('/'))
-            .map_err(|e| CliError::Usage(format!("--endpoint {endpoint:?} is not a URL ({e})")))?;
+        Self::connect_from("--endpoint", endpoint, region).await
+    }
+
+    /// As [`Api::connect`], for an endpoint that came from `origin` (named in errors: an
+    /// option, or a stack's output).
+    pub async fn connect_from(
+        origin: &str,
+        endpoint: &str,
+        region: Option<String>,
+    ) -> Result<Self, CliError> {
+        let mut base = Url::parse(endpoint.trim_end_matches('/'))
+            .map_err(|e| CliError::Usage(format!("{origin} {endpoint:?} is not a URL ({e})")))?;
         let host = base
             .host_str()
-            .ok_or_else(|| CliError::Usage(format!("--endpoint {endpoint:?} has no host")))?
+            .ok_or_else(|| CliError::Usage(format!("{origin} {endpoint:?} has no host")))?
             .to_owned();
+        // The stack's MerchantApiUrl output is the API's root and `/v1`; the requests name
+        // `v1` themselves, so either is taken (the dev stack's URL is its root).
+        if let Some(root) = base.path().trim_end_matches('/').strip_suffix("/v1") {
+            let root = root.to_owned();
+            base.set_path(&root);
+        }
         let signer = match base.scheme() {
             "https" => {
                 let region = region.or_else(|| sign::region_of_host(&host).map(str::to_owned));
@@ -159,13 +182,13 @@ impl Api {
             "http" if is_loopback(&host) => None,
             "http" => {
                 return Err(CliError::Usage(format!(
-                    "--endpoint {endpoint:?}: plain http is only for the local dev stack on \
+                    "{origin} {endpoint:?}: plain http is only for the local dev stack on \
                      127.0.0.1; a deployed stack's MerchantApiUrl is https"
                 )))
             }
             other => {
                 return Err(CliError::Usage(format!(
-                    "--endpoint {endpoint:?}: the scheme must be https (or http for the local \
+                    "{origin} {endpoint:?}: the scheme must be https (or http for the local \
                      dev stack), not {other}"
                 )))
             }
@@ -334,6 +357,22 @@ mod tests {
             "http://127.0.0.1:8080/v1/customers/mei%20chen%2F1%3F"
         );
         assert!(Api::connect("http://[::1]:8080", None).await.is_ok());
+        // A MerchantApiUrl output ends in /v1, as the routes begin.
+        for endpoint in ["http://127.0.0.1:8080/v1", "http://127.0.0.1:8080/v1/"] {
+            let api = Api::connect(endpoint, None).await.unwrap();
+            assert_eq!(
+                api.url(&["v1", "customers", "mei"]),
+                "http://127.0.0.1:8080/v1/customers/mei",
+                "{endpoint}"
+            );
+        }
+        let behind = Api::connect("http://127.0.0.1:8080/pay/v1", None)
+            .await
+            .unwrap();
+        assert_eq!(
+            behind.url(&["v1", "due"]),
+            "http://127.0.0.1:8080/pay/v1/due"
+        );
         assert!(Api::connect("http://localhost:8080", None).await.is_ok());
         for bad in ["http://pay.shop.example", "ftp://127.0.0.1", "not a url"] {
             let e = Api::connect(bad, None).await.unwrap_err();

@@ -3,7 +3,9 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use oenpay::{new_idempotency_key, render, Answer, Api, CliError};
 use serde_json::{json, Value};
 
@@ -13,11 +15,19 @@ use serde_json::{json, Value};
 #[command(name = "oenpay", version)]
 struct Cli {
     /// The merchant API: the stack's `MerchantApiUrl` output (https; requests are signed with
-    /// your AWS credentials), or the local dev stack (`http://127.0.0.1:8080`, unsigned).
-    #[arg(long, env = "OENPAY_ENDPOINT", global = true)]
+    /// your AWS credentials), or the local dev stack (`http://127.0.0.1:8080`, unsigned). Or
+    /// --stack instead.
+    #[arg(long, env = "OENPAY_ENDPOINT", global = true, value_name = "URL")]
     endpoint: Option<String>,
-    /// The API's AWS region, when the endpoint is a custom domain (else it is read from the
-    /// endpoint's host name, or AWS_REGION).
+    /// The deployed CloudFormation stack (its name or id): its `MerchantApiUrl` output is the
+    /// endpoint, read with DescribeStacks in the stack's region with your AWS credentials.
+    /// AWS_ENDPOINT_URL_CLOUDFORMATION or AWS_ENDPOINT_URL, if set, is where CloudFormation is
+    /// asked.
+    #[arg(long, env = "OENPAY_STACK", global = true, value_name = "NAME")]
+    stack: Option<String>,
+    /// With --stack, the stack's region (else AWS_REGION, AWS_DEFAULT_REGION or your profile's
+    /// region). With --endpoint, the API's region when the endpoint is a custom domain (else it
+    /// is read from the endpoint's host name, or AWS_REGION).
     #[arg(long, global = true)]
     region: Option<String>,
     /// Print the API's JSON answer instead of a table.
@@ -176,7 +186,7 @@ enum ChargesCommand {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -189,15 +199,49 @@ async fn main() -> ExitCode {
     }
 }
 
+const NO_ENDPOINT: &str = "no endpoint: pass --stack NAME (or set OENPAY_STACK) to use a \
+     deployed stack's MerchantApiUrl output, or --endpoint URL (or set OENPAY_ENDPOINT) with \
+     that URL, or http://127.0.0.1:8080 for the dev stack";
+
+/// The command line, refused as a usage error when `--stack` and `--endpoint` both name the
+/// API, on the command line or in the environment (an `OENPAY_ENDPOINT` left over from the dev
+/// stack must not quietly win, or lose, against `--stack`).
+fn parse() -> Cli {
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // `export OENPAY_STACK=` clears it.
+    cli.endpoint = cli.endpoint.filter(|e| !e.trim().is_empty());
+    cli.stack = cli.stack.filter(|s| !s.trim().is_empty());
+    if cli.endpoint.is_some() && cli.stack.is_some() {
+        let named = |id: &str, var: &str| match matches.value_source(id) {
+            Some(ValueSource::EnvVariable) => format!("{var} (set in the environment)"),
+            _ => format!("--{id}"),
+        };
+        Cli::command()
+            .error(
+                ErrorKind::ArgumentConflict,
+                format!(
+                    "{} and {} both name the merchant API: give only one",
+                    named("stack", "OENPAY_STACK"),
+                    named("endpoint", "OENPAY_ENDPOINT")
+                ),
+            )
+            .exit();
+    }
+    cli
+}
+
 async fn run(cli: Cli) -> Result<(), CliError> {
-    let endpoint = cli.endpoint.clone().ok_or_else(|| {
-        CliError::Usage(
-            "no endpoint: pass --endpoint (or set OENPAY_ENDPOINT) to the stack's \
-             MerchantApiUrl output, or http://127.0.0.1:8080 for the dev stack"
-                .into(),
-        )
-    })?;
-    let api = Api::connect(&endpoint, cli.region.clone()).await?;
+    let api = match (&cli.endpoint, &cli.stack) {
+        (Some(endpoint), None) => Api::connect(endpoint, cli.region.clone()).await?,
+        (None, Some(stack)) => {
+            let found = oenpay::stack::find(stack, cli.region.clone()).await?;
+            let origin = format!("stack {stack:?}'s {} output", oenpay::stack::OUTPUT);
+            Api::connect_from(&origin, &found.endpoint, Some(found.region)).await?
+        }
+        (None, None) => return Err(CliError::Usage(NO_ENDPOINT.into())),
+        (Some(_), Some(_)) => unreachable!("`parse` refuses --endpoint with --stack"),
+    };
     if let Command::ChargeDue { dry_run } = cli.command {
         if !dry_run {
             return Err(CliError::Usage(

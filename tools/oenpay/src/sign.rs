@@ -1,8 +1,10 @@
-//! SigV4 for the merchant API's `AWS_IAM` routes: the request is signed for the service
-//! `execute-api` in the API's region with the caller's AWS credentials, as the AWS CLI would.
+//! SigV4, as the AWS CLI signs: the merchant API's `AWS_IAM` routes are signed for the service
+//! `execute-api` in the API's region, and `--stack`'s DescribeStacks for `cloudformation` in the
+//! stack's region, both with the caller's AWS credentials.
 
 use std::time::SystemTime;
 
+use aws_config::SdkConfig;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
@@ -11,8 +13,17 @@ use aws_smithy_runtime_api::client::identity::Identity;
 
 use crate::CliError;
 
-/// The signing name of API Gateway's invoke API.
-pub const SERVICE: &str = "execute-api";
+/// The signing name of API Gateway's invoke API (the merchant API).
+pub const EXECUTE_API: &str = "execute-api";
+/// The signing name of CloudFormation (`--stack`).
+pub const CLOUDFORMATION: &str = "cloudformation";
+
+/// What a signature is for: one service in one region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope<'a> {
+    pub region: &'a str,
+    pub service: &'a str,
+}
 
 /// Signs requests with the standard AWS credentials chain (environment, profile, SSO-less
 /// process credentials, container and instance roles).
@@ -20,17 +31,22 @@ pub const SERVICE: &str = "execute-api";
 pub struct Signer {
     credentials: SharedCredentialsProvider,
     region: String,
+    service: &'static str,
 }
 
 impl Signer {
-    /// The caller's credentials, for an API in `region` (from the endpoint's host name, else
-    /// `--region`, else the SDK's region settings).
+    /// The caller's credentials, for the merchant API in `region` (from the endpoint's host
+    /// name, else `--region`, else the SDK's region settings).
     pub async fn from_environment(region: Option<String>) -> Result<Self, CliError> {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(region) = &region {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
-        let config = loader.load().await;
+        Self::from_config(&loader.load().await, EXECUTE_API)
+    }
+
+    /// The credentials and region of a loaded SDK configuration, for `service`.
+    pub fn from_config(config: &SdkConfig, service: &'static str) -> Result<Self, CliError> {
         let region = config.region().map(|r| r.to_string()).ok_or_else(|| {
             CliError::Usage(
                 "no AWS region: pass --region, or set AWS_REGION (the API's region)".into(),
@@ -42,6 +58,7 @@ impl Signer {
         Ok(Self {
             credentials,
             region,
+            service,
         })
     }
 
@@ -64,9 +81,13 @@ impl Signer {
                  AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
             ))
         })?;
+        let scope = Scope {
+            region: &self.region,
+            service: self.service,
+        };
         signing_headers(
             &credentials,
-            &self.region,
+            scope,
             method,
             url,
             headers,
@@ -79,7 +100,7 @@ impl Signer {
 /// The SigV4 headers of one request at `time`.
 pub fn signing_headers(
     credentials: &Credentials,
-    region: &str,
+    scope: Scope<'_>,
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
@@ -89,8 +110,8 @@ pub fn signing_headers(
     let identity: Identity = credentials.clone().into();
     let params = v4::SigningParams::builder()
         .identity(&identity)
-        .region(region)
-        .name(SERVICE)
+        .region(scope.region)
+        .name(scope.service)
         .time(time)
         .settings(SigningSettings::default())
         .build()

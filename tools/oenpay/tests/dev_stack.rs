@@ -27,7 +27,8 @@ async fn oenpay(stack: &DevStack, args: &[&str]) -> Output {
         .arg("--endpoint")
         .arg(stack.url())
         .args(args)
-        .env_remove("OENPAY_ENDPOINT");
+        .env_remove("OENPAY_ENDPOINT")
+        .env_remove("OENPAY_STACK");
     tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap()
@@ -320,10 +321,15 @@ async fn without_an_endpoint_or_with_plain_http_elsewhere_nothing_is_sent() {
     let none = Command::new(bin)
         .args(["customers", "show", "mei"])
         .env_remove("OENPAY_ENDPOINT")
+        .env_remove("OENPAY_STACK")
         .output()
         .unwrap();
     assert_eq!(none.status.code(), Some(2));
-    assert!(stderr(&none).contains("--endpoint"), "{}", stderr(&none));
+    assert!(
+        stderr(&none).contains("--stack NAME") && stderr(&none).contains("--endpoint URL"),
+        "{}",
+        stderr(&none)
+    );
     let remote = Command::new(bin)
         .args([
             "--endpoint",
@@ -332,6 +338,7 @@ async fn without_an_endpoint_or_with_plain_http_elsewhere_nothing_is_sent() {
             "show",
             "mei",
         ])
+        .env_remove("OENPAY_STACK")
         .output()
         .unwrap();
     assert_eq!(remote.status.code(), Some(2));

@@ -1,14 +1,15 @@
 //! The CLI's SigV4 against AWS's own implementation: botocore (in the project's `.venv`, made
 //! by `scripts/test`) signs the same requests at the same instant with the same credentials, and
 //! every signing header must be equal. A wrong service name, region, path encoding, payload
-//! hash or header set would differ.
+//! hash or header set would differ. The requests are the merchant API's (`execute-api`) and
+//! `--stack`'s DescribeStacks (`cloudformation`, a form POST).
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, UNIX_EPOCH};
 
 use aws_credential_types::Credentials;
-use oenpay::sign::signing_headers;
+use oenpay::sign::{signing_headers, Scope, CLOUDFORMATION, EXECUTE_API};
 
 const BOTOCORE: &str = r#"
 import json, sys, datetime
@@ -24,7 +25,7 @@ when = datetime.datetime.fromtimestamp(case["time"], datetime.timezone.utc).repl
 request = AWSRequest(method=case["method"], url=case["url"], data=case["body"].encode(),
                      headers=case["headers"])
 with mock.patch.object(botocore.auth, "get_current_datetime", return_value=when):
-    SigV4Auth(creds, "execute-api", case["region"]).add_auth(request)
+    SigV4Auth(creds, case["service"], case["region"]).add_auth(request)
 print(json.dumps({k.lower(): v for k, v in request.headers.items()}))
 "#;
 
@@ -62,6 +63,7 @@ fn signatures_equal_botocores() {
     let time = UNIX_EPOCH + Duration::from_secs(1_796_000_000);
     let cases = [
         (
+            EXECUTE_API,
             "POST",
             "https://a1b2c3d4e5.execute-api.ap-northeast-1.amazonaws.com/v1/charges",
             r#"{"customer":"mei","amount":120,"description":"late fee"}"#,
@@ -73,15 +75,30 @@ fn signatures_equal_botocores() {
             None,
         ),
         (
+            EXECUTE_API,
             "GET",
             "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com/v1/customers/mei%20chen%2F1",
             "",
             vec![("accept", "application/json")],
             Some("IQoJb3JpZ2luX2VjEXAMPLETOKEN"),
         ),
+        (
+            CLOUDFORMATION,
+            "POST",
+            "https://cloudformation.ap-northeast-1.amazonaws.com/",
+            "Action=DescribeStacks&StackName=oen-pay&Version=2010-05-15",
+            vec![(
+                "content-type",
+                "application/x-www-form-urlencoded; charset=utf-8",
+            )],
+            Some("IQoJb3JpZ2luX2VjEXAMPLETOKEN"),
+        ),
     ];
-    for (method, url, body, headers, token) in cases {
-        let region = oenpay::sign::region_of_host(url.split('/').nth(2).unwrap()).unwrap();
+    for (service, method, url, body, headers, token) in cases {
+        let host = url.split('/').nth(2).unwrap();
+        let region = oenpay::sign::region_of_host(host)
+            .or_else(|| host.strip_prefix("cloudformation.")?.split('.').next())
+            .unwrap();
         let credentials = Credentials::new(
             "AKIDEXAMPLE",
             "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
@@ -91,7 +108,7 @@ fn signatures_equal_botocores() {
         );
         let ours = signing_headers(
             &credentials,
-            region,
+            Scope { region, service },
             method,
             url,
             &headers,
@@ -109,11 +126,12 @@ fn signatures_equal_botocores() {
             "url": url,
             "body": body,
             "region": region,
+            "service": service,
             "headers": headers.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
         }));
         let ours: std::collections::BTreeMap<String, String> = ours.into_iter().collect();
         assert!(
-            ours["authorization"].contains(&format!("/{region}/execute-api/aws4_request")),
+            ours["authorization"].contains(&format!("/{region}/{service}/aws4_request")),
             "{}",
             ours["authorization"]
         );

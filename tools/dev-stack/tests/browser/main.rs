@@ -1,8 +1,9 @@
 //! The newcomer's path, in a real browser: headless Chromium, driven over WebDriver, clicks
 //! through the dev stack (started in-process, the simulator playing Oen) the way a person
 //! does — the shop, the simulator's card page, the return page, and the state page's charger
-//! buttons — and checks what the pages say (the steps the journeys share are in `steps.rs`).
-//! Each journey ends with a screenshot in `target/browser/<journey>.png`.
+//! buttons — and checks what the pages say. The state page's operation buttons have their own
+//! journey (`operations.rs`); the steps the journeys share are in `steps.rs`. Each journey ends
+//! with a screenshot in `target/browser/<journey>.png`.
 //!
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (`scripts/test` installs them):
 //!
@@ -11,6 +12,7 @@
 //! ```
 
 mod harness;
+mod operations;
 mod steps;
 
 use harness::{Browser, Window};

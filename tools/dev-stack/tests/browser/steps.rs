@@ -57,17 +57,22 @@ pub async fn subscription(browser: &Browser, customer: &str) -> Subscription {
         .find(|r| r.get(1).map(String::as_str) == Some(customer))
         .unwrap_or_else(|| panic!("no subscription of {customer} is shown"));
     Subscription {
+        id: row[0].clone(),
         status: row[3].clone(),
         first_unpaid: row[5].clone(),
         dunning_attempts: row[7].clone(),
+        operations: row[8].clone(),
     }
 }
 
 #[derive(Debug)]
 pub struct Subscription {
+    pub id: String,
     pub status: String,
     pub first_unpaid: String,
     pub dunning_attempts: String,
+    /// The buttons offered, by name, one a line.
+    pub operations: String,
 }
 
 /// The state page's charge periods (every journey has one subscription).
@@ -83,6 +88,7 @@ pub async fn periods(browser: &Browser) -> Vec<Period> {
             state: r[4].clone(),
             attempts: r[5].clone(),
             last_error: r[6].clone(),
+            refund: r[7].clone(),
         })
         .collect()
 }
@@ -95,6 +101,8 @@ pub struct Period {
     pub state: String,
     pub attempts: String,
     pub last_error: String,
+    /// What was refunded, or the refund form's text while it is offered.
+    pub refund: String,
 }
 
 /// What the state page shows of the simulator's ledger, oldest first.

@@ -275,7 +275,7 @@ pub(crate) fn section(demo: &Demo) -> String {
          run the merchant API's own code; <code>oenpay --endpoint {url}</code> reaches it too.</p>\
          {last}\
          <form method=\"post\" action=\"/demo/ops/charges\">\
-         <input type=\"hidden\" name=\"key\" value=\"{key}\">\
+         <input type=\"hidden\" id=\"charge-key\" name=\"key\" value=\"{key}\">\
          <label for=\"charge-customer\">Customer</label>\
          <input id=\"charge-customer\" name=\"customer\" value=\"cust-1001\">\
          <label for=\"charge-amount\">Amount (NT$)</label>\

@@ -5,8 +5,10 @@
 //!
 //! Elements are found the way a person (or a screen reader) finds them: a field by its label,
 //! a button or a link by its name, a part of a page by its heading (`<section
-//! aria-labelledby>`), the return page's answer by its `status` role. What is asserted is the
-//! text the browser renders (`innerText`), never the stack's internals.
+//! aria-labelledby>`), a table's row by what one of its cells reads, a page's answer by its
+//! `status` role. What is asserted is the text the browser renders (`innerText`), never the
+//! stack's internals. The one exception is a field no person sees, a form's hidden
+//! idempotency key, read and set by its id to send the same form twice.
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -15,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use fantoccini::elements::Element;
+use fantoccini::wd::WindowHandle;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
@@ -90,6 +93,10 @@ impl Drop for Driver {
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
+
+/// One tab of the browser (see [`Browser::open_in_new_tab`]).
+#[derive(Debug, Clone)]
+pub struct Tab(WindowHandle);
 
 pub struct Browser {
     client: Client,
@@ -260,11 +267,36 @@ impl Browser {
     /// Clicks the button named `name` (its text or `aria-label`) and waits for the page it
     /// leads to (every button of these pages submits a form).
     pub async fn press(&self, name: &str) {
+        self.press_at(&format!("a button {name:?}"), "", name).await;
+    }
+
+    /// Like [`Browser::press`], for the button `name` in one row of the table in the region
+    /// `region`: the row with a cell that reads `row` (a customer, an order id).
+    pub async fn press_in_row(&self, region: &str, row: &str, name: &str) {
+        let what = format!("a button {name:?} in the row {row:?} of {region:?}");
+        self.press_at(&what, &row_xpath(region, row), name).await;
+    }
+
+    /// Like [`Browser::fill`], for the field labelled `label` in one row of the table in the
+    /// region `region` (see [`Browser::press_in_row`]).
+    pub async fn fill_in_row(&self, region: &str, row: &str, label: &str, text: &str) {
+        let (r, l) = (row_xpath(region, row), literal(label));
+        let xpath = format!("{r}//*[@id = {r}//label[normalize-space()={l}]/@for]");
+        let what = format!("a field labelled {label:?} in the row {row:?} of {region:?}");
+        let field = self.find(&what, Locator::XPath(&xpath)).await;
+        field.clear().await.expect("the field clears");
+        field
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("cannot type into {label:?}: {e}"));
+    }
+
+    /// The button named `name` under the element at `within` (an XPath; empty: the page),
+    /// clicked, and the page it leads to waited for.
+    async fn press_at(&self, what: &str, within: &str, name: &str) {
         let n = literal(name);
-        let xpath = format!("//button[normalize-space()={n} or @aria-label={n}]");
-        let button = self
-            .find(&format!("a button {name:?}"), Locator::XPath(&xpath))
-            .await;
+        let xpath = format!("{within}//button[normalize-space()={n} or @aria-label={n}]");
+        let button = self.find(what, Locator::XPath(&xpath)).await;
         self.navigating(|| async {
             button
                 .click()
@@ -272,6 +304,73 @@ impl Browser {
                 .unwrap_or_else(|e| panic!("cannot press {name:?}: {e}"))
         })
         .await;
+    }
+
+    /// The live status message (role `status`) in the region `name`, as shown now.
+    pub async fn status_in(&self, name: &str) -> String {
+        let xpath = format!("{}//*[@role='status']", region_xpath(name));
+        let what = format!("a status message in the region {name:?}");
+        self.text_of(&self.find(&what, Locator::XPath(&xpath)).await)
+            .await
+    }
+
+    /// What the element with the id `id` holds: for a field a person does not see (a hidden
+    /// idempotency key), which has no label to find it by.
+    pub async fn value_of_id(&self, id: &str) -> String {
+        self.find(&format!("an element #{id}"), Locator::Id(id))
+            .await
+            .prop("value")
+            .await
+            .expect("the element's value")
+            .unwrap_or_default()
+    }
+
+    /// Puts `value` into the field with the id `id`, which a person cannot type into (a hidden
+    /// idempotency key): to send a form again exactly as it was sent before, as a double click
+    /// or a browser retrying a request whose answer was lost does.
+    pub async fn set_value_of_id(&self, id: &str, value: &str) {
+        let set = self
+            .client
+            .execute(
+                "const [id, value] = arguments;\
+                 const field = document.getElementById(id);\
+                 if (field) { field.value = value; }\
+                 return field !== null;",
+                vec![json!(id), json!(value)],
+            )
+            .await
+            .expect("the script runs");
+        assert_eq!(set, Value::Bool(true), "there is no element #{id}");
+    }
+
+    /// The tab shown now, to come back to.
+    pub async fn tab(&self) -> Tab {
+        Tab(self.client.window().await.expect("the tab shown"))
+    }
+
+    /// Opens `path` in a new tab and shows it; the other tabs keep their pages as they were,
+    /// unreloaded (a page left open while something else changed).
+    pub async fn open_in_new_tab(&self, path: &str) -> Tab {
+        let tab = self
+            .client
+            .new_window(true)
+            .await
+            .expect("a new tab opens")
+            .handle;
+        self.client
+            .switch_to_window(tab.clone())
+            .await
+            .expect("the new tab can be shown");
+        self.open(path).await;
+        Tab(tab)
+    }
+
+    /// Shows `tab` again, at the page it was left at.
+    pub async fn switch_to(&self, tab: &Tab) {
+        self.client
+            .switch_to_window(tab.0.clone())
+            .await
+            .expect("the tab can be shown");
     }
 
     /// Follows the link named `name` and waits for the page it leads to.
@@ -447,6 +546,15 @@ fn region_xpath(name: &str) -> String {
     format!(
         "//section[@aria-labelledby = .//*[normalize-space()={}]/@id]",
         literal(name)
+    )
+}
+
+/// The body row of the table in the region `region` with a cell that reads `row`.
+fn row_xpath(region: &str, row: &str) -> String {
+    format!(
+        "{}//tbody/tr[td[normalize-space()={}]]",
+        region_xpath(region),
+        literal(row)
     )
 }
 

@@ -1,8 +1,9 @@
 //! The newcomer's path, in a real browser: headless Chromium, driven over WebDriver, clicks
 //! through the dev stack (started in-process, the simulator playing Oen) the way a person
 //! does — the shop, the simulator's card page, the return page, and the state page's charger
-//! buttons — and checks what the pages say. Each journey ends with a screenshot in
-//! `target/browser/<journey>.png`.
+//! buttons — and checks what the pages say. The state page's operation buttons have their own
+//! journey (`operations.rs`); the steps the journeys share are in `steps.rs`. Each journey ends
+//! with a screenshot in `target/browser/<journey>.png`.
 //!
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (`scripts/test` installs them):
 //!
@@ -11,137 +12,15 @@
 //! ```
 
 mod harness;
+mod operations;
+mod steps;
 
 use harness::{Browser, Window};
-use oen_dev::{DevStack, Options};
 use oen_sim::cards;
-
-async fn stack() -> DevStack {
-    oen_dev::start(Options {
-        port: 0,
-        ..Options::default()
-    })
-    .await
-    .expect("the dev stack starts on a free port")
-}
-
-/// From the shop's form, through the simulator's card page, to the return page once it says
-/// the card is bound; returns what the return page says.
-async fn subscribe(browser: &Browser, customer: &str, card: &str) -> String {
-    browser.open("/").await;
-    browser.fill("Customer id", customer).await;
-    browser.choose("Plan", "premium").await;
-    browser
-        .fill("E-mail (optional, pre-fills Oen's page)", "mei@example.com")
-        .await;
-    browser.press("Subscribe — bind a card").await;
-
-    browser.wait_for_heading("Save your card").await;
-    assert_eq!(
-        browser.value_of("E-mail").await,
-        "mei@example.com",
-        "the shop's e-mail pre-fills Oen's page"
-    );
-    browser.fill("Card number", card).await;
-    browser.press("Save card").await;
-
-    browser.wait_for_heading("Back at the shop").await;
-    let last4 = &card[card.len() - 4..];
-    browser
-        .wait_for_status(&format!("Card bound: •••• {last4}"))
-        .await
-}
-
-/// Presses "Run the charger now" on the state page; returns what the last run did.
-async fn run_charger(browser: &Browser) -> String {
-    browser.press("Run the charger now").await;
-    browser.wait_for_heading("Inspect state").await;
-    browser.region("Last run").await
-}
-
-/// The state page's row for the customer's subscription, by column.
-async fn subscription(browser: &Browser, customer: &str) -> Subscription {
-    let rows = browser.table("Subscriptions").await;
-    let row = rows
-        .into_iter()
-        .find(|r| r.get(1).map(String::as_str) == Some(customer))
-        .unwrap_or_else(|| panic!("no subscription of {customer} is shown"));
-    Subscription {
-        status: row[3].clone(),
-        first_unpaid: row[5].clone(),
-        dunning_attempts: row[7].clone(),
-    }
-}
-
-#[derive(Debug)]
-struct Subscription {
-    status: String,
-    first_unpaid: String,
-    dunning_attempts: String,
-}
-
-/// The state page's charge periods (every journey has one subscription).
-async fn periods(browser: &Browser) -> Vec<Period> {
-    browser
-        .table("Charge periods")
-        .await
-        .into_iter()
-        .map(|r| Period {
-            period: r[1].clone(),
-            order: r[2].clone(),
-            amount: r[3].clone(),
-            state: r[4].clone(),
-            attempts: r[5].clone(),
-            last_error: r[6].clone(),
-        })
-        .collect()
-}
-
-#[derive(Debug)]
-struct Period {
-    period: String,
-    order: String,
-    amount: String,
-    state: String,
-    attempts: String,
-    last_error: String,
-}
-
-/// What the state page shows of the simulator's ledger, oldest first.
-async fn oen_transactions(browser: &Browser) -> Vec<Transaction> {
-    browser
-        .table("Oen's transactions (the simulator's ledger)")
-        .await
-        .into_iter()
-        .map(|r| Transaction {
-            order: r[1].clone(),
-            amount: r[2].clone(),
-            status: r[3].clone(),
-        })
-        .collect()
-}
-
-#[derive(Debug, PartialEq, Eq)]
-struct Transaction {
-    order: String,
-    amount: String,
-    status: String,
-}
-
-/// At most one charged transaction per order id, whatever else the ledger holds.
-fn assert_one_payment_per_order(ledger: &[Transaction]) {
-    for t in ledger.iter().filter(|t| t.status == "charged") {
-        let paid = ledger
-            .iter()
-            .filter(|u| u.order == t.order && u.status == "charged")
-            .count();
-        assert_eq!(
-            paid, 1,
-            "order {} was paid {paid} times: {ledger:?}",
-            t.order
-        );
-    }
-}
+use steps::{
+    assert_one_payment_per_order, oen_transactions, periods, run_charger, stack, subscribe,
+    subscription, Transaction,
+};
 
 #[tokio::test]
 async fn a_newcomer_subscribes_pays_and_renews() {

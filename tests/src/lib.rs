@@ -512,3 +512,53 @@ pub async fn create_secret(client: &aws_sdk_secretsmanager::Client, json: &str) 
         });
     name
 }
+
+/// Every message on an SQS queue, received and deleted, as Lambda's poller does (with the event
+/// source mapping's permissions, not the function's).
+pub async fn take_all(client: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    let mut taken = Vec::new();
+    loop {
+        let out = client
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .visibility_timeout(60)
+            .send()
+            .await
+            .unwrap();
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return taken;
+        }
+        for m in messages {
+            client
+                .delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+            taken.push(m);
+        }
+    }
+}
+
+/// The SQS event Lambda hands the charger for `messages`.
+pub fn sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> serde_json::Value {
+    let records: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "messageId": m.message_id(),
+                "receiptHandle": m.receipt_handle(),
+                "body": m.body(),
+                "attributes": {},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:ap-northeast-1:123456789012:charges",
+                "awsRegion": "ap-northeast-1"
+            })
+        })
+        .collect();
+    serde_json::json!({ "Records": records })
+}

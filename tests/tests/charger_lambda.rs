@@ -43,41 +43,9 @@ impl Sqs {
     /// Everything on the queue, as the SQS event Lambda would get (and deleted, as Lambda does
     /// for messages not reported as failures).
     async fn take_batch(&self) -> Value {
-        let mut records = Vec::new();
-        loop {
-            let out = self
-                .client
-                .receive_message()
-                .queue_url(&self.url)
-                .max_number_of_messages(10)
-                .send()
-                .await
-                .unwrap();
-            let messages = out.messages.unwrap_or_default();
-            if messages.is_empty() {
-                break;
-            }
-            for m in messages {
-                self.client
-                    .delete_message()
-                    .queue_url(&self.url)
-                    .receipt_handle(m.receipt_handle.clone().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-                records.push(json!({
-                    "messageId": m.message_id,
-                    "receiptHandle": m.receipt_handle,
-                    "body": m.body,
-                    "attributes": {},
-                    "messageAttributes": {},
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": "arn:aws:sqs:ap-northeast-1:123456789012:charges",
-                    "awsRegion": "ap-northeast-1"
-                }));
-            }
-        }
-        json!({ "Records": records })
+        oen_pay_integration::sqs_event(
+            &oen_pay_integration::take_all(&self.client, &self.url).await,
+        )
     }
 }
 

@@ -487,40 +487,7 @@ impl World {
     /// Everything on the work queue, as the SQS event Lambda would deliver (and deleted, as
     /// Lambda's poller does: with the event source mapping's permissions, not the code's).
     async fn take_batch(&self) -> Value {
-        let mut records = Vec::new();
-        loop {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
-                .send()
-                .await
-                .unwrap();
-            let messages = out.messages.unwrap_or_default();
-            if messages.is_empty() {
-                return json!({ "Records": records });
-            }
-            for m in messages {
-                self.sqs
-                    .delete_message()
-                    .queue_url(&self.queue_url)
-                    .receipt_handle(m.receipt_handle.clone().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-                records.push(json!({
-                    "messageId": m.message_id,
-                    "receiptHandle": m.receipt_handle,
-                    "body": m.body,
-                    "attributes": {},
-                    "messageAttributes": {},
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": "arn:aws:sqs:ap-northeast-1:123456789012:charges",
-                    "awsRegion": "ap-northeast-1"
-                }));
-            }
-        }
+        harness::sqs_event(&harness::take_all(&self.sqs, &self.queue_url).await)
     }
 
     /// One scheduled run at the charger's clock: the schedule's event, then the work it queued

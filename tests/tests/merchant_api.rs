@@ -1542,32 +1542,11 @@ impl Api {
 
     /// Everything on the charge queue (received and deleted, as Lambda's poller does).
     async fn take_charge_queue(&self) -> Vec<WorkMessage> {
-        let mut out = Vec::new();
-        loop {
-            let received = self
-                .sqs()
-                .receive_message()
-                .queue_url(&self.queues.charge)
-                .max_number_of_messages(10)
-                .visibility_timeout(60)
-                .send()
-                .await
-                .unwrap();
-            let messages = received.messages.unwrap_or_default();
-            if messages.is_empty() {
-                return out;
-            }
-            for m in messages {
-                out.push(serde_json::from_str(m.body().unwrap()).unwrap());
-                self.sqs()
-                    .delete_message()
-                    .queue_url(&self.queues.charge)
-                    .receipt_handle(m.receipt_handle().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }
+        harness::take_all(self.sqs(), &self.queues.charge)
+            .await
+            .iter()
+            .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+            .collect()
     }
 }
 

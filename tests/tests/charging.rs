@@ -447,6 +447,7 @@ async fn vanished_after_oen_charged(s: &Stack, customer: &str) -> OrderId {
         refunded: None,
         product_details: Vec::new(),
         anomalies: Vec::new(),
+        customer: Some(sub.customer.clone()),
     };
     s.deps
         .store

@@ -846,6 +846,7 @@ async fn charging_flows(w: &World) {
         refunded: None,
         product_details: Vec::new(),
         anomalies: Vec::new(),
+        customer: Some(dup.customer.clone()),
     };
     w.store
         .commit(vec![Put::new(claim, Expect::Absent)])

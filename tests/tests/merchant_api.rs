@@ -1762,3 +1762,90 @@ async fn a_missed_scheduled_run_and_reconciliation_are_redriven_as_the_work_they
     assert_eq!(status, StatusCode::OK, "{report}");
     assert_eq!(report["complete"], true, "{report}");
 }
+
+#[tokio::test]
+async fn a_paid_period_of_a_subscription_replaced_after_a_cancel_is_still_refunded() {
+    let a = api().await;
+    let old = a.paid("cust-back").await;
+    let order = a.order(&old, 0);
+    // Canceled, then the customer binds a card again: a new subscription under a new id
+    // takes the old one's place, and the old id leads nowhere.
+    let (status, canceled) = a
+        .call(
+            "POST",
+            &format!("/v1/subscriptions/{old}/cancel"),
+            Some(json!({"at": "now"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{canceled}");
+    a.s.bind("cust-back", "premium", cards::SUCCESS).await;
+    let new = a.s.sub("cust-back", "premium").await.id.to_string();
+    assert_ne!(new, old);
+    assert_error(
+        &a.call("GET", &format!("/v1/subscriptions/{old}"), None)
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &old,
+    );
+
+    // Its paid period is still refunded, at Oen and in our records, and reported with the
+    // customer it charged.
+    let path = format!("/v1/periods/{order}/refund");
+    let (status, refunded) = a
+        .call(
+            "POST",
+            &path,
+            Some(json!({"amount": 200, "reason": "came back"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{refunded}");
+    assert_eq!(
+        (
+            &refunded["refunded"],
+            &refunded["charged"],
+            &refunded["replayed"]
+        ),
+        (&json!(200), &json!(500), &json!(false))
+    );
+    let at_oen = a.s.sim.ledger_for_order(&order);
+    assert_eq!(at_oen.len(), 1);
+    assert_eq!(
+        (at_oen[0].status, at_oen[0].refund_amount),
+        (Status::Refunded, 200)
+    );
+    let events: Vec<_> =
+        a.s.events
+            .all()
+            .into_iter()
+            .filter(|e| e.kind == "payment.refunded")
+            .collect();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].customer.as_str(), "cust-back");
+    let (status, again) = a
+        .call(
+            "POST",
+            &path,
+            Some(json!({"amount": 200, "reason": "came back"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(
+        (&again["refunded"], &again["replayed"]),
+        (&json!(200), &json!(true))
+    );
+    assert_eq!(a.s.sim.ledger_for_order(&order)[0].refund_amount, 200);
+    // An order id of neither subscription is still no period at all.
+    let stranger = format!("{}P000001", &new);
+    assert_error(
+        &a.call(
+            "POST",
+            &format!("/v1/periods/{stranger}/refund"),
+            Some(json!({})),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no period with order id",
+    );
+}

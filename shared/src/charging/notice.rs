@@ -161,6 +161,7 @@ async fn try_notify(
                 refunded: None,
                 product_details: plan.product_details(),
                 anomalies: Vec::new(),
+                customer: Some(noticed.customer.clone()),
             };
             puts.push(Put::new(opened.clone(), Expect::Absent));
             opened

@@ -9,7 +9,7 @@ use super::worker::{self, Trigger};
 use super::{ChargeDeps, WorkContext, WorkError, WorkOutcome};
 use crate::domain::{
     Amount, AuditEntry, ChargePeriod, CustomerId, DomainEvent, PeriodState, PlanId, Subscription,
-    SubscriptionStatus, TransactionId,
+    SubscriptionId, SubscriptionStatus, TransactionId,
 };
 use crate::oen::{OenError, RefundRequest};
 use crate::outbox;
@@ -242,24 +242,35 @@ pub async fn refund(
     reason: Option<String>,
 ) -> Result<Amount, OperationError> {
     let sub = subscription(deps, customer, plan).await?;
-    refund_period(deps, &sub.value, period, amount, reason, "operator").await
+    refund_period(
+        deps,
+        &sub.value.customer,
+        &sub.value.id,
+        period,
+        amount,
+        reason,
+        "operator",
+    )
+    .await
 }
 
-/// [`refund`] of period `period` of `sub`, as the caller found it (by its key or its id); the
-/// period's own version guards the write. `actor` names who in the audit entry.
+/// [`refund`] of period `period` of subscription `subscription` of `customer`, as the caller
+/// found them (the subscription by its key or its id, or, once it was replaced, the period's
+/// own record); the period's own version guards the write. `actor` names who in the audit
+/// entry.
 pub async fn refund_period(
     deps: &ChargeDeps,
-    sub: &Subscription,
+    customer: &CustomerId,
+    subscription: &SubscriptionId,
     period: u32,
     amount: Option<Amount>,
     reason: Option<String>,
     actor: &str,
 ) -> Result<Amount, OperationError> {
     let now = deps.clock.now();
-    let customer = &sub.customer;
     let p = deps
         .store
-        .period(&sub.id, period)
+        .period(subscription, period)
         .await?
         .ok_or_else(|| OperationError::Refused(format!("period {period} has no charge")))?;
     let (transaction, wanted) = refundable(&p.value, amount)?;

@@ -147,6 +147,7 @@ async fn claim(
             refunded: None,
             product_details: plan.product_details(),
             anomalies: Vec::new(),
+            customer: Some(sub.value.customer.clone()),
         };
         let put = Put::new(fresh.clone(), Expect::Absent);
         return match deps.store.commit(vec![put]).await {

@@ -257,6 +257,11 @@ pub struct ChargePeriod {
     /// that differs from the period's: each is reported, and a second payment is refunded.
     #[serde(default)]
     pub anomalies: Vec<PaymentAnomaly>,
+    /// The customer charged, so that the period outlives its subscription's record: a
+    /// canceled subscription is replaced (new id) when its customer binds a card again, and its
+    /// paid periods must stay refundable. Absent on periods opened before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<CustomerId>,
 }
 
 /// Money Oen took for an order that the period did not ask for.

@@ -214,10 +214,6 @@ impl Operations {
             }
         }
         let no_period = || OpsError::NotFound(format!("no period with order id {order_id}"));
-        let sub = match self.find(&id).await {
-            Err(OpsError::NotFound(_)) => return Err(no_period()),
-            other => other?.value,
-        };
         let period = self
             .deps
             .store
@@ -225,12 +221,20 @@ impl Operations {
             .await?
             .ok_or_else(no_period)?
             .value;
+        // The customer: the subscription's, or, for a subscription replaced since (canceled,
+        // then a new card bound: a new id), the one the period kept.
+        let customer = match self.find(&id).await {
+            Ok(sub) => sub.value.customer,
+            Err(OpsError::NotFound(_)) => period.customer.clone().ok_or_else(no_period)?,
+            Err(e) => return Err(e),
+        };
         if let Some(recorded) = recorded_refund(&period, amount)? {
             return Ok(recorded);
         }
         let transaction = refund_precheck(&period, amount)?;
         let result =
-            charging::refund_period(&self.deps, &sub, n, amount, request.reason, actor).await;
+            charging::refund_period(&self.deps, &customer, &id, n, amount, request.reason, actor)
+                .await;
         let wanted = amount.unwrap_or(period.amount);
         match result {
             Ok(refunded) if refunded == wanted => {

@@ -103,6 +103,7 @@ pub fn period(sub: &Subscription, n: u32, state: PeriodState) -> ChargePeriod {
         refunded: None,
         product_details: premium().product_details(),
         anomalies: Vec::new(),
+        customer: Some(sub.customer.clone()),
     }
 }
 

@@ -259,6 +259,7 @@ impl World {
             refunded: None,
             product_details: Vec::new(),
             anomalies: Vec::new(),
+            customer: Some(sub.customer.clone()),
         };
         self.deps
             .store

@@ -255,5 +255,6 @@ fn claimed_period(sub: &Subscription) -> ChargePeriod {
         refunded: None,
         product_details: Vec::new(),
         anomalies: Vec::new(),
+        customer: Some(sub.customer.clone()),
     }
 }

@@ -681,6 +681,9 @@ async fn drive() -> Journey {
         wiring::merchant_api_deps(&m.config, &m.oen, &m.api, &aws_merchant, secrets.clone())
             .unwrap();
     merchant_deps.clock = Arc::new(clock.clone());
+    // Its cancels and refunds count events they could not publish under its own name, the
+    // one its alarms watch (`merchant-api-events-not-published`), not the charger's.
+    assert_eq!(merchant_deps.function, merchant_api::charges::FUNCTION);
     let merchant = merchant_api::router(
         Arc::new(merchant_api::App {
             ops: Operations {

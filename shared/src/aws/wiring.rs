@@ -262,7 +262,8 @@ pub fn merchant_api_deps(
             config.merchant_id.clone(),
         )),
         crate::charging::ChargePolicy::default(),
-    ))
+    )
+    .in_function("merchant-api"))
 }
 
 /// The merchant API's dead-letter operations: both dead-letter queues (look, receive, delete)

@@ -53,6 +53,9 @@ pub struct ChargeDeps {
     pub adapters: BindingDeps,
     pub queue: Arc<dyn WorkQueue>,
     pub policy: ChargePolicy,
+    /// The function these run in, the `Function` of the metrics an operator's cancel or
+    /// refund records (events its writer could not publish): `charger` unless said otherwise.
+    pub function: &'static str,
 }
 
 impl ChargeDeps {
@@ -61,7 +64,14 @@ impl ChargeDeps {
             adapters,
             queue,
             policy,
+            function: "charger",
         }
+    }
+
+    /// The same, run by `function` (the merchant API's operations).
+    pub fn in_function(mut self, function: &'static str) -> Self {
+        self.function = function;
+        self
     }
 }
 

@@ -123,7 +123,7 @@ pub async fn cancel_subscription(
     let period = deps.store.period(&sub.value.id, sub.value.period).await?;
     let (puts, event) = cancellation(&sub, period, actor, "operator", now);
     let recorded = outbox::commit(deps, puts, vec![event]).await?;
-    outbox::ship(deps, recorded, "charger").await;
+    outbox::ship(deps, recorded, deps.function).await;
     Ok(())
 }
 
@@ -292,7 +292,7 @@ pub async fn refund_period(
         Put::new(audit, Expect::Absent),
     ];
     let recorded = outbox::commit(deps, puts, vec![event]).await?;
-    outbox::ship(deps, recorded, "charger").await;
+    outbox::ship(deps, recorded, deps.function).await;
     Ok(refunded)
 }
 

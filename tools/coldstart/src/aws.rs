@@ -1,7 +1,7 @@
 //! The emulated AWS the functions run against: moto (started here unless `AWS_ENDPOINT_URL`
 //! names one), with the resources of `template.yaml` the functions read: the table (from the
 //! template's own `Table` resource, as the integration tests create theirs), a KMS key, the secret,
-//! the charge queue and the event bus.
+//! the queues and the event bus.
 //!
 //! The resources are created with plain HTTP requests in the AWS JSON protocol (moto does not
 //! check signatures), so this tool links no AWS SDK and adds no feature to the functions' build.
@@ -35,7 +35,9 @@ pub struct Resources {
     pub table_name: String,
     pub token_key_arn: String,
     pub secret_arn: String,
-    pub queue_url: String,
+    /// The template's queues by logical id (`ChargeQueue`, its dead-letter queue, the
+    /// schedules'), each a queue of its own.
+    pub queues: std::collections::BTreeMap<String, String>,
     pub event_bus_name: String,
 }
 
@@ -127,12 +129,20 @@ impl Moto {
             "1.1",
             &json!({"Name": format!("oen-pay-{suffix}"), "SecretString": SECRET_JSON}),
         )?;
-        let queue = self.call(
-            "sqs",
-            "AmazonSQS.CreateQueue",
-            "1.0",
-            &json!({"QueueName": format!("oen-pay-charges-{suffix}")}),
-        )?;
+        let mut queues = std::collections::BTreeMap::new();
+        for logical in template.queues() {
+            let queue = self.call(
+                "sqs",
+                "AmazonSQS.CreateQueue",
+                "1.0",
+                &json!({"QueueName": format!("oen-pay-{logical}-{suffix}")}),
+            )?;
+            let url = queue
+                .pointer("/QueueUrl")
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("moto's answer has no /QueueUrl: {queue}"))?;
+            queues.insert(logical, url.to_owned());
+        }
         let event_bus_name = format!("oen-pay-events-{suffix}");
         self.call(
             "events",
@@ -150,7 +160,7 @@ impl Moto {
             table_name,
             token_key_arn: field(&key, "/KeyMetadata/Arn")?,
             secret_arn: field(&secret, "/ARN")?,
-            queue_url: field(&queue, "/QueueUrl")?,
+            queues,
             event_bus_name,
         })
     }

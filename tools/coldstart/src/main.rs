@@ -34,20 +34,29 @@ usage: cargo run --release -p oen-pay-coldstart -- [options]
 
   --runs N              measured cold starts per function (default 15), interleaved
   --warmup N            unmeasured rounds first (default 1: page cache, moto's first answers)
-  --only a,b            only these functions (hello, checkout-start, webhook, charger)
+  --only a,b            only these functions (hello, checkout-start, webhook, charger,
+                        merchant-api)
   --bootstrap NAME=PATH use this bootstrap for NAME (repeatable); with all of them, nothing is built
-  --no-build            use target/release/{checkout-start,webhook,charger,hello} as they are
+  --no-build            use target/release/{checkout-start,webhook,charger,merchant-api,hello}
+                        as they are
   --no-strace           skip the extra run per function under strace (connects, files at init)
   --env KEY=VALUE       add to every function's environment (repeatable; experiments such as
                         SSL_CERT_FILE=...)
 
-Without --no-build (or all four --bootstrap), it first runs
-  cargo build --release -p checkout-start -p webhook -p charger -p oen-pay-coldstart \\
-      --bin checkout-start --bin webhook --bin charger --bin hello
+Without --no-build (or all five --bootstrap), it first runs
+  cargo build --release -p checkout-start -p webhook -p charger -p merchant-api \\
+      -p oen-pay-coldstart --bin checkout-start --bin webhook --bin charger \\
+      --bin merchant-api --bin hello
 AWS is moto: AWS_ENDPOINT_URL when set, else a moto_server from .venv (scripts/test makes it).";
 
 /// The functions, in their round-robin order; `hello` is the baseline.
-const FUNCTIONS: &[&str] = &["hello", "checkout-start", "webhook", "charger"];
+const FUNCTIONS: &[&str] = &[
+    "hello",
+    "checkout-start",
+    "webhook",
+    "charger",
+    "merchant-api",
+];
 
 /// One invocation per function: a cheap real code path of each.
 fn event(name: &str) -> &'static str {
@@ -58,6 +67,8 @@ fn event(name: &str) -> &'static str {
         "webhook" => include_str!("../../../events/webhook-token-failure.json"),
         // Plan what is due now: DynamoDB queries, SQS, the outbox relay.
         "charger" => include_str!("../../../events/charger-now.json"),
+        // A signed refund of an order with no period: the IAM check, one DynamoDB read (404).
+        "merchant-api" => include_str!("../../../events/merchant-api-refund.json"),
         // Any API Gateway v2 event.
         _ => include_str!("../../../events/checkout-status.json"),
     }
@@ -573,13 +584,25 @@ fn build(repo: &Path) -> Result<BTreeMap<String, PathBuf>, String> {
         "--release",
         "--message-format=json-render-diagnostics",
     ]);
-    for package in ["checkout-start", "webhook", "charger", "oen-pay-coldstart"] {
+    for package in [
+        "checkout-start",
+        "webhook",
+        "charger",
+        "merchant-api",
+        "oen-pay-coldstart",
+    ] {
         command.args(["-p", package]);
     }
-    for bin in ["checkout-start", "webhook", "charger", "hello"] {
+    for bin in [
+        "checkout-start",
+        "webhook",
+        "charger",
+        "merchant-api",
+        "hello",
+    ] {
         command.args(["--bin", bin]);
     }
-    eprintln!("coldstart: cargo build --release (the three functions and hello)");
+    eprintln!("coldstart: cargo build --release (the four functions and hello)");
     let output = command
         .stderr(Stdio::inherit())
         .output()

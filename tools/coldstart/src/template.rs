@@ -46,6 +46,18 @@ impl Template {
         Ok(Self { root })
     }
 
+    /// The logical ids of the template's SQS queues.
+    pub fn queues(&self) -> Vec<String> {
+        self.root
+            .get("Resources")
+            .and_then(Yaml::as_mapping)
+            .into_iter()
+            .flatten()
+            .filter(|(_, r)| r.get("Type").and_then(Yaml::as_str) == Some("AWS::SQS::Queue"))
+            .filter_map(|(name, _)| name.as_str().map(str::to_owned))
+            .collect()
+    }
+
     fn resource(&self, name: &str) -> Option<&Yaml> {
         self.root.get("Resources").and_then(|r| r.get(name))
     }
@@ -134,6 +146,14 @@ impl Template {
             Yaml::String(s) => Ok(s.clone()),
             Yaml::Number(n) => Ok(n.to_string()),
             Yaml::Bool(b) => Ok(b.to_string()),
+            // `!If [condition, then, else]`: every condition is false with the parameters'
+            // defaults (no custom domain, no fixed egress), so the else branch.
+            Yaml::Tagged(tagged) if tagged.tag == "!If" => match &tagged.value {
+                Yaml::Sequence(branches) if branches.len() == 3 => {
+                    self.resolve(&branches[2], resources)
+                }
+                other => Err(format!("!If {other:?} is not understood")),
+            },
             Yaml::Tagged(tagged) => {
                 let tag = tagged.tag.to_string();
                 let target = match &tagged.value {
@@ -199,9 +219,17 @@ impl Template {
             ("AWS::Events::EventBus", Some("Arn")) => {
                 arn("events", &format!("event-bus/{}", r.event_bus_name))
             }
-            ("AWS::SQS::Queue", None | Some("QueueUrl")) => r.queue_url.clone(),
+            ("AWS::SQS::Queue", None | Some("QueueUrl")) => r
+                .queues
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("the benchmark made no queue {name}"))?,
             ("AWS::SQS::Queue", Some("Arn")) => {
-                arn("sqs", r.queue_url.rsplit('/').next().unwrap_or_default())
+                let url = r
+                    .queues
+                    .get(name)
+                    .ok_or_else(|| format!("the benchmark made no queue {name}"))?;
+                arn("sqs", url.rsplit('/').next().unwrap_or_default())
             }
             _ => {
                 return Err(format!(
@@ -237,7 +265,14 @@ mod tests {
             table_name: "table-1".into(),
             token_key_arn: format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/k-1"),
             secret_arn: "arn:aws:secretsmanager:x:y:secret:s-1".into(),
-            queue_url: "http://localhost/123456789012/q-1".into(),
+            queues: [
+                ("ChargeQueue", "q-1"),
+                ("ChargeDeadLetterQueue", "q-2"),
+                ("ScheduleDeadLetterQueue", "q-3"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), format!("http://localhost/123456789012/{v}")))
+            .collect(),
             event_bus_name: "bus-1".into(),
         }
     }
@@ -258,7 +293,7 @@ mod tests {
     #[test]
     fn every_function_resolves_to_the_made_resources() {
         let template = template();
-        for binary in ["checkout-start", "webhook", "charger"] {
+        for binary in ["checkout-start", "webhook", "charger", "merchant-api"] {
             let deployed = template.function(binary, &resources()).unwrap();
             assert_eq!(deployed.env["TABLE_NAME"], "table-1", "{binary}");
             assert!(deployed.timeout_s >= 1, "{binary}");
@@ -268,6 +303,21 @@ mod tests {
         assert_eq!(
             charger.env["CHARGE_QUEUE_URL"],
             "http://localhost/123456789012/q-1"
+        );
+        let api = template.function("merchant-api", &resources()).unwrap();
+        assert_eq!(
+            (
+                api.env["CHARGE_QUEUE_URL"].as_str(),
+                api.env["CHARGE_DEAD_LETTER_QUEUE_URL"].as_str(),
+                api.env["SCHEDULE_DEAD_LETTER_QUEUE_URL"].as_str(),
+                api.env["START_LINK_URL"].as_str(),
+            ),
+            (
+                "http://localhost/123456789012/q-1",
+                "http://localhost/123456789012/q-2",
+                "http://localhost/123456789012/q-3",
+                "",
+            )
         );
     }
 }

@@ -167,7 +167,7 @@ pub(crate) async fn show(
     let call = Call::of(&parts);
     let id = match call.path(path) {
         Ok(id) => id,
-        Err(r) => return call.refuse(r),
+        Err(refused) => return refused,
     };
     let policy = one_off_policy(&app.ops.deps.policy);
     match oneoff::get(&deps(&app, &policy), &id).await {

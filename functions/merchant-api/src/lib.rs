@@ -161,24 +161,33 @@ impl Call {
         }
     }
 
+    /// The JSON body, or the answer refusing it (an answer is large, and made once per
+    /// request: it is handed back as it is).
+    #[allow(clippy::result_large_err)]
     fn body<T: serde::de::DeserializeOwned>(
         &self,
         body: Result<Bytes, BytesRejection>,
-    ) -> Result<T, Refusal> {
-        match body {
-            Ok(b) if b.len() <= MAX_BODY => from_json(&b).map_err(Refusal::Invalid),
-            Err(e) if e.status() != StatusCode::PAYLOAD_TOO_LARGE => Err(Refusal::Invalid(
+    ) -> Result<T, Response> {
+        let refusal = match body {
+            Ok(b) if b.len() <= MAX_BODY => match from_json(&b) {
+                Ok(request) => return Ok(request),
+                Err(e) => Refusal::Invalid(e),
+            },
+            Err(e) if e.status() != StatusCode::PAYLOAD_TOO_LARGE => Refusal::Invalid(
                 OpsError::InvalidRequest("the request body could not be read".into()),
-            )),
-            _ => Err(Refusal::TooLarge),
-        }
+            ),
+            _ => Refusal::TooLarge,
+        };
+        Err(self.refuse(refusal))
     }
 
-    fn path(&self, path: Result<Path<String>, PathRejection>) -> Result<String, Refusal> {
+    /// The path parameter, or the answer refusing it.
+    #[allow(clippy::result_large_err)]
+    fn path(&self, path: Result<Path<String>, PathRejection>) -> Result<String, Response> {
         path.map(|Path(p)| p).map_err(|_| {
-            Refusal::Invalid(OpsError::InvalidRequest(
+            self.refuse(Refusal::Invalid(OpsError::InvalidRequest(
                 "the path is not valid UTF-8".into(),
-            ))
+            )))
         })
     }
 
@@ -251,34 +260,28 @@ async fn mint_link(
     State(app): State<Arc<App>>,
     parts: Parts,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
+) -> Result<Response, Response> {
     let call = Call::of(&parts);
-    let request: LinkRequest = match call.body(body) {
-        Ok(r) => r,
-        Err(r) => return call.refuse(r),
-    };
+    let request: LinkRequest = call.body(body)?;
     let result = match start_url(&app, &parts) {
         Ok(url) => app.ops.mint_link(&url, request).await,
         Err(e) => Err(e),
     };
-    call.done("mint link", StatusCode::CREATED, result)
+    Ok(call.done("mint link", StatusCode::CREATED, result))
 }
 
 async fn reconciliation(
     State(app): State<Arc<App>>,
     parts: Parts,
     path: Result<Path<String>, PathRejection>,
-) -> Response {
+) -> Result<Response, Response> {
     let call = Call::of(&parts);
-    let date = match call.path(path) {
-        Ok(d) => d,
-        Err(r) => return call.refuse(r),
-    };
-    call.done(
+    let date = call.path(path)?;
+    Ok(call.done(
         "reconciliation",
         StatusCode::OK,
         app.ops.reconciliation(&date).await,
-    )
+    ))
 }
 
 #[derive(serde::Deserialize)]
@@ -324,23 +327,20 @@ async fn dead_letters(
     parts: Parts,
     path: Result<Path<String>, PathRejection>,
     query: Result<axum::extract::Query<DeadLetterQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
+) -> Result<Response, Response> {
     let call = Call::of(&parts);
-    let queue = match call.path(path) {
-        Ok(q) => q,
-        Err(r) => return call.refuse(r),
-    };
+    let queue = call.path(path)?;
     let Ok(axum::extract::Query(query)) = query else {
-        return call.fail(
+        return Err(call.fail(
             "dead letters",
             &OpsError::InvalidRequest("the query string is malformed".into()),
-        );
+        ));
     };
-    call.done(
+    Ok(call.done(
         "dead letters",
         StatusCode::OK,
         app.dead_letters.list(&queue, query.limit.as_deref()).await,
-    )
+    ))
 }
 
 /// The body of a redrive: empty, `{}` or `{"max":n}`.
@@ -356,48 +356,40 @@ async fn redrive(
     parts: Parts,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
+) -> Result<Response, Response> {
     let call = Call::of(&parts);
-    let (queue, request) = match (call.path(path), call.body::<RedriveBody>(body)) {
-        (Ok(q), Ok(r)) => (q, r),
-        (Err(r), _) | (_, Err(r)) => return call.refuse(r),
-    };
+    let queue = call.path(path)?;
+    let request: RedriveBody = call.body(body)?;
     let result = app.dead_letters.redrive(&queue, request.max).await;
-    call.done("redrive", StatusCode::OK, result)
+    Ok(call.done("redrive", StatusCode::OK, result))
 }
 
 async fn customer(
     State(app): State<Arc<App>>,
     parts: Parts,
     path: Result<Path<String>, PathRejection>,
-) -> Response {
+) -> Result<Response, Response> {
     let call = Call::of(&parts);
-    let customer = match call.path(path) {
-        Ok(c) => c,
-        Err(r) => return call.refuse(r),
-    };
-    call.done(
+    let customer = call.path(path)?;
+    Ok(call.done(
         "customer",
         StatusCode::OK,
         app.ops.customer(&customer).await,
-    )
+    ))
 }
 
 async fn subscription(
     State(app): State<Arc<App>>,
     parts: Parts,
     path: Result<Path<String>, PathRejection>,
-) -> Response {
+) -> Result<Response, Response> {
     let call = Call::of(&parts);
-    let id = match call.path(path) {
-        Ok(id) => id,
-        Err(r) => return call.refuse(r),
-    };
-    call.done(
+    let id = call.path(path)?;
+    Ok(call.done(
         "subscription",
         StatusCode::OK,
         app.ops.subscription(&id).await,
-    )
+    ))
 }
 
 async fn cancel(
@@ -405,14 +397,12 @@ async fn cancel(
     parts: Parts,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
+) -> Result<Response, Response> {
     let call = Call::of(&parts);
-    let (id, request) = match (call.path(path), call.body::<CancelRequest>(body)) {
-        (Ok(id), Ok(r)) => (id, r),
-        (Err(r), _) | (_, Err(r)) => return call.refuse(r),
-    };
+    let id = call.path(path)?;
+    let request: CancelRequest = call.body(body)?;
     let result = app.ops.cancel(&call.caller.user_arn, &id, request).await;
-    call.done("cancel", StatusCode::OK, result)
+    Ok(call.done("cancel", StatusCode::OK, result))
 }
 
 /// A body that must be empty or `{}`.
@@ -425,14 +415,12 @@ async fn resume(
     parts: Parts,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
+) -> Result<Response, Response> {
     let call = Call::of(&parts);
-    let id = match (call.path(path), call.body::<NoFields>(body)) {
-        (Ok(id), Ok(NoFields {})) => id,
-        (Err(r), _) | (_, Err(r)) => return call.refuse(r),
-    };
+    let id = call.path(path)?;
+    let NoFields {} = call.body(body)?;
     let result = app.ops.resume(&call.caller.user_arn, &id).await;
-    call.done("resume", StatusCode::OK, result)
+    Ok(call.done("resume", StatusCode::OK, result))
 }
 
 async fn refund(
@@ -440,14 +428,12 @@ async fn refund(
     parts: Parts,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
+) -> Result<Response, Response> {
     let call = Call::of(&parts);
-    let (order, request) = match (call.path(path), call.body::<RefundRequest>(body)) {
-        (Ok(o), Ok(r)) => (o, r),
-        (Err(r), _) | (_, Err(r)) => return call.refuse(r),
-    };
+    let order = call.path(path)?;
+    let request: RefundRequest = call.body(body)?;
     let result = app.ops.refund(&call.caller.user_arn, &order, request).await;
-    call.done("refund", StatusCode::OK, result)
+    Ok(call.done("refund", StatusCode::OK, result))
 }
 
 async fn no_route(parts: Parts) -> Response {

@@ -54,7 +54,7 @@ pub(super) async fn notice_page(
     // A renewal already due is being charged by this very run: announcing it now would tell
     // the customer nothing in advance (its entry leaves the index when the charge moves the
     // subscription to its next period).
-    let mut messages: Vec<WorkMessage> = page
+    let messages = page
         .entries
         .into_iter()
         .filter(|e| e.due_at > now)
@@ -63,19 +63,12 @@ pub(super) async fn notice_page(
             plan: e.plan,
         })
         .collect();
-    let enqueued = messages.len();
-    let continued = page.next.is_some();
-    if let Some(next) = page.next {
-        messages.push(WorkMessage::PlanNotices {
-            shard,
-            now,
-            cursor: Some(next.0),
-        });
-    }
-    if !messages.is_empty() {
-        deps.queue.enqueue(&messages).await?;
-    }
-    Ok((enqueued, continued))
+    let next = page.next.map(|n| WorkMessage::PlanNotices {
+        shard,
+        now,
+        cursor: Some(n.0),
+    });
+    super::plan::enqueue_page(deps, messages, next).await
 }
 
 /// A later page of one shard of the renewal-notice index.

@@ -30,7 +30,7 @@ pub(super) async fn plan_page(
         .store
         .due(shard, now, deps.policy.plan_page, cursor)
         .await?;
-    let mut messages: Vec<WorkMessage> = page
+    let messages = page
         .entries
         .iter()
         .map(|e| WorkMessage::Charge {
@@ -38,14 +38,8 @@ pub(super) async fn plan_page(
             plan: e.plan.clone(),
         })
         .collect();
-    let enqueued = messages.len();
-    let continued = page.next.is_some();
-    if let Some(next) = page.next {
-        messages.push(WorkMessage::plan(shard, now, Some(next)));
-    }
-    if !messages.is_empty() {
-        deps.queue.enqueue(&messages).await?;
-    }
+    let next = page.next.map(|n| WorkMessage::plan(shard, now, Some(n)));
+    let (enqueued, continued) = enqueue_page(deps, messages, next).await?;
     let (charges, more_charges) = if first_page {
         one_off_page(deps, shard, now, None).await?
     } else {
@@ -88,20 +82,29 @@ async fn one_off_page(
         .store
         .charges_due(shard, now, deps.policy.plan_page, cursor)
         .await?;
-    let mut messages: Vec<WorkMessage> = page
+    let messages = page
         .entries
         .into_iter()
         .map(|e| WorkMessage::ReconcileCharge { charge: e.charge })
         .collect();
+    let next = page.next.map(|n| WorkMessage::PlanCharges {
+        shard,
+        now,
+        cursor: Some(n.0),
+    });
+    enqueue_page(deps, messages, next).await
+}
+
+/// Enqueues one page's work and, when a page follows, the message that plans it (one batch).
+/// How many work messages, and whether a page follows.
+pub(super) async fn enqueue_page(
+    deps: &ChargeDeps,
+    mut messages: Vec<WorkMessage>,
+    next: Option<WorkMessage>,
+) -> Result<(usize, bool), WorkError> {
     let enqueued = messages.len();
-    let continued = page.next.is_some();
-    if let Some(next) = page.next {
-        messages.push(WorkMessage::PlanCharges {
-            shard,
-            now,
-            cursor: Some(next.0),
-        });
-    }
+    let continued = next.is_some();
+    messages.extend(next);
     if !messages.is_empty() {
         deps.queue.enqueue(&messages).await?;
     }

@@ -142,6 +142,30 @@ fn notice_key(record: &Record) -> Option<NoticeKey> {
 /// One page of `index`: the keys from `first` (or after the cursor `after`) that `within`
 /// allows, `limit` at most, and where the next page starts when more follow. A cursor is the
 /// page's last key, as JSON.
+/// A page of one shard of an index of subscriptions (the due index, the renewal-notice index):
+/// those at or before `until`, oldest first.
+fn subscription_page(
+    index: &BTreeSet<DueKey>,
+    shard: u16,
+    until: DateTime<Utc>,
+    limit: usize,
+    after: Option<DueCursor>,
+) -> Result<DuePage, StoreError> {
+    let until = until.timestamp_micros();
+    let first = (shard, i64::MIN, min_customer(), min_plan());
+    let within = |k: &DueKey| k.0 == shard && k.1 <= until;
+    let (keys, next) = index_page(index, first, after.as_ref(), within, limit)?;
+    let entries = keys
+        .into_iter()
+        .map(|(_, at, customer, plan)| DueEntry {
+            customer,
+            plan,
+            due_at: from_micros(at),
+        })
+        .collect();
+    Ok(DuePage { entries, next })
+}
+
 fn index_page<K>(
     index: &BTreeSet<K>,
     first: K,
@@ -228,19 +252,7 @@ impl Store for MemoryStore {
         limit: usize,
         after: Option<DueCursor>,
     ) -> Result<DuePage, StoreError> {
-        let now = now.timestamp_micros();
-        let first = (shard, i64::MIN, min_customer(), min_plan());
-        let within = |k: &DueKey| k.0 == shard && k.1 <= now;
-        let (keys, next) = index_page(&self.lock().due, first, after.as_ref(), within, limit)?;
-        let entries = keys
-            .into_iter()
-            .map(|(_, at, customer, plan)| DueEntry {
-                customer,
-                plan,
-                due_at: from_micros(at),
-            })
-            .collect();
-        Ok(DuePage { entries, next })
+        subscription_page(&self.lock().due, shard, now, limit, after)
     }
 
     async fn outbox_pending(
@@ -370,19 +382,7 @@ impl Store for MemoryStore {
         limit: usize,
         after: Option<DueCursor>,
     ) -> Result<DuePage, StoreError> {
-        let until = until.timestamp_micros();
-        let first = (shard, i64::MIN, min_customer(), min_plan());
-        let within = |k: &NoticeKey| k.0 == shard && k.1 <= until;
-        let (keys, next) = index_page(&self.lock().notices, first, after.as_ref(), within, limit)?;
-        let entries = keys
-            .into_iter()
-            .map(|(_, at, customer, plan)| DueEntry {
-                customer,
-                plan,
-                due_at: from_micros(at),
-            })
-            .collect();
-        Ok(DuePage { entries, next })
+        subscription_page(&self.lock().notices, shard, until, limit, after)
     }
 
     // End of renewal notices.

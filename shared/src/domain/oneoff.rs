@@ -68,6 +68,13 @@ impl OrderId {
         Self::parse(&format!("C{}", charge.as_str()))
             .unwrap_or_else(|_| unreachable!("C and 20 alphanumerics is a valid order id"))
     }
+
+    /// Whether this is a one-off charge's order id. By length, not by the leading `C`: a
+    /// subscription id may begin with `C` too.
+    pub fn is_one_off(&self) -> bool {
+        let s = self.as_str();
+        s.len() == 1 + ChargeId::LEN && s.starts_with('C')
+    }
 }
 
 /// The merchant's `Idempotency-Key`: 8 to 128 of `A–Z a–z 0–9 - _ . :` (a UUID fits). Scoped
@@ -239,6 +246,11 @@ mod tests {
         assert_eq!(order, OrderId::for_one_off(&charge));
         let period = OrderId::for_period(&crate::domain::SubscriptionId::generate(), 0);
         assert_ne!(order.as_str().len(), period.as_str().len());
+        assert!(order.is_one_off());
+        assert!(!period.is_one_off());
+        let subscription = crate::domain::SubscriptionId::parse(&format!("C{}", "x".repeat(15)));
+        let c_period = OrderId::for_period(&subscription.unwrap(), 0);
+        assert!(c_period.as_str().starts_with('C') && !c_period.is_one_off());
         assert_eq!(ChargeId::parse(charge.as_str()).unwrap(), charge);
         assert!(ChargeId::parse("short").is_err());
         assert!(ChargeId::parse(&"a-".repeat(10)).is_err());

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use oen_dev::{DevStack, OenSettings, OenTarget, Options};
+use oen_pay::domain::OrderId;
 use oen_pay::store::{Record, SessionState, SubscriptionStatus};
 use oen_sim::cards;
 use reqwest::{Client, Response, StatusCode};
@@ -550,7 +551,7 @@ async fn the_state_page_refunds_cancels_resumes_and_charges_once_with_the_mercha
     let one_offs = sim
         .ledger()
         .into_iter()
-        .filter(|e| e.order_id.starts_with('C'))
+        .filter(|e| OrderId::parse(&e.order_id).is_ok_and(|o| o.is_one_off()))
         .count();
     assert_eq!(one_offs, 1, "one one-off charge at Oen");
 

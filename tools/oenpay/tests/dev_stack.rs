@@ -7,6 +7,7 @@
 use std::process::{Command, Output};
 
 use oen_dev::{DevStack, Options};
+use oen_pay::domain::OrderId;
 use oen_sim::cards;
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
@@ -206,7 +207,7 @@ async fn an_operator_runs_every_subcommand_against_the_dev_stack() {
     let one_offs = |sim: &oen_sim::Simulator| {
         sim.ledger()
             .into_iter()
-            .filter(|e| e.order_id.starts_with('C'))
+            .filter(|e| OrderId::parse(&e.order_id).is_ok_and(|o| o.is_one_off()))
             .count()
     };
     assert_eq!(one_offs(sim), 1);

@@ -410,4 +410,10 @@ mod tests {
     async fn memory_store_passes_the_contract() {
         super::super::contract::run_all(|| async { MemoryStore::new() }).await;
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn memory_store_gives_racing_idempotency_claims_one_winner() {
+        let store = std::sync::Arc::new(MemoryStore::new());
+        super::super::contract::racing_idempotency_claims_have_one_winner(store).await;
+    }
 }

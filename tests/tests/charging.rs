@@ -11,7 +11,7 @@ use oen_pay::clock::Clock;
 use oen_pay::dev;
 use oen_pay::domain::{taipei_date, CustomerId, OrderId, PlanId};
 use oen_pay::queue::WorkMessage;
-use oen_pay::store::{Expect, PeriodState, Put, SubscriptionStatus};
+use oen_pay::store::{Expect, PeriodState, Put, StoreExt, SubscriptionStatus};
 use oen_pay_integration::stack::{stack, stack_with, worker, Stack};
 use oen_sim::{cards, ForceTarget, ForcedOutcome};
 
@@ -335,26 +335,49 @@ async fn duplicate_deliveries_and_duplicate_planners_charge_once() {
     s.assert_ledger_agrees(&subs).await;
 }
 
+/// Workers arriving while the first is at Oen. The first claims the period before the others
+/// start: moto's PutItem reads, checks and writes without a lock, so two simultaneous claims of
+/// one item can both succeed there, which DynamoDB rules out. The free-for-all race runs on the
+/// memory store (the soak's racing workers).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn racing_workers_charge_once() {
+async fn workers_arriving_while_the_first_is_at_oen_charge_once() {
     let s = Arc::new(stack().await);
     s.bind("cust-r", "premium", cards::SUCCESS).await;
-    // A slow Oen widens the race window.
-    s.sim.set_latency(StdDuration::from_millis(200));
+    // A slow Oen keeps the first worker in flight while the others arrive.
+    s.sim.set_latency(StdDuration::from_millis(1500));
+    let customer = CustomerId::parse("cust-r").unwrap();
+    let plan = PlanId::parse("premium").unwrap();
     let message = WorkMessage::Charge {
-        customer: CustomerId::parse("cust-r").unwrap(),
-        plan: PlanId::parse("premium").unwrap(),
+        customer: customer.clone(),
+        plan: plan.clone(),
     };
-    let mut tasks = Vec::new();
-    for w in 0..6 {
+    let spawn = |w: usize| {
         let s = s.clone();
         let m = message.clone();
-        tasks.push(tokio::spawn(async move {
+        tokio::spawn(async move {
             charging::handle(&s.deps, &m, &worker(&format!("worker-{w}")))
                 .await
                 .unwrap()
-        }));
+        })
+    };
+    let mut tasks = vec![spawn(0)];
+    let store = &s.deps.adapters.store;
+    let sub = store.subscription(&customer, &plan).await.unwrap().unwrap();
+    let claimed = std::time::Instant::now();
+    while !store
+        .recent_periods(&sub.value.id, 5)
+        .await
+        .unwrap()
+        .iter()
+        .any(|p| matches!(p.value.state, PeriodState::Charging { .. }))
+    {
+        assert!(
+            claimed.elapsed() < StdDuration::from_secs(30),
+            "never claimed"
+        );
+        tokio::time::sleep(StdDuration::from_millis(5)).await;
     }
+    tasks.extend((1..6).map(spawn));
     let mut outcomes = Vec::new();
     for t in tasks {
         outcomes.push(t.await.unwrap());

@@ -1049,11 +1049,13 @@ async fn merchant_flows(w: &World) {
     assert_eq!(status, StatusCode::OK);
 }
 
-/// The daily reconciliation of the day the journey charged on (Taipei, by the simulator's
-/// wall clock; the charger's clock is weeks past it): the duplicate payment of cust-dup is
-/// found, the report is stored and announced.
+/// The daily reconciliation of the day Oen charged cust-dup twice (Taipei, by the simulator's
+/// wall clock, which may have passed midnight since; the charger's clock is weeks past it): the
+/// duplicate payment is found, the report is stored and announced.
 async fn reconciliation_flow(w: &World) {
-    let day = oen_pay::reconcile::taipei_day(w.sim.now());
+    let dup = w.sub("cust-dup").await;
+    let charged = w.sim.ledger_for_order(OrderId::for_period(&dup.id, 0).as_str());
+    let day = oen_pay::reconcile::taipei_day(charged[0].created_at);
     let answer = w
         .invoke_charger(json!({"job": "reconcile", "date": day.format("%Y-%m-%d").to_string()}))
         .await;

@@ -193,7 +193,7 @@ where
     due_index_returns_only_due_subscriptions_of_the_shard_oldest_first(make().await).await;
     due_index_pages_with_a_cursor(make().await).await;
     due_index_follows_updates(make().await).await;
-    racing_claims_have_one_winner(Arc::new(make().await)).await;
+    claims_of_one_version_have_one_winner(Arc::new(make().await)).await;
     missing_records_read_as_none(make().await).await;
     an_event_is_recorded_in_the_outbox_once(make().await).await;
     outbox_index_lists_pending_entries_of_the_shard_oldest_first(make().await).await;
@@ -598,37 +598,72 @@ pub async fn due_index_follows_updates(store: impl Store) {
         .is_empty());
 }
 
-pub async fn racing_claims_have_one_winner<S: Store + 'static>(store: Arc<S>) {
+/// The claim of an open period as `worker-{w}`, by compare-and-set on its first version.
+async fn open_period_to_claim(store: &impl Store) -> (SubscriptionId, Vec<Put>) {
     let sub = subscription("c-race", Some(t0()));
     let open = period(&sub, 0, PeriodState::Open);
     store
         .commit(vec![Put::new(open.clone(), Expect::Absent)])
         .await
         .unwrap();
-    let mut tasks = Vec::new();
-    for w in 0..8 {
-        let store = store.clone();
-        let mut claim = open.clone();
-        claim.state = PeriodState::Charging {
-            lease_owner: format!("worker-{w}"),
-            lease_until: t0() + Duration::seconds(60),
-        };
-        tasks.push(tokio::spawn(async move {
-            store
-                .commit(vec![Put::new(claim, Expect::Version(1))])
-                .await
-        }));
+    let claims = (0..8)
+        .map(|w| {
+            let mut claim = open.clone();
+            claim.state = PeriodState::Charging {
+                lease_owner: format!("worker-{w}"),
+                lease_until: t0() + Duration::seconds(60),
+            };
+            Put::new(claim, Expect::Version(1))
+        })
+        .collect();
+    (sub.id, claims)
+}
+
+/// Eight claims of one period, one after another: the first wins, every other is refused.
+/// Runs on every store, DynamoDB's conditions included.
+pub async fn claims_of_one_version_have_one_winner<S: Store + 'static>(store: Arc<S>) {
+    let (sub, claims) = open_period_to_claim(&*store).await;
+    let mut results = Vec::new();
+    for claim in claims {
+        results.push(store.commit(vec![claim]).await);
     }
-    let mut winners = 0;
+    one_claim_won(&*store, &sub, results).await;
+}
+
+/// The same eight claims at once. Only for stores that lock an item while they check its
+/// condition: moto's PutItem reads, checks and writes without a lock, so a race there tests
+/// moto rather than DynamoDB.
+pub async fn racing_claims_have_one_winner<S: Store + 'static>(store: Arc<S>) {
+    let (sub, claims) = open_period_to_claim(&*store).await;
+    let tasks: Vec<_> = claims
+        .into_iter()
+        .map(|claim| {
+            let store = store.clone();
+            tokio::spawn(async move { store.commit(vec![claim]).await })
+        })
+        .collect();
+    let mut results = Vec::new();
     for t in tasks {
-        match t.await.unwrap() {
+        results.push(t.await.unwrap());
+    }
+    one_claim_won(&*store, &sub, results).await;
+}
+
+async fn one_claim_won(
+    store: &impl Store,
+    sub: &SubscriptionId,
+    results: Vec<Result<(), StoreError>>,
+) {
+    let mut winners = 0;
+    for result in results {
+        match result {
             Ok(()) => winners += 1,
             Err(StoreError::Conflict(_)) => {}
             Err(e) => panic!("{e:?}"),
         }
     }
     assert_eq!(winners, 1);
-    let got = store.period(&sub.id, 0).await.unwrap().unwrap();
+    let got = store.period(sub, 0).await.unwrap().unwrap();
     assert_eq!(got.version, 2);
     assert!(matches!(got.value.state, PeriodState::Charging { .. }));
 }

@@ -416,4 +416,10 @@ mod tests {
         let store = std::sync::Arc::new(MemoryStore::new());
         super::super::contract::racing_idempotency_claims_have_one_winner(store).await;
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn memory_store_gives_racing_claims_one_winner() {
+        let store = std::sync::Arc::new(MemoryStore::new());
+        super::super::contract::racing_claims_have_one_winner(store).await;
+    }
 }

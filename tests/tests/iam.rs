@@ -1054,7 +1054,9 @@ async fn merchant_flows(w: &World) {
 /// duplicate payment is found, the report is stored and announced.
 async fn reconciliation_flow(w: &World) {
     let dup = w.sub("cust-dup").await;
-    let charged = w.sim.ledger_for_order(OrderId::for_period(&dup.id, 0).as_str());
+    let charged = w
+        .sim
+        .ledger_for_order(OrderId::for_period(&dup.id, 0).as_str());
     let day = oen_pay::reconcile::taipei_day(charged[0].created_at);
     let answer = w
         .invoke_charger(json!({"job": "reconcile", "date": day.format("%Y-%m-%d").to_string()}))

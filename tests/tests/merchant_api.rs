@@ -242,6 +242,11 @@ async fn every_route_refuses_a_request_without_an_iam_identity_and_changes_nothi
             Some(charge_body("cust-guard", 300)),
         ),
         ("GET", "/v1/charges/AbCdEfGhIjKlMnOpQrSt".into(), None),
+        (
+            "POST",
+            "/v1/charges/AbCdEfGhIjKlMnOpQrSt/refund".into(),
+            Some(json!({})),
+        ),
         ("GET", "/v1/dead-letters/charge".into(), None),
         ("POST", "/v1/dead-letters/charge/redrive".into(), None),
         ("GET", "/v1/no-such-route".into(), None),
@@ -959,6 +964,30 @@ async fn unknown_and_malformed_ids_get_stable_codes() {
             "GET",
             "/v1/charges/AbCdEfGhIjKlMnOpQrSt/refund".into(),
             None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "GET",
+        ),
+        (
+            "POST",
+            "/v1/charges/AbCdEfGhIjKlMnOpQrSt/refund".into(),
+            Some(json!({})),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no charge",
+        ),
+        (
+            "POST",
+            "/v1/charges/not-a-charge/refund".into(),
+            Some(json!({})),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "charge id",
+        ),
+        (
+            "GET",
+            "/v1/charges/AbCdEfGhIjKlMnOpQrSt/refunds".into(),
+            None,
             StatusCode::NOT_FOUND,
             "not_found",
             "no route",
@@ -1514,6 +1543,137 @@ async fn an_unknown_charge_is_404_and_a_customer_without_a_card_too() {
     assert_eq!(none.status, StatusCode::NOT_FOUND, "{}", none.body);
     assert_eq!(none.body["error"]["code"], "no_saved_card");
     assert!(a.s.sim.ledger().is_empty());
+}
+
+#[tokio::test]
+async fn a_one_off_charge_is_refunded_once_even_when_oens_answer_is_lost() {
+    let a = api().await;
+    with_card(&a, "cust-fee", cards::SUCCESS).await;
+    with_card(&a, "cust-fee2", cards::SUCCESS).await;
+    let fee = a.charge(KEY, charge_body("cust-fee", 300)).await;
+    let other = a
+        .charge("second-key-0002", charge_body("cust-fee2", 200))
+        .await;
+    assert_eq!(
+        (fee.status, other.status),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
+    let id = fee.body["id"].as_str().unwrap();
+    let order = fee.body["orderId"].as_str().unwrap();
+    let path = format!("/v1/charges/{id}/refund");
+    // More than was charged: refused before Oen.
+    let answer = a.call("POST", &path, Some(json!({"amount": 301}))).await;
+    assert_error(
+        &answer,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "more than",
+    );
+    // Oen refunds, then its answer times out: the transaction is read back, not sent again.
+    let transaction = a.s.sim.ledger_for_order(order)[0].id.clone();
+    a.s.sim.force_next(
+        ForceTarget::Refund(transaction.clone()),
+        ForcedOutcome::GatewayTimeoutAfterCommit,
+    );
+    let (status, body) = a
+        .call(
+            "POST",
+            &path,
+            Some(json!({"amount": 120, "reason": "waived"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (
+            &body["orderId"],
+            &body["transaction"],
+            &body["refunded"],
+            &body["charged"],
+            &body["replayed"]
+        ),
+        (
+            &json!(order),
+            &json!(transaction),
+            &json!(120),
+            &json!(300),
+            &json!(false)
+        )
+    );
+    // Repeated, by the order id this time: the recorded refund, nothing sent.
+    let (status, again) = a
+        .call(
+            "POST",
+            &format!("/v1/charges/{order}/refund"),
+            Some(json!({"amount": 120})),
+        )
+        .await;
+    assert_eq!(
+        (status, &again["replayed"]),
+        (StatusCode::OK, &json!(true)),
+        "{again}"
+    );
+    let answer = a.call("POST", &path, Some(json!({}))).await;
+    assert_error(
+        &answer,
+        StatusCode::CONFLICT,
+        "conflict",
+        "refunded NT$120 already",
+    );
+    // The charge shows it; Oen holds one refund of NT$120; the other charge is untouched.
+    let (_, view) = a.call("GET", &format!("/v1/charges/{id}"), None).await;
+    assert_eq!(
+        (&view["status"], &view["refunded"]),
+        (&json!("succeeded"), &json!(120))
+    );
+    let refunds: Vec<(String, i64)> =
+        a.s.sim
+            .ledger()
+            .into_iter()
+            .map(|e| (e.order_id, e.refund_amount))
+            .collect();
+    let other_order = other.body["orderId"].as_str().unwrap().to_owned();
+    let mut want = vec![(order.to_owned(), 120), (other_order, 0)];
+    want.sort();
+    let mut refunds = refunds;
+    refunds.sort();
+    assert_eq!(refunds, want);
+    // Announced once, naming the charge; audited under the caller.
+    let refunded: Vec<_> =
+        a.s.events
+            .all()
+            .into_iter()
+            .filter(|e| e.kind == "payment.refunded")
+            .collect();
+    assert_eq!(refunded.len(), 1, "{refunded:?}");
+    assert_eq!(
+        (
+            &refunded[0].data["charge"],
+            &refunded[0].data["orderId"],
+            &refunded[0].data["refunded"]
+        ),
+        (&json!(id), &json!(order), &json!(120))
+    );
+    assert_eq!(audited(&a.s, CALLER).await, ["refund"]);
+    // A charge that is not paid cannot be refunded.
+    with_card(&a, "cust-declined", cards::DECLINE_T0004_INSUFFICIENT_FUNDS).await;
+    let declined = a
+        .charge("third-key-0003", charge_body("cust-declined", 100))
+        .await;
+    assert_eq!(
+        declined.status,
+        StatusCode::PAYMENT_REQUIRED,
+        "{}",
+        declined.body
+    );
+    let declined_id = declined.body["error"]["charge"]["id"].as_str().unwrap();
+    let answer = a
+        .call(
+            "POST",
+            &format!("/v1/charges/{declined_id}/refund"),
+            Some(json!({})),
+        )
+        .await;
+    assert_error(&answer, StatusCode::CONFLICT, "conflict", "is not paid");
 }
 
 impl Api {

@@ -1536,6 +1536,7 @@ fn every_merchant_api_route_takes_only_iam_callers_and_the_public_routes_stay_pu
             "GET /v1/reconciliation/{date}",
             "GET /v1/subscriptions/{id}",
             "POST /v1/charges",
+            "POST /v1/charges/{id}/refund",
             "POST /v1/dead-letters/{queue}/redrive",
             "POST /v1/links",
             "POST /v1/periods/{orderId}/refund",

@@ -13,6 +13,8 @@
 //! - `POST /v1/charges` (header `Idempotency-Key`) `{"customer","amount","description",
 //!   "reference"?,"productDetails"?}` → the reply of [`oen_pay::oneoff`] (see [`charges`])
 //! - `GET /v1/charges/{id}` → the one-off charge as it stands
+//! - `POST /v1/charges/{id}/refund` `{"amount"?,"reason"?}` → a paid one-off charge refunded, by
+//!   the rules of a period's refund (`{id}` is the charge's id or its order id)
 //! - `GET /v1/reconciliation/{yyyy-MM-dd}` → the daily reconciliation report of that Taipei day
 //! - `GET /v1/due?shard=0..15&after=…` → what the next scheduled run would do in that shard (a
 //!   page of due subscriptions with their action and amount; nothing is written)
@@ -93,6 +95,7 @@ pub fn router(app: Arc<App>, access: Access) -> Router {
         .route("/v1/reconciliation/{date}", get(reconciliation))
         .route("/v1/charges", post(charges::create))
         .route("/v1/charges/{id}", get(charges::show))
+        .route("/v1/charges/{id}/refund", post(refund_charge))
         .route("/v1/dead-letters/{queue}", get(dead_letters))
         .route("/v1/dead-letters/{queue}/redrive", post(redrive))
         .fallback(no_route)
@@ -434,6 +437,22 @@ async fn refund(
     let request: RefundRequest = call.body(body)?;
     let result = app.ops.refund(&call.caller.user_arn, &order, request).await;
     Ok(call.done("refund", StatusCode::OK, result))
+}
+
+async fn refund_charge(
+    State(app): State<Arc<App>>,
+    parts: Parts,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Response> {
+    let call = Call::of(&parts);
+    let id = call.path(path)?;
+    let request: RefundRequest = call.body(body)?;
+    let result = app
+        .ops
+        .refund_charge(&call.caller.user_arn, &id, request)
+        .await;
+    Ok(call.done("refund_charge", StatusCode::OK, result))
 }
 
 async fn no_route(parts: Parts) -> Response {

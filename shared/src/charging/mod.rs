@@ -40,8 +40,8 @@ use crate::queue::{QueueError, WorkMessage, WorkQueue};
 use crate::store::{DueCursor, StoreError};
 
 pub use operations::{
-    cancel, cancel_subscription, charge_now, refund, refund_period, resume, resume_subscription,
-    OperationError,
+    cancel, cancel_subscription, charge_now, refund, refund_one_off, refund_period, resume,
+    resume_subscription, OperationError,
 };
 pub use plan::schedule;
 pub use policy::ChargePolicy;

@@ -8,8 +8,8 @@ use thiserror::Error;
 use super::worker::{self, Trigger};
 use super::{ChargeDeps, WorkContext, WorkError, WorkOutcome};
 use crate::domain::{
-    Amount, AuditEntry, ChargePeriod, CustomerId, DomainEvent, PeriodState, PlanId, Subscription,
-    SubscriptionId, SubscriptionStatus, TransactionId,
+    Amount, AuditEntry, ChargeId, ChargePeriod, ChargeState, CustomerId, DomainEvent, PeriodState,
+    PlanId, Subscription, SubscriptionId, SubscriptionStatus, TransactionId,
 };
 use crate::oen::{OenError, RefundRequest};
 use crate::outbox;
@@ -301,25 +301,83 @@ fn refundable(
     p: &ChargePeriod,
     amount: Option<Amount>,
 ) -> Result<(TransactionId, Amount), OperationError> {
-    let period = p.period;
-    let PeriodState::Paid { transaction, .. } = &p.state else {
-        return Err(OperationError::Refused(format!(
-            "period {period} is not paid"
-        )));
+    let paid = match &p.state {
+        PeriodState::Paid { transaction, .. } => Some(transaction),
+        _ => None,
     };
-    if p.refunded.is_some() {
+    let what = format!("period {}", p.period);
+    refund_of(&what, paid, p.amount, p.refunded, amount)
+}
+
+/// The transaction to refund and the amount, or why `what` (paid by `paid`, charged
+/// `charged`, refunded `refunded` so far) cannot be refunded `amount` (all when `None`).
+fn refund_of(
+    what: &str,
+    paid: Option<&TransactionId>,
+    charged: Amount,
+    refunded: Option<Amount>,
+    amount: Option<Amount>,
+) -> Result<(TransactionId, Amount), OperationError> {
+    let Some(transaction) = paid else {
+        return Err(OperationError::Refused(format!("{what} is not paid")));
+    };
+    if refunded.is_some() {
         return Err(OperationError::Refused(format!(
-            "period {period} was already refunded (Oen allows one refund per transaction)"
+            "{what} was already refunded (Oen allows one refund per transaction)"
         )));
     }
-    let wanted = amount.unwrap_or(p.amount);
-    if wanted > p.amount {
+    let wanted = amount.unwrap_or(charged);
+    if wanted > charged {
         return Err(OperationError::Refused(format!(
-            "cannot refund {wanted} of a {} charge",
-            p.amount
+            "cannot refund {wanted} of a {charged} charge"
         )));
     }
     Ok((transaction.clone(), wanted))
+}
+
+/// Operator action: refund a paid one-off charge (whole, or `amount`), under the same rules
+/// as a period: one refund per Oen transaction, and after a lost answer the transaction is
+/// read before anything is resent. The charge's own version guards the write; `actor` names
+/// who in the audit entry.
+pub async fn refund_one_off(
+    deps: &ChargeDeps,
+    charge: &ChargeId,
+    amount: Option<Amount>,
+    reason: Option<String>,
+    actor: &str,
+) -> Result<Amount, OperationError> {
+    let now = deps.clock.now();
+    let c = deps
+        .store
+        .one_off_charge(charge)
+        .await?
+        .ok_or_else(|| OperationError::Refused(format!("charge {charge} does not exist")))?;
+    let paid = match &c.value.state {
+        ChargeState::Paid { transaction, .. } => Some(transaction),
+        _ => None,
+    };
+    let what = format!("charge {charge}");
+    let (transaction, wanted) = refund_of(&what, paid, c.value.amount, c.value.refunded, amount)?;
+    let refunded = send_refund(deps, &transaction, wanted, amount, reason).await?;
+    let mut updated = c.value.clone();
+    updated.refunded = Some(refunded);
+    updated.updated_at = now;
+    let audit = AuditEntry::new(
+        c.value.customer.clone(),
+        now,
+        actor,
+        "refund",
+        None,
+        format!("order {}, {refunded}", c.value.order_id),
+    );
+    let event = DomainEvent::payment_refunded_of_charge(&updated, &transaction, refunded, now);
+    let puts = vec![
+        Put::new(updated, Expect::Version(c.version)),
+        Put::new(audit, Expect::Absent),
+    ];
+    let recorded = outbox::commit(deps, puts, vec![event]).await?;
+    outbox::ship(deps, recorded, deps.function).await;
+    Ok(refunded)
 }
 
 /// Asks Oen for the refund; when the answer is lost (or Oen says the state changed), reads the

@@ -388,6 +388,19 @@ impl DomainEvent {
         Self::of_charge(EventType::ChargeFailed, &about, charge, at, detail)
     }
 
+    /// `payment.refunded` of a one-off charge, once per order like a period's, naming the
+    /// charge and the merchant's reference as well.
+    pub fn payment_refunded_of_charge(
+        charge: &OneOffCharge,
+        transaction: &TransactionId,
+        refunded: Amount,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let detail = serde_json::json!({"transaction": transaction, "refunded": refunded});
+        let about = charge.order_id.as_str();
+        Self::of_charge(EventType::PaymentRefunded, about, charge, at, detail)
+    }
+
     /// `charge.unknown`, once per attempt of a one-off charge whose outcome could not be known.
     pub fn charge_unknown(
         charge: &OneOffCharge,

@@ -201,6 +201,10 @@ pub struct OneOffCharge {
     /// lease (its holder may die) or an unknown outcome's reconcile time. `None` keeps it out
     /// of the due index.
     pub next_action_at: Option<DateTime<Utc>>,
+    /// Refunded amount, once a refund succeeded (Oen allows one per transaction). Absent on
+    /// charges stored before refunds of one-off charges existed.
+    #[serde(default)]
+    pub refunded: Option<Amount>,
 }
 
 /// A reply as it was first given, kept to be replayed to the same key.

@@ -236,6 +236,7 @@ async fn begin<'a>(
         updated_at: now,
         // Should this request die, the janitor looks at the charge when the lease ends.
         next_action_at: Some(lease_until),
+        refunded: None,
     };
     let record = IdempotencyRecord {
         merchant: deps.merchant.clone(),

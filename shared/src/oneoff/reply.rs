@@ -54,6 +54,11 @@ pub struct ChargeView {
     /// Oen's `P…` transaction number, once paid.
     pub transaction: Option<String>,
     pub failure: Option<ChargeFailure>,
+    /// NT$ refunded, once a refund succeeded (`POST /v1/charges/{id}/refund`). Absent from the
+    /// first reply that a key replays: a refund comes later, and the charge's status URL shows
+    /// it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refunded: Option<u32>,
     pub status_url: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -106,6 +111,7 @@ impl ChargeView {
             card_last4: charge.last4.clone(),
             transaction,
             failure,
+            refunded: charge.refunded.map(|a| a.ntd()),
             status_url: status_url(charge),
             created_at: charge.created_at,
             updated_at: charge.updated_at,

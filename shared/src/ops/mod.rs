@@ -1,5 +1,5 @@
 //! What a merchant does to a deployed stack, implemented once: mint a start link, look up a
-//! customer or a subscription, cancel, resume, refund. The merchant API function and the local
+//! customer or a subscription, cancel, resume, refund a period or a one-off charge. The merchant API function and the local
 //! dev stack both call these; cancel and refund go through [`crate::charging`]'s operations, so
 //! an operator and the charger racing on one subscription meet the same store conditions.
 //!
@@ -17,8 +17,8 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::charging::{self, ChargeDeps, OperationError};
 use crate::domain::{
-    Amount, ChargePeriod, CustomerId, OrderId, PeriodState, Subscription, SubscriptionId,
-    TransactionId,
+    Amount, ChargeId, ChargePeriod, ChargeState, CustomerId, OneOffCharge, OrderId, PeriodState,
+    Subscription, SubscriptionId, TransactionId,
 };
 use crate::links;
 use crate::secrets::SecretSource;
@@ -197,22 +197,7 @@ impl Operations {
         request: RefundRequest,
     ) -> Result<RefundView, OpsError> {
         let (id, n) = parse_order_id(order_id)?;
-        let amount = request
-            .amount
-            .map(Amount::new)
-            .transpose()
-            .map_err(|e| OpsError::invalid("amount", e.reason))?;
-        if let Some(reason) = &request.reason {
-            let chars = reason.chars().count();
-            if chars == 0 || chars > MAX_REASON_CHARS || reason.chars().any(char::is_control) {
-                return Err(OpsError::invalid(
-                    "reason",
-                    format!(
-                        "must be 1 to {MAX_REASON_CHARS} characters without control characters"
-                    ),
-                ));
-            }
-        }
+        let (amount, reason) = refund_parameters(request)?;
         let no_period = || OpsError::NotFound(format!("no period with order id {order_id}"));
         let period = self
             .deps
@@ -228,40 +213,60 @@ impl Operations {
             Err(OpsError::NotFound(_)) => period.customer.clone().ok_or_else(no_period)?,
             Err(e) => return Err(e),
         };
-        if let Some(recorded) = recorded_refund(&period, amount)? {
+        let before = Refundable::of_period(&period);
+        if let Some(recorded) = before.recorded(amount)? {
             return Ok(recorded);
         }
-        let transaction = refund_precheck(&period, amount)?;
+        let transaction = before.precheck(amount)?;
         let result =
-            charging::refund_period(&self.deps, &customer, &id, n, amount, request.reason, actor)
-                .await;
-        let wanted = amount.unwrap_or(period.amount);
-        match result {
-            Ok(refunded) if refunded == wanted => {
-                Ok(refund_view(&period, transaction, refunded.ntd(), false))
-            }
-            // Oen had refunded the transaction already, another amount (a racing request, or
-            // one made in Oen's back office): that refund is now recorded; this one is not made.
-            Ok(refunded) => Err(OpsError::Conflict(format!(
-                "order {} was refunded {refunded} already; Oen allows one refund per transaction",
-                period.order_id
-            ))),
-            // A refund of this period was recorded meanwhile (a concurrent repeat): answer it
-            // if it is the same refund.
-            Err(OperationError::Store(StoreError::Conflict(c))) => {
-                let now = self
-                    .deps
-                    .store
-                    .period(&id, n)
-                    .await?
-                    .ok_or_else(no_period)?;
-                match recorded_refund(&now.value, amount)? {
-                    Some(recorded) => Ok(recorded),
-                    None => Err(StoreError::Conflict(c).into()),
-                }
-            }
-            Err(e) => Err(e.into()),
+            charging::refund_period(&self.deps, &customer, &id, n, amount, reason, actor).await;
+        let reread = || async {
+            let now = self
+                .deps
+                .store
+                .period(&id, n)
+                .await?
+                .ok_or_else(no_period)?;
+            Ok(Refundable::of_period(&now.value))
+        };
+        before.outcome(transaction, amount, result, reread).await
+    }
+
+    /// Refunds the paid one-off charge `id` (its charge id, or its order id `C…`), whole or
+    /// `amount`, under the same rules as [`Self::refund`] of a period.
+    pub async fn refund_charge(
+        &self,
+        actor: &str,
+        id: &str,
+        request: RefundRequest,
+    ) -> Result<RefundView, OpsError> {
+        let id = parse_charge_id(id)?;
+        let (amount, reason) = refund_parameters(request)?;
+        let no_charge = || OpsError::NotFound(format!("no charge {id}"));
+        let charge = self
+            .deps
+            .store
+            .one_off_charge(&id)
+            .await?
+            .filter(|c| c.value.merchant == self.deps.merchant)
+            .ok_or_else(no_charge)?
+            .value;
+        let before = Refundable::of_charge(&charge);
+        if let Some(recorded) = before.recorded(amount)? {
+            return Ok(recorded);
         }
+        let transaction = before.precheck(amount)?;
+        let result = charging::refund_one_off(&self.deps, &id, amount, reason, actor).await;
+        let reread = || async {
+            let now = self
+                .deps
+                .store
+                .one_off_charge(&id)
+                .await?
+                .ok_or_else(no_charge)?;
+            Ok(Refundable::of_charge(&now.value))
+        };
+        before.outcome(transaction, amount, result, reread).await
     }
 
     /// The subscription with `id`, or 404.
@@ -355,66 +360,158 @@ pub fn parse_order_id(raw: &str) -> Result<(SubscriptionId, u32), OpsError> {
     Ok((sub, period))
 }
 
-/// The refund recorded on `period`, when there is one: the same refund asked again is its
-/// replay; another is a conflict (Oen allows one refund per transaction).
-fn recorded_refund(
-    period: &ChargePeriod,
-    amount: Option<Amount>,
-) -> Result<Option<RefundView>, OpsError> {
-    let Some(refunded) = period.refunded else {
-        return Ok(None);
-    };
-    if amount.unwrap_or(period.amount) == refunded {
-        let transaction = paid_transaction(period)?;
-        return Ok(Some(refund_view(period, transaction, refunded.ntd(), true)));
-    }
-    Err(OpsError::Conflict(format!(
-        "order {} was refunded {refunded} already; Oen allows one refund per transaction",
-        period.order_id
-    )))
-}
-
-/// The transaction that paid `period`, or why an unpaid period cannot be refunded.
-fn paid_transaction(period: &ChargePeriod) -> Result<TransactionId, OpsError> {
-    match &period.state {
-        PeriodState::Paid { transaction, .. } => Ok(transaction.clone()),
-        _ => Err(OpsError::Conflict(format!(
-            "order {} is not paid; only a paid period can be refunded",
-            period.order_id
-        ))),
-    }
-}
-
-/// The transaction to refund, or why `period` cannot be refunded `amount`, before anything is
-/// sent.
-fn refund_precheck(
-    period: &ChargePeriod,
-    amount: Option<Amount>,
-) -> Result<TransactionId, OpsError> {
-    let transaction = paid_transaction(period)?;
-    if let Some(a) = amount {
-        if a > period.amount {
+/// A refund's amount and reason as asked, or a precise 400.
+fn refund_parameters(request: RefundRequest) -> Result<(Option<Amount>, Option<String>), OpsError> {
+    let amount = request
+        .amount
+        .map(Amount::new)
+        .transpose()
+        .map_err(|e| OpsError::invalid("amount", e.reason))?;
+    if let Some(reason) = &request.reason {
+        let chars = reason.chars().count();
+        if chars == 0 || chars > MAX_REASON_CHARS || reason.chars().any(char::is_control) {
             return Err(OpsError::invalid(
-                "amount",
-                format!("{a} is more than the {} charged", period.amount),
+                "reason",
+                format!("must be 1 to {MAX_REASON_CHARS} characters without control characters"),
             ));
         }
     }
-    Ok(transaction)
+    Ok((amount, request.reason))
 }
 
-fn refund_view(
-    period: &ChargePeriod,
-    transaction: TransactionId,
-    refunded: u32,
-    replayed: bool,
-) -> RefundView {
-    RefundView {
-        order_id: period.order_id.clone(),
-        transaction,
-        refunded,
-        charged: period.amount.ntd(),
-        replayed,
+/// A one-off charge's id, or its order id (`C` and the id), or a precise 400.
+pub fn parse_charge_id(raw: &str) -> Result<ChargeId, OpsError> {
+    let bare = match raw.strip_prefix('C') {
+        Some(rest) if raw.len() == 1 + ChargeId::LEN => rest,
+        _ => raw,
+    };
+    ChargeId::parse(bare).map_err(|_| {
+        OpsError::invalid(
+            "charge id",
+            format!(
+                "must be a charge's id ({} letters and digits) or its order id (C and the id)",
+                ChargeId::LEN
+            ),
+        )
+    })
+}
+
+/// What a refund needs of a paid period or one-off charge.
+struct Refundable {
+    order_id: OrderId,
+    charged: Amount,
+    paid_by: Option<TransactionId>,
+    refunded: Option<Amount>,
+}
+
+impl Refundable {
+    fn of_period(p: &ChargePeriod) -> Self {
+        Self {
+            order_id: p.order_id.clone(),
+            charged: p.amount,
+            paid_by: match &p.state {
+                PeriodState::Paid { transaction, .. } => Some(transaction.clone()),
+                _ => None,
+            },
+            refunded: p.refunded,
+        }
+    }
+
+    fn of_charge(c: &OneOffCharge) -> Self {
+        Self {
+            order_id: c.order_id.clone(),
+            charged: c.amount,
+            paid_by: match &c.state {
+                ChargeState::Paid { transaction, .. } => Some(transaction.clone()),
+                _ => None,
+            },
+            refunded: c.refunded,
+        }
+    }
+
+    /// The refund recorded, when there is one: the same refund asked again is its replay;
+    /// another is a conflict (Oen allows one refund per transaction).
+    fn recorded(&self, amount: Option<Amount>) -> Result<Option<RefundView>, OpsError> {
+        let Some(refunded) = self.refunded else {
+            return Ok(None);
+        };
+        if amount.unwrap_or(self.charged) == refunded {
+            let transaction = self.paid_transaction()?;
+            return Ok(Some(self.view(transaction, refunded.ntd(), true)));
+        }
+        Err(OpsError::Conflict(format!(
+            "order {} was refunded {refunded} already; Oen allows one refund per transaction",
+            self.order_id
+        )))
+    }
+
+    /// The transaction that paid, or why what is unpaid cannot be refunded.
+    fn paid_transaction(&self) -> Result<TransactionId, OpsError> {
+        self.paid_by.clone().ok_or_else(|| {
+            OpsError::Conflict(format!(
+                "order {} is not paid; only a paid period or charge can be refunded",
+                self.order_id
+            ))
+        })
+    }
+
+    /// The transaction to refund, or why it cannot be refunded `amount`, before anything is
+    /// sent.
+    fn precheck(&self, amount: Option<Amount>) -> Result<TransactionId, OpsError> {
+        let transaction = self.paid_transaction()?;
+        if let Some(a) = amount {
+            if a > self.charged {
+                return Err(OpsError::invalid(
+                    "amount",
+                    format!("{a} is more than the {} charged", self.charged),
+                ));
+            }
+        }
+        Ok(transaction)
+    }
+
+    /// The answer to a refund that was sent: `reread` reads the record again after a
+    /// concurrent write.
+    async fn outcome<F, Fut>(
+        &self,
+        transaction: TransactionId,
+        amount: Option<Amount>,
+        result: Result<Amount, OperationError>,
+        reread: F,
+    ) -> Result<RefundView, OpsError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Refundable, OpsError>>,
+    {
+        let wanted = amount.unwrap_or(self.charged);
+        match result {
+            Ok(refunded) if refunded == wanted => Ok(self.view(transaction, refunded.ntd(), false)),
+            // Oen had refunded the transaction already, another amount (a racing request, or
+            // one made in Oen's back office): that refund is now recorded; this one is not made.
+            Ok(refunded) => Err(OpsError::Conflict(format!(
+                "order {} was refunded {refunded} already; Oen allows one refund per transaction",
+                self.order_id
+            ))),
+            // A refund was recorded meanwhile (a concurrent repeat): answer it if it is the
+            // same refund.
+            Err(OperationError::Store(StoreError::Conflict(c))) => {
+                match reread().await?.recorded(amount)? {
+                    Some(recorded) => Ok(recorded),
+                    None => Err(StoreError::Conflict(c).into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn view(&self, transaction: TransactionId, refunded: u32, replayed: bool) -> RefundView {
+        RefundView {
+            order_id: self.order_id.clone(),
+            transaction,
+            refunded,
+            charged: self.charged.ntd(),
+            replayed,
+        }
     }
 }
 

@@ -415,3 +415,131 @@ async fn the_dry_run_lists_what_the_next_run_would_do_and_writes_nothing() {
         assert_eq!((e.code(), e.status()), ("invalid_request", 400), "{bad}");
     }
 }
+
+/// A paid one-off charge of `customer` (NT$150), stored.
+async fn paid_charge(store: &MemoryStore, customer: &str) -> OneOffCharge {
+    let mut charge = contract::one_off_charge(customer, None);
+    charge.state = ChargeState::Paid {
+        transaction: TransactionId::parse("P20270131AB000009").unwrap(),
+        auth_code: None,
+        paid_at: now(),
+    };
+    store
+        .commit(vec![Put::new(charge.clone(), Expect::Absent)])
+        .await
+        .unwrap();
+    charge
+}
+
+#[tokio::test]
+async fn a_one_off_charge_is_refunded_by_the_rules_of_a_period() {
+    let (ops, store) = operations();
+    let charge = paid_charge(&store, "cust-c").await;
+    let partial = |amount| RefundRequest {
+        amount,
+        reason: None,
+    };
+    // Oen unreachable: a 502 that says to repeat, and nothing recorded.
+    let e = ops
+        .refund_charge(ACTOR, charge.id.as_str(), partial(Some(40)))
+        .await
+        .unwrap_err();
+    assert_eq!((e.status(), e.code()), (502, "upstream_unavailable"));
+    let stored = store.one_off_charge(&charge.id).await.unwrap().unwrap();
+    assert_eq!((stored.value.refunded, stored.version), (None, 1));
+    // More than was charged is a bad request, before Oen.
+    let e = ops
+        .refund_charge(ACTOR, charge.id.as_str(), partial(Some(151)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "invalid_request");
+    assert!(
+        e.to_string().contains("NT$151 is more than the NT$150"),
+        "{e}"
+    );
+
+    // Recorded: the same refund, by charge id or by order id, is answered from the record.
+    let mut refunded = stored.value.clone();
+    refunded.refunded = Some(Amount::new(40).unwrap());
+    store
+        .commit(vec![Put::new(refunded, Expect::Version(1))])
+        .await
+        .unwrap();
+    for id in [charge.id.as_str(), charge.order_id.as_str()] {
+        let replay = ops
+            .refund_charge(ACTOR, id, partial(Some(40)))
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                &replay.order_id,
+                replay.refunded,
+                replay.charged,
+                replay.replayed
+            ),
+            (&charge.order_id, 40, 150, true)
+        );
+    }
+    // Another refund after it: Oen allows one per transaction.
+    for amount in [None, Some(30)] {
+        let e = ops
+            .refund_charge(ACTOR, charge.id.as_str(), partial(amount))
+            .await
+            .unwrap_err();
+        assert_eq!((e.status(), e.code()), (409, "conflict"));
+        assert!(e.to_string().contains("refunded NT$40 already"), "{e}");
+    }
+    // The charge's view shows the refund.
+    let stored = store.one_off_charge(&charge.id).await.unwrap().unwrap();
+    assert_eq!(
+        crate::oneoff::ChargeView::of(&stored.value).refunded,
+        Some(40)
+    );
+}
+
+#[tokio::test]
+async fn a_charge_that_is_not_paid_or_not_ours_is_not_refunded() {
+    let (ops, store) = operations();
+    // Still charging (its result unknown to us): nothing to refund yet.
+    let pending = contract::one_off_charge("cust-p", Some(now()));
+    store
+        .commit(vec![Put::new(pending.clone(), Expect::Absent)])
+        .await
+        .unwrap();
+    let e = ops
+        .refund_charge(ACTOR, pending.id.as_str(), RefundRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "conflict");
+    assert!(e.to_string().contains("is not paid"), "{e}");
+    // Another merchant's charge, and one that does not exist: 404 alike.
+    let mut theirs = paid_charge(&store, "cust-o").await;
+    theirs.id = ChargeId::generate();
+    theirs.order_id = OrderId::for_one_off(&theirs.id);
+    theirs.merchant = crate::domain::MerchantId::parse("other-shop").unwrap();
+    store
+        .commit(vec![Put::new(theirs.clone(), Expect::Absent)])
+        .await
+        .unwrap();
+    for id in [theirs.id.clone(), ChargeId::generate()] {
+        let e = ops
+            .refund_charge(ACTOR, id.as_str(), RefundRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!((e.status(), e.code()), (404, "not_found"), "{e}");
+    }
+    // Malformed ids name the field; a period's order id is not a charge's.
+    let (_, paid) = subscribed(&store, "cust-s").await;
+    for bad in ["nope", "C123", paid.order_id.as_str()] {
+        let e = ops
+            .refund_charge(ACTOR, bad, RefundRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.status(), e.code()),
+            (400, "invalid_request"),
+            "{bad}: {e}"
+        );
+        assert!(e.to_string().contains("charge id"), "{e}");
+    }
+}

@@ -11,8 +11,9 @@
 //!   **double charge**, whether or not the charger already found and refunded it), or the order
 //!   is not paid with us at all (**unsettled**: still unknown, open or declined on our side).
 //! - A refund Oen shows on a transaction of ours is **foreign** unless our record made it: the
-//!   period's own refund of its paying transaction, or the refund of a duplicate the charger
-//!   recorded (refunded, pending or failed: the charger sent or is sending it).
+//!   period's or one-off charge's own refund of its paying transaction, or the refund of a
+//!   duplicate the charger recorded (refunded, pending or failed: the charger sent or is
+//!   sending it).
 
 use crate::domain::{
     AnomalyRefund, ChargeId, ChargePeriod, ChargeState, Finding, FindingKind, OneOffCharge,
@@ -96,11 +97,14 @@ impl OurOrder {
             ChargeState::Paid { transaction, .. } => Some(transaction.clone()),
             _ => None,
         };
+        let refunded_by_us = match (&paid_by, c.refunded) {
+            (Some(paying), Some(_)) => vec![paying.clone()],
+            _ => Vec::new(),
+        };
         Self {
             amount: i64::from(c.amount.ntd()),
             paid_by,
-            // One-off charges are never refunded by this project.
-            refunded_by_us: Vec::new(),
+            refunded_by_us,
         }
     }
 }
@@ -283,6 +287,29 @@ mod tests {
         assert_eq!(kinds(&found), [FindingKind::ForeignRefund]);
         assert_eq!(found[0].refund_amount, Some(200));
         assert!(assess(&t, Some(&ours(500, Some("P1"), &["P1"]))).is_empty());
+    }
+
+    #[test]
+    fn a_one_off_charges_refund_is_ours_only_once_we_recorded_it() {
+        let mut charge = crate::store::contract::one_off_charge("cust-1", None);
+        charge.state = ChargeState::Paid {
+            transaction: TransactionId::parse("P7").unwrap(),
+            auth_code: None,
+            paid_at: charge.created_at,
+        };
+        let order = charge.order_id.to_string();
+        let t = tx("P7", &order, 150, "refunded", 40);
+        let found = assess(&t, Some(&OurOrder::of_charge(&charge)));
+        assert_eq!(kinds(&found), [FindingKind::ForeignRefund]);
+        charge.refunded = Some(crate::domain::Amount::new(40).unwrap());
+        assert!(assess(&t, Some(&OurOrder::of_charge(&charge))).is_empty());
+        // Our refund of the paying transaction does not cover another one.
+        let other = tx("P8", &order, 150, "refunded", 150);
+        let found = assess(&other, Some(&OurOrder::of_charge(&charge)));
+        assert!(
+            found.iter().any(|f| f.kind == FindingKind::ForeignRefund),
+            "{found:?}"
+        );
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub fn one_off_charge_with_id(
         created_at: t0(),
         updated_at: t0(),
         next_action_at: next,
+        refunded: None,
     }
 }
 
@@ -111,6 +112,7 @@ pub async fn one_off_records_round_trip(store: impl Store) {
         charge.reference = (n % 2 == 0).then(|| "ref".to_owned());
         charge.last4 = None;
         charge.last_error = (n == 4).then(|| "not sent".to_owned());
+        charge.refunded = (n == 2).then(|| Amount::new(40).unwrap());
         records.push(charge.into());
     }
     let charge = ChargeId::generate();

@@ -63,9 +63,11 @@ enum Command {
         #[command(subcommand)]
         command: SubscriptionsCommand,
     },
-    /// Refund a paid period, whole or in part (Oen allows one refund per transaction).
+    /// Refund a paid period or one-off charge, whole or in part (Oen allows one refund per
+    /// transaction).
     Refund {
-        /// The period's order id (`oenpay customers show` lists them).
+        /// A period's order id (`oenpay customers show` lists them), or a one-off charge's id or
+        /// order id (`C…`).
         order_id: String,
         /// NT$ to refund; the whole charge without it.
         #[arg(long)]
@@ -354,10 +356,15 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             if let Some(reason) = reason {
                 body["reason"] = reason.into();
             }
+            let collection = if is_one_off(&order_id) {
+                "charges"
+            } else {
+                "periods"
+            };
             (
                 api.send(
                     "POST",
-                    &["v1", "periods", &order_id, "refund"],
+                    &["v1", collection, &order_id, "refund"],
                     Some(&body),
                     &[],
                 )
@@ -428,4 +435,27 @@ async fn run(cli: Cli) -> Result<(), CliError> {
 
 fn json_lines(v: &Value) -> String {
     format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default())
+}
+
+/// Whether `id` names a one-off charge (its id, 20 letters and digits, or its order id `C` and
+/// the id) rather than a period (`{subscription id}P{period:06}`, 23 characters): the lengths
+/// tell them apart. Anything else goes to the periods' route, which says what it expects.
+fn is_one_off(id: &str) -> bool {
+    let plain = id.bytes().all(|b| b.is_ascii_alphanumeric());
+    plain && (id.len() == 20 || (id.len() == 21 && id.starts_with('C')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_one_off;
+
+    #[test]
+    fn a_refund_goes_to_a_charge_only_for_a_charges_id_or_order_id() {
+        assert!(is_one_off("AbCdEfGhIjKlMnOpQrSt"));
+        assert!(is_one_off("CAbCdEfGhIjKlMnOpQrSt"));
+        // A period of a subscription whose id begins with C.
+        assert!(!is_one_off("CbCdEfGhIjKlMnOpP000001"));
+        assert!(!is_one_off("AbCdEfGhIjKlMnOpP000001"));
+        assert!(!is_one_off("nope"));
+    }
 }

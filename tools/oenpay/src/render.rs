@@ -183,7 +183,7 @@ pub fn link(l: &Value) -> String {
     )
 }
 
-/// `POST /v1/periods/{orderId}/refund`.
+/// `POST /v1/periods/{orderId}/refund` and `POST /v1/charges/{id}/refund`.
 pub fn refund(r: &Value) -> String {
     let mut out = format!(
         "Refunded {} of {} for order {} (Oen transaction {}).\n",
@@ -214,6 +214,9 @@ pub fn charge(c: &Value) -> String {
             "transaction",
         ],
     );
+    if let Some(r) = c.get("refunded").filter(|r| !r.is_null()) {
+        out.push_str(&format!("refunded:     {}\n", ntd(r)));
+    }
     if let Some(f) = c.get("failure").filter(|f| !f.is_null()) {
         out.push_str(&format!(
             "failure:      {} {}\n",

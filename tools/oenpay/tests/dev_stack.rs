@@ -228,6 +228,20 @@ async fn an_operator_runs_every_subcommand_against_the_dev_stack() {
         shown.contains("succeeded") && shown.contains("The card was charged."),
         "{shown}"
     );
+    // The one-off charge refunded in part by its id, then again by its order id: one refund.
+    let refunded = ok(&stack, &["refund", id, "--amount", "20"]).await;
+    assert!(refunded.contains("Refunded NT$20 of NT$120"), "{refunded}");
+    let order = first["orderId"].as_str().unwrap();
+    let again = ok(&stack, &["refund", order, "--amount", "20"]).await;
+    assert!(again.contains("nothing was sent to Oen again"), "{again}");
+    let refunds: Vec<i64> = sim
+        .ledger_for_order(order)
+        .iter()
+        .map(|e| e.refund_amount)
+        .collect();
+    assert_eq!(refunds, vec![20], "one refund of NT$20 at Oen");
+    let shown = ok(&stack, &["charges", "show", id]).await;
+    assert!(shown.contains("refunded:     NT$20"), "{shown}");
     let keyless = oenpay(
         &stack,
         &[

@@ -1649,7 +1649,7 @@ async fn a_one_off_charge_is_refunded_once_even_when_oens_answer_is_lost() {
         (
             &refunded[0].data["charge"],
             &refunded[0].data["orderId"],
-            &refunded[0].data["refunded"]
+            &refunded[0].data["amount"]
         ),
         (&json!(id), &json!(order), &json!(120))
     );

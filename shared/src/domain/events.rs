@@ -388,17 +388,27 @@ impl DomainEvent {
         Self::of_charge(EventType::ChargeFailed, &about, charge, at, detail)
     }
 
-    /// `payment.refunded` of a one-off charge, once per order like a period's, naming the
-    /// charge and the merchant's reference as well.
+    /// `payment.refunded` of a one-off charge, once per order like a period's and shaped like
+    /// it (`amount` is what was refunded), naming the charge and the merchant's reference too.
     pub fn payment_refunded_of_charge(
         charge: &OneOffCharge,
         transaction: &TransactionId,
         refunded: Amount,
         at: DateTime<Utc>,
     ) -> Self {
-        let detail = serde_json::json!({"transaction": transaction, "refunded": refunded});
-        let about = charge.order_id.as_str();
-        Self::of_charge(EventType::PaymentRefunded, about, charge, at, detail)
+        Self::new(
+            EventType::PaymentRefunded,
+            charge.order_id.as_str(),
+            at,
+            &charge.customer,
+        )
+        .with(serde_json::json!({
+            "orderId": charge.order_id,
+            "amount": refunded,
+            "transaction": transaction,
+            "charge": charge.id,
+            "reference": charge.reference,
+        }))
     }
 
     /// `charge.unknown`, once per attempt of a one-off charge whose outcome could not be known.

@@ -10,10 +10,11 @@ use axum::extract::State;
 use axum::response::Response;
 use oen_pay::chrono::{DateTime, Utc};
 use oen_pay::events::DomainEvent;
+use oen_pay::oneoff::ChargeStatus;
 use oen_pay::serde_json::Value;
 use oen_pay::store::{
-    AuditEntry, BindingSession, Card, ChargePeriod, OutboxEntry, PeriodState, Record, SessionState,
-    Subscription, SubscriptionStatus,
+    AuditEntry, BindingSession, Card, ChargePeriod, OneOffCharge, OutboxEntry, PeriodState, Record,
+    SessionState, Subscription, SubscriptionStatus,
 };
 use oen_sim::{AttemptOutcome, DeliveryAttempt, DeliveryRecord, DeliveryState, LedgerEntry};
 
@@ -39,6 +40,7 @@ fn body(demo: &Demo) -> String {
         subscriptions_section(&records.subscriptions),
         cards_section(&records.cards),
         periods_section(&records.periods),
+        charges_section(&records.charges),
         operations::section(demo),
         match &demo.sim {
             Some(sim) => oen_section(&sim.base_url(), &sim.ledger()),
@@ -64,6 +66,7 @@ struct Records {
     subscriptions: Vec<Subscription>,
     cards: Vec<Card>,
     periods: Vec<ChargePeriod>,
+    charges: Vec<OneOffCharge>,
     audits: Vec<AuditEntry>,
     outbox: Vec<OutboxEntry>,
     // Daily reconciliation (`oen_pay::reconcile`).
@@ -83,9 +86,9 @@ impl Records {
                 Record::Outbox(o) => by_kind.outbox.push(o),
                 // A link claim only points at the session listed above.
                 Record::Link(_) => {}
-                // One-off charges are not shown yet: the page gains them with the merchant
-                // API's operations (issue 10).
-                Record::Charge(_) | Record::Idempotency(_) => {}
+                Record::Charge(c) => by_kind.charges.push(c),
+                // A key only points at the charge listed above (its reply is the charge's).
+                Record::Idempotency(_) => {}
                 // Daily reconciliation (`oen_pay::reconcile`).
                 Record::Reconciliation(r) => by_kind
                     .reconciliations
@@ -96,6 +99,7 @@ impl Records {
         by_kind.sessions.sort_by_key(|x| Reverse(x.created_at));
         by_kind.subscriptions.sort_by_key(|x| Reverse(x.created_at));
         by_kind.cards.sort_by_key(|x| Reverse(x.created_at));
+        by_kind.charges.sort_by_key(|x| Reverse(x.created_at));
         by_kind.audits.sort_by_key(|x| Reverse(x.at));
         by_kind.outbox.sort_by_key(|x| Reverse(x.created_at));
         by_kind
@@ -294,6 +298,53 @@ fn periods_section(periods: &[ChargePeriod]) -> String {
         "refund",
     ];
     section("periods", "Charge periods", &table(&headers, &rows))
+}
+
+/// One-off charges (`POST /v1/charges`, or the form below), newest first: what the merchant
+/// API's status route says of each, with a refund form on a paid one.
+fn charges_section(charges: &[OneOffCharge]) -> String {
+    let rows: Vec<Vec<String>> = charges
+        .iter()
+        .map(|c| {
+            let view = oen_pay::oneoff::ChargeView::of(c);
+            let word = match view.status {
+                ChargeStatus::Succeeded => "succeeded",
+                ChargeStatus::Pending => "pending",
+                ChargeStatus::Failed => "failed",
+            };
+            let status = match (&view.transaction, &view.failure) {
+                (Some(t), _) => format!("{word}, Oen transaction {t}"),
+                (None, Some(f)) => format!("{word}: {}", f.message),
+                (None, None) => word.to_owned(),
+            };
+            vec![
+                mono(c.id.as_str()),
+                escape(c.customer.as_str()),
+                mono(c.order_id.as_str()),
+                escape(&c.amount.to_string()),
+                escape(&c.description),
+                escape(&status),
+                escape(&c.attempts.to_string()),
+                time(c.created_at),
+                match c.refunded {
+                    Some(r) => escape(&format!("refunded {r}")),
+                    None => operations::charge_refund_form(c),
+                },
+            ]
+        })
+        .collect();
+    let headers = [
+        "charge",
+        "customer",
+        "order id",
+        "amount",
+        "description",
+        "status",
+        "attempts",
+        "created",
+        "refund",
+    ];
+    section("charges", "One-off charges", &table(&headers, &rows))
 }
 
 fn period_state(state: &PeriodState) -> String {

@@ -501,6 +501,10 @@ fn demo_router(demo: Arc<Demo>) -> Router {
         )
         .route("/demo/ops/periods/{order}/refund", post(operations::refund))
         .route("/demo/ops/charges", post(operations::charge))
+        .route(
+            "/demo/ops/charges/{id}/refund",
+            post(operations::refund_charge),
+        )
         .with_state(demo)
 }
 

@@ -1,4 +1,4 @@
-//! The state page's operations: cancel, resume, refund and a one-off charge, run by the merchant
+//! The state page's operations: cancel, resume, refunds and a one-off charge, run by the merchant
 //! API's own code (`oen_pay::ops`, `oen_pay::oneoff`) and answered on the state page, so a
 //! newcomer can try them without AWS. `oenpay --endpoint <this stack>` reaches the same code
 //! through the merchant API's routes under `/v1`.
@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use oen_pay::charging::{ChargePolicy, WorkContext};
 use oen_pay::config;
 use oen_pay::oneoff::{self, OneOffDeps, OneOffRequest};
-use oen_pay::ops::{CancelAt, CancelRequest, Operations, RefundRequest};
+use oen_pay::ops::{CancelAt, CancelRequest, Operations, OpsError, RefundRequest, RefundView};
 use oen_pay::serde_json::{json, Value};
 use serde::Deserialize;
 
@@ -96,35 +96,62 @@ pub(crate) async fn refund(
     Path(order): Path<String>,
     form: Result<Form<RefundForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
+    let request = match refund_request(form) {
+        Ok(r) => r,
+        Err(line) => return done(&demo, line),
+    };
+    let result = operations(&demo).refund(ACTOR, &order, request).await;
+    done(&demo, refund_line(&order, result))
+}
+
+/// `POST /demo/ops/charges/{id}/refund`: a paid one-off charge refunded.
+pub(crate) async fn refund_charge(
+    State(demo): State<Arc<Demo>>,
+    Path(id): Path<String>,
+    form: Result<Form<RefundForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let request = match refund_request(form) {
+        Ok(r) => r,
+        Err(line) => return done(&demo, line),
+    };
+    let result = operations(&demo).refund_charge(ACTOR, &id, request).await;
+    done(&demo, refund_line(&id, result))
+}
+
+/// The refund a form asks for, or the line that says why it is refused.
+fn refund_request(
+    form: Result<Form<RefundForm>, axum::extract::rejection::FormRejection>,
+) -> Result<RefundRequest, String> {
     let amount = match form.as_ref().map(|f| f.amount.trim()) {
         Ok("") => None,
         Ok(raw) => match raw.parse::<i64>() {
             Ok(n) => Some(n),
             Err(_) => {
-                return done(
-                    &demo,
-                    format!("Refund refused: {raw:?} is not a whole number of NT$."),
-                )
+                return Err(format!(
+                    "Refund refused: {raw:?} is not a whole number of NT$."
+                ))
             }
         },
-        Err(_) => return done(&demo, "Refund refused: the form was malformed.".into()),
+        Err(_) => return Err("Refund refused: the form was malformed.".into()),
     };
-    let request = RefundRequest {
+    Ok(RefundRequest {
         amount,
         reason: Some("refunded from the oen-dev state page".into()),
-    };
-    let line = match operations(&demo).refund(ACTOR, &order, request).await {
+    })
+}
+
+fn refund_line(what: &str, result: Result<RefundView, OpsError>) -> String {
+    match result {
         Ok(r) if r.replayed => format!(
-            "Order {order}: NT${} was refunded before; nothing was sent to Oen again.",
-            r.refunded
+            "Order {}: NT${} was refunded before; nothing was sent to Oen again.",
+            r.order_id, r.refunded
         ),
         Ok(r) => format!(
-            "Order {order}: refunded NT${} of NT${} (Oen transaction {}).",
-            r.refunded, r.charged, r.transaction
+            "Order {}: refunded NT${} of NT${} (Oen transaction {}).",
+            r.order_id, r.refunded, r.charged, r.transaction
         ),
-        Err(e) => format!("Refund of {order} refused: {e} ({}).", e.code()),
-    };
-    done(&demo, line)
+        Err(e) => format!("Refund of {what} refused: {e} ({}).", e.code()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -252,6 +279,20 @@ pub(crate) fn refund_form(p: &oen_pay::store::ChargePeriod) -> String {
         "<form method=\"post\" action=\"/demo/ops/periods/{order}/refund\">\
          <label for=\"refund-{order}\">NT$ to refund (empty: all)</label>\
          <input id=\"refund-{order}\" name=\"amount\" inputmode=\"numeric\" size=\"6\">\
+         <button>Refund</button></form>"
+    )
+}
+
+/// The refund form of a paid one-off charge not yet refunded.
+pub(crate) fn charge_refund_form(c: &oen_pay::domain::OneOffCharge) -> String {
+    if !matches!(c.state, oen_pay::domain::ChargeState::Paid { .. }) || c.refunded.is_some() {
+        return String::new();
+    }
+    let id = escape(c.id.as_str());
+    format!(
+        "<form method=\"post\" action=\"/demo/ops/charges/{id}/refund\">\
+         <label for=\"refund-{id}\">NT$ to refund (empty: all)</label>\
+         <input id=\"refund-{id}\" name=\"amount\" inputmode=\"numeric\" size=\"6\">\
          <button>Refund</button></form>"
     )
 }

@@ -555,6 +555,41 @@ async fn the_state_page_refunds_cancels_resumes_and_charges_once_with_the_mercha
         .count();
     assert_eq!(one_offs, 1, "one one-off charge at Oen");
 
+    // The charge is listed with a refund form; refunded in part, then the form sent again.
+    let charge = match stack
+        .store()
+        .snapshot()
+        .into_iter()
+        .find_map(|r| match r.value {
+            Record::Charge(c) => Some(c),
+            _ => None,
+        }) {
+        Some(c) => c,
+        None => panic!("no one-off charge"),
+    };
+    let refund = format!("/demo/ops/charges/{}/refund", charge.id);
+    assert!(state.contains(&format!("action=\"{refund}\"")), "{state}");
+    let state = post(refund.clone(), vec![("amount", "20".into())]).await;
+    assert!(
+        operation_outcome(&state).contains("refunded NT$20 of NT$120"),
+        "{}",
+        operation_outcome(&state)
+    );
+    assert!(!state.contains(&format!("action=\"{refund}\"")));
+    assert!(state.contains("refunded NT$20"), "{state}");
+    let state = post(refund, vec![("amount", "20".into())]).await;
+    assert!(
+        operation_outcome(&state).contains("nothing was sent to Oen again"),
+        "{}",
+        operation_outcome(&state)
+    );
+    let refunds: Vec<i64> = sim
+        .ledger_for_order(charge.order_id.as_str())
+        .iter()
+        .map(|e| e.refund_amount)
+        .collect();
+    assert_eq!(refunds, vec![20]);
+
     // Cancel at period end, resume, cancel now; then nothing is charged again.
     let ops = format!("/demo/ops/subscriptions/{}", sub.id);
     let state = post(format!("{ops}/cancel"), vec![("at", "period_end".into())]).await;

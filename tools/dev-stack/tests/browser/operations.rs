@@ -1,6 +1,6 @@
 //! The state page's operation buttons, clicked the way a merchant's operator would: refund part
 //! of a paid period (and fail to refund more), charge the saved card once (and send the same
-//! form again), cancel at period end and resume, cancel now. Every step is checked on the page
+//! form again) and refund that charge, cancel at period end and resume, cancel now. Every step is checked on the page
 //! and on Oen's side, the simulator's own ledger, so that a button that ran the wrong operation,
 //! or ran it twice, fails the journey.
 
@@ -164,6 +164,29 @@ async fn an_operator_refunds_charges_once_cancels_and_resumes_from_the_state_pag
     assert_eq!(oen_transactions(&browser).await.len(), 2);
     browser.scroll_to("Operations").await;
     browser.screenshot("operations-2-charged-once").await;
+
+    // The charge is listed with its own refund field: all of it, refunded once.
+    browser
+        .fill_in_row("One-off charges", &charge, TO_REFUND, "")
+        .await;
+    browser
+        .press_in_row("One-off charges", &charge, "Refund")
+        .await;
+    let answer = browser.status_in("Operations").await;
+    assert!(
+        answer.ends_with(&format!(
+            "refunded NT$120 of NT$120 (Oen transaction {charged_by})."
+        )),
+        "{answer}"
+    );
+    let refunded: Vec<(String, i64)> = sim
+        .ledger()
+        .into_iter()
+        .filter(|t| t.id == charged_by)
+        .map(|t| (t.status.as_str().to_owned(), t.refund_amount))
+        .collect();
+    assert_eq!(refunded, [("refunded".to_owned(), 120)]);
+    let once = vec![(charged_by.clone(), 120, "refunded")];
 
     // Cancel at the end of the paid period, then change one's mind.
     let sub = subscription(&browser, "yu").await;

@@ -8,8 +8,8 @@ use thiserror::Error;
 use super::worker::{self, Trigger};
 use super::{ChargeDeps, WorkContext, WorkError, WorkOutcome};
 use crate::domain::{
-    Amount, AuditEntry, ChargeId, ChargePeriod, ChargeState, CustomerId, DomainEvent, PeriodState,
-    PlanId, Subscription, SubscriptionId, SubscriptionStatus, TransactionId,
+    Amount, AuditEntry, ChargeId, ChargePeriod, ChargeState, CustomerId, DomainEvent, OrderId,
+    PeriodState, PlanId, Subscription, SubscriptionId, SubscriptionStatus, TransactionId,
 };
 use crate::oen::{OenError, RefundRequest};
 use crate::outbox;
@@ -278,22 +278,44 @@ pub async fn refund_period(
     let mut updated = p.value.clone();
     updated.refunded = Some(refunded);
     updated.updated_at = now;
+    let event = DomainEvent::payment_refunded(customer, &p.value, &transaction, refunded, now);
+    let update = Put::new(updated, Expect::Version(p.version));
+    record_refund(
+        deps,
+        customer,
+        &p.value.order_id,
+        refunded,
+        update,
+        event,
+        actor,
+    )
+    .await?;
+    Ok(refunded)
+}
+
+/// Records a refund Oen made: the refunded record (`update`, guarded by the version read), its
+/// audit entry and `event`, in one commit, then ships the event.
+async fn record_refund(
+    deps: &ChargeDeps,
+    customer: &CustomerId,
+    order: &OrderId,
+    refunded: Amount,
+    update: Put,
+    event: DomainEvent,
+    actor: &str,
+) -> Result<(), OperationError> {
     let audit = AuditEntry::new(
         customer.clone(),
-        now,
+        deps.clock.now(),
         actor,
         "refund",
         None,
-        format!("order {}, {refunded}", p.value.order_id),
+        format!("order {order}, {refunded}"),
     );
-    let event = DomainEvent::payment_refunded(customer, &p.value, &transaction, refunded, now);
-    let puts = vec![
-        Put::new(updated, Expect::Version(p.version)),
-        Put::new(audit, Expect::Absent),
-    ];
+    let puts = vec![update, Put::new(audit, Expect::Absent)];
     let recorded = outbox::commit(deps, puts, vec![event]).await?;
     outbox::ship(deps, recorded, deps.function).await;
-    Ok(refunded)
+    Ok(())
 }
 
 /// The paid transaction of a period and the amount to refund, or why it cannot be refunded.
@@ -362,21 +384,11 @@ pub async fn refund_one_off(
     let mut updated = c.value.clone();
     updated.refunded = Some(refunded);
     updated.updated_at = now;
-    let audit = AuditEntry::new(
-        c.value.customer.clone(),
-        now,
-        actor,
-        "refund",
-        None,
-        format!("order {}, {refunded}", c.value.order_id),
-    );
     let event = DomainEvent::payment_refunded_of_charge(&updated, &transaction, refunded, now);
-    let puts = vec![
-        Put::new(updated, Expect::Version(c.version)),
-        Put::new(audit, Expect::Absent),
-    ];
-    let recorded = outbox::commit(deps, puts, vec![event]).await?;
-    outbox::ship(deps, recorded, deps.function).await;
+    let customer = updated.customer.clone();
+    let order = updated.order_id.clone();
+    let update = Put::new(updated, Expect::Version(c.version));
+    record_refund(deps, &customer, &order, refunded, update, event, actor).await?;
     Ok(refunded)
 }
 

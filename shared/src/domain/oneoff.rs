@@ -261,6 +261,15 @@ mod tests {
     }
 
     #[test]
+    fn a_charge_stored_before_refunds_existed_reads_as_not_refunded() {
+        let charge = crate::store::contract::one_off_charge("cust-1", None);
+        let mut stored = serde_json::to_value(&charge).unwrap();
+        stored.as_object_mut().unwrap().remove("refunded");
+        let read: OneOffCharge = serde_json::from_value(stored).unwrap();
+        assert_eq!((read.refunded, &read), (None, &charge));
+    }
+
+    #[test]
     fn idempotency_keys_are_bounded_and_plain() {
         assert!(IdempotencyKey::parse("4f0c6a1e-8d2b-4c1a-9e57-0b1d2c3e4f5a").is_ok());
         assert!(IdempotencyKey::parse("order:42.fee_1").is_ok());

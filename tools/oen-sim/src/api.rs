@@ -165,6 +165,26 @@ struct ProductDetail {
     unit_price: i64,
 }
 
+/// Σ quantity × unit price of `productDetails`, or why the lines are refused.
+fn lines_total(lines: &[ProductDetail]) -> Result<i64, ApiError> {
+    if lines.is_empty() {
+        return Err(ApiError::invalid("productDetails is required"));
+    }
+    if lines.iter().any(|p| p.quantity < 1) {
+        return Err(ApiError::invalid(
+            "productDetails quantity must be at least 1",
+        ));
+    }
+    lines
+        .iter()
+        .try_fold(0i64, |acc, p| {
+            p.quantity
+                .checked_mul(p.unit_price)
+                .and_then(|line| acc.checked_add(line))
+        })
+        .ok_or_else(|| ApiError::invalid("PRODUCT_AMOUNT_NOT_MATCH"))
+}
+
 fn validate_charge(shared: &SharedRef, body: &[u8]) -> Result<ChargeRequest, ApiError> {
     let (req, _): (ChargeBody, _) = parse_body(shared, body)?;
     if req.token.is_empty() {
@@ -186,20 +206,7 @@ fn validate_charge(shared: &SharedRef, body: &[u8]) -> Result<ChargeRequest, Api
             "amount exceeds the single-transaction limit",
         ));
     }
-    if req.product_details.is_empty() {
-        return Err(ApiError::invalid("productDetails is required"));
-    }
-    if req.product_details.iter().any(|p| p.quantity < 1) {
-        return Err(ApiError::invalid(
-            "productDetails quantity must be at least 1",
-        ));
-    }
-    let total = req.product_details.iter().try_fold(0i64, |acc, p| {
-        p.quantity
-            .checked_mul(p.unit_price)
-            .and_then(|line| acc.checked_add(line))
-    });
-    if total != Some(req.amount) {
+    if lines_total(&req.product_details)? != req.amount {
         return Err(ApiError::invalid("PRODUCT_AMOUNT_NOT_MATCH"));
     }
     let mut state = shared.lock();
@@ -350,6 +357,8 @@ fn parse_day(s: &str, end_of_day: bool) -> Option<DateTime<Utc>> {
 #[serde(rename_all = "camelCase")]
 struct RefundBody {
     amount: Option<i64>,
+    /// Required when an e-invoice was issued for the transaction (the `einvoice` knob).
+    product_details: Option<Vec<ProductDetail>>,
 }
 
 async fn refund(
@@ -365,7 +374,11 @@ async fn refund(
                     "refunds take the 17-character P… transaction number",
                 ));
             }
-            shared.lock().refund(&id, req.amount)
+            let lines = match &req.product_details {
+                None => None,
+                Some(lines) => Some(lines_total(lines)?),
+            };
+            shared.lock().refund(&id, req.amount, lines)
         })
         .unwrap_or_else(Reply::Fail);
     send(&shared, kill, "/refunds/{id}", reply).await

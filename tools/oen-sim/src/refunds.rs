@@ -19,7 +19,16 @@ impl State {
     /// Refunds `amount` (all of it when `None`) of a paid transaction. A request the
     /// transaction's state refuses is answered so whatever is forced; otherwise a forced
     /// outcome for the refund replaces the answer, and only the "after commit" ones refund.
-    pub(crate) fn refund(&mut self, number: &str, amount: Option<i64>) -> Result<Reply, ApiError> {
+    ///
+    /// `lines` is the total of the request's `productDetails` (`None` when it sent none): on a
+    /// domain that issues e-invoices (the `einvoice` knob) they are required, as the contract
+    /// says, and whenever they are sent they must add up to the amount refunded.
+    pub(crate) fn refund(
+        &mut self,
+        number: &str,
+        amount: Option<i64>,
+        lines: Option<i64>,
+    ) -> Result<Reply, ApiError> {
         self.settle_due();
         let index = self
             .transactions
@@ -27,6 +36,17 @@ impl State {
             .position(|t| t.number == number)
             .ok_or_else(|| ApiError::invalid("transaction not found"))?;
         let amount = self.refundable(index, amount)?;
+        match lines {
+            None if self.knobs.einvoice => {
+                return Err(ApiError::invalid(
+                    "productDetails is required: an e-invoice was issued for this transaction",
+                ))
+            }
+            Some(total) if total != amount => {
+                return Err(ApiError::invalid("PRODUCT_AMOUNT_NOT_MATCH"))
+            }
+            _ => {}
+        }
         let forced = self.take_forced(|t| match t {
             ForceTarget::Refund(n) => n == number,
             ForceTarget::AnyRefund => true,

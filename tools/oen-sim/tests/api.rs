@@ -507,6 +507,53 @@ async fn partial_refund_records_the_amount_and_allows_no_second_refund() {
 }
 
 #[tokio::test]
+async fn an_e_invoice_domain_requires_a_refunds_product_details_adding_up_to_it() {
+    let sim = start_sim(None).await;
+    sim.set_einvoice(true);
+    let token = sim.create_token(cards::SUCCESS);
+    let mut body = charge_body(&token, "o-inv", 1200);
+    body["userEmail"] = json!("wang@shop.example");
+    let charged = post_json(&sim, "/token/transactions", &body).await;
+    let id = charged.data()["id"].as_str().unwrap().to_string();
+    let line = |price: i64| {
+        json!([{"productionCode": "BAG", "description": "Bag", "quantity": 1, "unit": "item",
+                "unitPrice": price}])
+    };
+    let refund = |body: serde_json::Value| {
+        let sim = &sim;
+        let path = format!("/refunds/{id}");
+        async move { post_json(sim, &path, &body).await }
+    };
+
+    let bare = refund(json!({"merchantId": MERCHANT, "amount": 600})).await;
+    let short =
+        refund(json!({"merchantId": MERCHANT, "amount": 600, "productDetails": line(500)})).await;
+    let all_lines_for_part =
+        refund(json!({"merchantId": MERCHANT, "amount": 600, "productDetails": line(1200)})).await;
+    for refused in [&bare, &short, &all_lines_for_part] {
+        assert_eq!(
+            (refused.status, refused.code()),
+            (400, "V0001"),
+            "{:?}",
+            refused.json
+        );
+    }
+    assert!(bare.json["message"]
+        .as_str()
+        .unwrap()
+        .contains("productDetails is required"));
+    assert_eq!(
+        sim.ledger()[0].refund_amount,
+        0,
+        "refused: nothing refunded"
+    );
+    let made =
+        refund(json!({"merchantId": MERCHANT, "amount": 600, "productDetails": line(600)})).await;
+    assert_eq!(made.code(), "S0000");
+    assert_eq!(sim.ledger()[0].refund_amount, 600);
+}
+
+#[tokio::test]
 async fn over_refund_and_bad_refunds_are_v0001_failed_is_v0002() {
     let sim = start_sim(None).await;
     let token = sim.create_token(cards::SUCCESS);

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use oen_pay::domain::{
-    Amount, CardToken, Catalog, MerchantId, OrderId, Plan, SubscriptionId, TransactionId,
+    Amount, CardToken, Catalog, MerchantId, OrderId, Plan, ProductDetail, SubscriptionId,
+    TransactionId,
 };
 use oen_pay::oen::{
     ChargeRequest, CheckoutRequest, HttpOenGateway, OenClientConfig, OenError, OenGateway,
@@ -430,6 +431,7 @@ async fn plain_text_and_html_answers_are_unexpected_with_status_and_excerpt() {
             transaction_number: TransactionId::parse("P1").unwrap(),
             amount: None,
             reason: None,
+            product_details: Vec::new(),
         })
         .await
         .unwrap_err();
@@ -565,6 +567,13 @@ async fn refunds_send_amount_and_classify_a_second_refund() {
         transaction_number: TransactionId::parse("P20260928IJ90KL12").unwrap(),
         amount: Some(Amount::new(200).unwrap()),
         reason: Some("customer".into()),
+        product_details: vec![ProductDetail {
+            production_code: "BAG".into(),
+            description: "Bag".into(),
+            quantity: 2,
+            unit: "item".into(),
+            unit_price: 100,
+        }],
     };
     c.refund(&req).await.unwrap();
     let err = c.refund(&req).await.unwrap_err();
@@ -580,6 +589,11 @@ async fn refunds_send_amount_and_classify_a_second_refund() {
     let body: serde_json::Value = serde_json::from_str(&seen[0].body).unwrap();
     assert_eq!(body["amount"], 200);
     assert_eq!(body["merchantId"], "ming");
+    assert_eq!(
+        body["productDetails"],
+        serde_json::json!([{"productionCode": "BAG", "description": "Bag", "quantity": 2,
+                            "unit": "item", "unitPrice": 100}])
+    );
 }
 
 /// A client whose cached key has just been rotated in the secret store: its next call is

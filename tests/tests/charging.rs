@@ -421,6 +421,33 @@ async fn a_worker_that_vanished_holding_the_lease_is_reconciled_not_recharged() 
 }
 
 #[tokio::test]
+async fn a_second_payment_found_on_an_einvoice_domain_is_refunded_with_its_lines() {
+    // The vanished worker's order was paid twice; Oen issued e-invoices for both, so the
+    // automatic refund of the second must name what it refunds (Oen refuses it otherwise).
+    let s = stack().await;
+    let order = vanished_after_oen_charged(&s, "cust-dup-inv").await;
+    let second = s.sim.inject_second_payment(order.as_str()).unwrap();
+    s.sim.set_einvoice(true);
+    s.advance(Duration::seconds(61));
+    assert!(matches!(
+        s.run().await.as_slice(),
+        [WorkOutcome::Paid { charged: false, .. }]
+    ));
+    let ledger = s.sim.ledger_for_order(order.as_str());
+    let refunds: Vec<(&str, &str, i64)> = ledger
+        .iter()
+        .map(|e| {
+            let which = if e.id == second { "second" } else { "first" };
+            (which, e.status.as_str(), e.refund_amount)
+        })
+        .collect();
+    assert_eq!(
+        refunds,
+        [("first", "charged", 0), ("second", "refunded", 500)]
+    );
+}
+
+#[tokio::test]
 async fn a_listing_that_lags_the_vanished_workers_charge_is_not_taken_for_no_attempt() {
     let s = stack().await;
     // Oen's order listing shows a transaction only two minutes after it was made.

@@ -763,6 +763,7 @@ async fn refunds_whose_answers_are_lost_are_never_made_twice() {
             transaction_number: n,
             amount: None,
             reason: None,
+            product_details: Vec::new(),
         })
         .await
         .unwrap();
@@ -1167,6 +1168,7 @@ async fn concurrent_repeats_of_a_refund_make_one_and_all_answer_it() {
             transaction_number: TransactionId::parse(&number).unwrap(),
             amount: Some(oen_pay::domain::Amount::new(300).unwrap()),
             reason: None,
+            product_details: Vec::new(),
         })
         .await
         .unwrap();

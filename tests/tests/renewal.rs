@@ -5,7 +5,8 @@
 use chrono::Duration;
 use oen_pay::charging::{self, WorkOutcome};
 use oen_pay::domain::{
-    CustomerId, DomainEvent, Email, InvoiceInfo, OrderId, Payer, PayerName, PlanId,
+    Amount, ChargeId, CustomerId, DomainEvent, Email, InvoiceInfo, OrderId, Payer, PayerName,
+    PlanId,
 };
 use oen_pay::oneoff::{self, OneOffDeps, OneOffRequest};
 use oen_pay::store::{StoreExt, SubscriptionStatus};
@@ -263,6 +264,56 @@ async fn every_charge_of_an_einvoice_shop_carries_the_stored_payer() {
             .count(),
         2
     );
+}
+
+#[tokio::test]
+async fn an_einvoice_shops_refunds_name_what_they_refund() {
+    // Oen requires `productDetails` on a refund once an e-invoice was issued (the allowance
+    // names what is refunded): a partial refund of a period and a full refund of a one-off
+    // charge are both made, each with lines adding up to it.
+    let s = stack().await;
+    s.sim.set_einvoice(true);
+    s.bind_as("cust-r", "premium", cards::SUCCESS, mei()).await;
+    let outcomes = s.run().await;
+    assert!(
+        matches!(outcomes.as_slice(), [WorkOutcome::Paid { .. }]),
+        "{outcomes:?}"
+    );
+    let request = OneOffRequest::from_json(
+        br#"{"customer":"cust-r","amount":150,"description":"Late fee","reference":"inv-2"}"#,
+    )
+    .unwrap();
+    let deps = OneOffDeps::new(&s.deps.adapters, &s.deps.policy, "merchant-api");
+    let reply = oneoff::create(&deps, Some("key-einvoice-0002"), &request, &worker("api"))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 201, "{}", reply.body);
+
+    let (customer, plan) = (
+        CustomerId::parse("cust-r").unwrap(),
+        PlanId::parse("premium").unwrap(),
+    );
+    let part = Amount::new(120).unwrap();
+    let refunded = charging::refund(&s.deps, &customer, &plan, 0, Some(part), None).await;
+    assert_eq!(refunded.unwrap(), part);
+    let charge = ChargeId::parse(reply.body["id"].as_str().unwrap()).unwrap();
+    let refunded = charging::refund_one_off(&s.deps, &charge, None, None, "operator").await;
+    assert_eq!(refunded.unwrap(), Amount::new(150).unwrap());
+
+    let sub = s.sub("cust-r", "premium").await;
+    let period = OrderId::for_period(&sub.id, 0);
+    let refunds: Vec<(String, i64)> = s
+        .sim
+        .ledger()
+        .into_iter()
+        .map(|e| (e.order_id, e.refund_amount))
+        .collect();
+    let one_off = OrderId::for_one_off(&charge);
+    let mut want = vec![(period.to_string(), 120), (one_off.to_string(), 150)];
+    want.sort();
+    let mut refunds = refunds;
+    refunds.sort();
+    assert_eq!(refunds, want);
 }
 
 #[tokio::test]

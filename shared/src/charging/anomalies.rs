@@ -2,16 +2,21 @@
 //! and a refund whose answer was lost is read back, never resent blind, so each duplicate is
 //! refunded at most once; the period records how each one ended.
 
-use super::operations::send_refund;
+use super::operations::{period_lines, send_refund};
 use super::ChargeDeps;
-use crate::domain::{Amount, AnomalyRefund, SubscriptionId};
+use crate::domain::{Amount, AnomalyRefund, Plan, ProductDetail, SubscriptionId};
 use crate::store::{Expect, Put, StoreError, StoreExt};
 
 /// Refunds every duplicate of the period still marked pending. Failures are recorded on the
 /// period and alarmed on; nothing here is retried blind.
-pub(super) async fn refund_pending(deps: &ChargeDeps, subscription: &SubscriptionId, period: u32) {
+pub(super) async fn refund_pending(
+    deps: &ChargeDeps,
+    subscription: &SubscriptionId,
+    period: u32,
+    plan: &Plan,
+) {
     for _ in 0..8 {
-        match refund_next(deps, subscription, period).await {
+        match refund_next(deps, subscription, period, plan).await {
             Ok(true) => continue,
             Ok(false) => return,
             Err(e) => {
@@ -28,6 +33,7 @@ async fn refund_next(
     deps: &ChargeDeps,
     subscription: &SubscriptionId,
     period: u32,
+    plan: &Plan,
 ) -> Result<bool, StoreError> {
     let Some(p) = deps.store.period(subscription, period).await? else {
         return Ok(false);
@@ -42,10 +48,14 @@ async fn refund_next(
     };
     let anomaly = &p.value.anomalies[i];
     let now = deps.clock.now();
+    let (charged, fallback) = period_lines(&p.value, Some(plan));
     let outcome = match Amount::new(anomaly.amount) {
         Ok(amount) => {
             let reason = Some("duplicate charge".to_owned());
-            match send_refund(deps, &anomaly.transaction, amount, Some(amount), reason).await {
+            // The second payment charged the period's lines when it charged its amount.
+            let lines = ProductDetail::refund_lines(&charged, amount, amount, &fallback);
+            let transaction = &anomaly.transaction;
+            match send_refund(deps, transaction, amount, Some(amount), reason, lines).await {
                 Ok(refunded) => AnomalyRefund::Refunded {
                     amount: refunded,
                     at: now,

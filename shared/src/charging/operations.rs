@@ -9,7 +9,8 @@ use super::worker::{self, Trigger};
 use super::{ChargeDeps, WorkContext, WorkError, WorkOutcome};
 use crate::domain::{
     Amount, AuditEntry, ChargeId, ChargePeriod, ChargeState, CustomerId, DomainEvent, OrderId,
-    PeriodState, PlanId, Subscription, SubscriptionId, SubscriptionStatus, TransactionId,
+    PeriodState, Plan, PlanId, ProductDetail, Subscription, SubscriptionId, SubscriptionStatus,
+    TransactionId,
 };
 use crate::oen::{OenError, RefundRequest};
 use crate::outbox;
@@ -274,7 +275,19 @@ pub async fn refund_period(
         .await?
         .ok_or_else(|| OperationError::Refused(format!("period {period} has no charge")))?;
     let (transaction, wanted) = refundable(&p.value, amount)?;
-    let refunded = send_refund(deps, &transaction, wanted, amount, reason).await?;
+    // The plan, for a period opened before its lines were kept: the catalog's, else the terms
+    // the subscription keeps (none once the subscription was replaced).
+    let plan = match deps.store.subscription_by_id(subscription).await? {
+        Some(sub) => deps
+            .plans
+            .get(&sub.value.plan)
+            .or(sub.value.terms.as_ref())
+            .cloned(),
+        None => None,
+    };
+    let (charged, fallback) = period_lines(&p.value, plan.as_ref());
+    let lines = ProductDetail::refund_lines(&charged, p.value.amount, wanted, &fallback);
+    let refunded = send_refund(deps, &transaction, wanted, amount, reason, lines).await?;
     let mut updated = p.value.clone();
     updated.refunded = Some(refunded);
     updated.updated_at = now;
@@ -380,7 +393,16 @@ pub async fn refund_one_off(
     };
     let what = format!("charge {charge}");
     let (transaction, wanted) = refund_of(&what, paid, c.value.amount, c.value.refunded, amount)?;
-    let refunded = send_refund(deps, &transaction, wanted, amount, reason).await?;
+    let fallback = ProductDetail {
+        production_code: "CHARGE".into(),
+        description: c.value.description.clone(),
+        quantity: 1,
+        unit: "item".into(),
+        unit_price: c.value.amount.ntd(),
+    };
+    let charged = &c.value.product_details;
+    let lines = ProductDetail::refund_lines(charged, c.value.amount, wanted, &fallback);
+    let refunded = send_refund(deps, &transaction, wanted, amount, reason, lines).await?;
     let mut updated = c.value.clone();
     updated.refunded = Some(refunded);
     updated.updated_at = now;
@@ -392,6 +414,32 @@ pub async fn refund_one_off(
     Ok(refunded)
 }
 
+/// The lines a period was charged with, and the product a refund names when they cannot be
+/// used: the period's own lines; for a period opened before they were kept, its plan's lines at
+/// its amount; the plan's product, else a plain "subscription period" line.
+pub(super) fn period_lines(
+    p: &ChargePeriod,
+    plan: Option<&Plan>,
+) -> (Vec<ProductDetail>, ProductDetail) {
+    let fallback = match plan {
+        Some(plan) => plan.product_details_at(p.amount).remove(0),
+        None => ProductDetail {
+            production_code: "SUBSCRIPTION".into(),
+            description: format!("Subscription period {}", p.period),
+            quantity: 1,
+            unit: "period".into(),
+            unit_price: p.amount.ntd(),
+        },
+    };
+    let lines = if p.product_details.is_empty() {
+        plan.map(|plan| plan.product_details_at(p.amount))
+            .unwrap_or_default()
+    } else {
+        p.product_details.clone()
+    };
+    (lines, fallback)
+}
+
 /// Asks Oen for the refund; when the answer is lost (or Oen says the state changed), reads the
 /// transaction back instead of sending again. The amount refunded.
 pub(super) async fn send_refund(
@@ -400,11 +448,13 @@ pub(super) async fn send_refund(
     wanted: Amount,
     amount: Option<Amount>,
     reason: Option<String>,
+    lines: Vec<ProductDetail>,
 ) -> Result<Amount, OperationError> {
     let request = RefundRequest {
         transaction_number: transaction.clone(),
         amount,
         reason,
+        product_details: lines,
     };
     match deps.oen.refund(&request).await {
         Ok(()) => Ok(wanted),

@@ -88,7 +88,7 @@ pub(super) async fn charge(
             let refunds_due = settled.has_refunds_due();
             let outcome = attempt.settle(settled).await?;
             if refunds_due {
-                super::anomalies::refund_pending(deps, &id, n).await;
+                super::anomalies::refund_pending(deps, &id, n, &plan).await;
             }
             return Ok(outcome);
         }

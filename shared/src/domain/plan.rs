@@ -53,6 +53,37 @@ pub struct ProductDetail {
     pub unit_price: u32,
 }
 
+impl ProductDetail {
+    /// The `productDetails` of a refund of `refunded` from a charge of `charged` made with
+    /// `lines` (Oen requires them once an e-invoice was issued, for the invoice's allowance):
+    /// the charge's own lines for a full refund, else one line of the refunded amount named
+    /// after the charge's first line. `lines` that do not add up to `charged` (none kept) give
+    /// that one line too, with `fallback` as its product.
+    pub fn refund_lines(
+        lines: &[ProductDetail],
+        charged: Amount,
+        refunded: Amount,
+        fallback: &ProductDetail,
+    ) -> Vec<ProductDetail> {
+        let total: u64 = lines
+            .iter()
+            .map(|l| u64::from(l.quantity) * u64::from(l.unit_price))
+            .sum();
+        let whole = !lines.is_empty() && total == u64::from(charged.ntd());
+        if whole && refunded == charged {
+            return lines.to_vec();
+        }
+        let first = if whole { &lines[0] } else { fallback };
+        vec![ProductDetail {
+            production_code: first.production_code.clone(),
+            description: first.description.clone(),
+            quantity: 1,
+            unit: first.unit.clone(),
+            unit_price: refunded.ntd(),
+        }]
+    }
+}
+
 /// A plan's terms. A subscription keeps a copy of the terms it was opened with (and renewed
 /// on), so it goes on charging and reconciling after its plan leaves the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,6 +258,37 @@ mod tests {
         let c = Catalog::parse(PLANS).unwrap();
         let err = c.lookup("gold").unwrap_err();
         assert!(err.to_string().contains("gold"), "{err}");
+    }
+
+    #[test]
+    fn a_refunds_lines_add_up_to_the_refund() {
+        let line = |code: &str, quantity: u32, price: u32| ProductDetail {
+            production_code: code.into(),
+            description: format!("{code} item"),
+            quantity,
+            unit: "item".into(),
+            unit_price: price,
+        };
+        let ntd = |n: u32| Amount::new(i64::from(n)).unwrap();
+        let charged = vec![line("SEAT", 2, 150), line("FEE", 1, 200)];
+        let fallback = line("PLAN", 1, 500);
+        let sum = |lines: &[ProductDetail]| -> u32 {
+            lines.iter().map(|l| l.quantity * l.unit_price).sum()
+        };
+        // A full refund: the charge's own lines.
+        let full = ProductDetail::refund_lines(&charged, ntd(500), ntd(500), &fallback);
+        assert_eq!(full, charged);
+        // A partial one: one line of the refund, named after the first line.
+        let part = ProductDetail::refund_lines(&charged, ntd(500), ntd(120), &fallback);
+        assert_eq!(
+            (part.len(), sum(&part), part[0].production_code.as_str()),
+            (1, 120, "SEAT")
+        );
+        // No lines kept, or lines of another amount: the fallback's product.
+        for lines in [vec![], vec![line("OLD", 1, 400)]] {
+            let got = ProductDetail::refund_lines(&lines, ntd(500), ntd(500), &fallback);
+            assert_eq!((sum(&got), got[0].production_code.as_str()), (500, "PLAN"));
+        }
     }
 
     #[test]

@@ -371,6 +371,7 @@ impl OenGateway for HttpOenGateway {
             merchant_id: self.config.merchant_id.as_str(),
             amount: req.amount.map(|a| a.ntd()),
             reason: req.reason.as_deref(),
+            product_details: &req.product_details,
         };
         let _: Value = self
             .create(&format!("/refunds/{}", req.transaction_number), &body, None)

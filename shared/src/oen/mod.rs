@@ -60,6 +60,9 @@ pub struct RefundRequest {
     /// `None` refunds the whole amount.
     pub amount: Option<Amount>,
     pub reason: Option<String>,
+    /// What is refunded (adding up to it): required by Oen once an e-invoice was issued for
+    /// the transaction, and always sent.
+    pub product_details: Vec<ProductDetail>,
 }
 
 /// A transaction's status as Oen reports it. Unknown strings are kept, not refused: Oen may add

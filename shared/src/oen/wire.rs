@@ -50,6 +50,8 @@ pub(super) struct RefundBody<'a> {
     pub amount: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[ProductDetail]>::is_empty")]
+    pub product_details: &'a [ProductDetail],
 }
 
 #[derive(Deserialize)]

@@ -350,7 +350,8 @@ async fn a_second_payment_of_one_order_is_reported_and_refunded_once() {
         .contains(&"payment.duplicate_detected".to_owned()));
     // AND nothing is refunded again when the period's refunds are looked at again
     let sub = w.sub().await.value;
-    crate::charging::anomalies::refund_pending(&w.deps, &sub.id, 0).await;
+    let plan = crate::dev::dev_plans().lookup("premium").unwrap().clone();
+    crate::charging::anomalies::refund_pending(&w.deps, &sub.id, 0, &plan).await;
     assert_eq!(w.oen.refunds.lock().unwrap().len(), 1);
 }
 

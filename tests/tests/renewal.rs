@@ -209,6 +209,17 @@ fn mei() -> Payer {
     }
 }
 
+/// A one-off late fee of NT$150 for `customer`, as the merchant API makes it.
+async fn late_fee(s: &Stack, customer: &str, reference: &str, key: &str) -> oneoff::Reply {
+    let body = serde_json::json!({"customer": customer, "amount": 150,
+                                  "description": "Late fee", "reference": reference});
+    let request = OneOffRequest::from_json(body.to_string().as_bytes()).unwrap();
+    let deps = OneOffDeps::new(&s.deps.adapters, &s.deps.policy, "merchant-api");
+    oneoff::create(&deps, Some(key), &request, &worker("api"))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn every_charge_of_an_einvoice_shop_carries_the_stored_payer() {
     // GIVEN Oen issues e-invoices for the domain, and the card was bound with a payer
@@ -231,14 +242,7 @@ async fn every_charge_of_an_einvoice_shop_carries_the_stored_payer() {
         s.run().await.as_slice(),
         [WorkOutcome::Paid { .. }]
     ));
-    let request = OneOffRequest::from_json(
-        br#"{"customer":"cust-i","amount":150,"description":"Late fee","reference":"inv-1"}"#,
-    )
-    .unwrap();
-    let deps = OneOffDeps::new(&s.deps.adapters, &s.deps.policy, "merchant-api");
-    let reply = oneoff::create(&deps, Some("key-einvoice-0001"), &request, &worker("api"))
-        .await
-        .unwrap();
+    let reply = late_fee(&s, "cust-i", "inv-1", "key-einvoice-0001").await;
     assert_eq!(reply.status, 201, "{}", reply.body);
     // THEN Oen got the e-mail, name and invoiceInfo with each of the three requests
     let payers = s.sim.charge_payers();
@@ -279,14 +283,7 @@ async fn an_einvoice_shops_refunds_name_what_they_refund() {
         matches!(outcomes.as_slice(), [WorkOutcome::Paid { .. }]),
         "{outcomes:?}"
     );
-    let request = OneOffRequest::from_json(
-        br#"{"customer":"cust-r","amount":150,"description":"Late fee","reference":"inv-2"}"#,
-    )
-    .unwrap();
-    let deps = OneOffDeps::new(&s.deps.adapters, &s.deps.policy, "merchant-api");
-    let reply = oneoff::create(&deps, Some("key-einvoice-0002"), &request, &worker("api"))
-        .await
-        .unwrap();
+    let reply = late_fee(&s, "cust-r", "inv-2", "key-einvoice-0002").await;
     assert_eq!(reply.status, 201, "{}", reply.body);
 
     let (customer, plan) = (

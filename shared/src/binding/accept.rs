@@ -179,8 +179,7 @@ async fn bind(
     // customer was on Oen's page still gets the token Oen delivered.
     let plan = deps
         .plans
-        .get(&s.plan)
-        .or(s.terms.as_ref())
+        .get_or(&s.plan, s.terms.as_ref())
         .ok_or_else(|| BindError::PlanMissing(s.plan.clone()))?;
     let ctx = VaultContext {
         merchant: deps.merchant.clone(),

@@ -41,7 +41,7 @@ use crate::store::{DueCursor, StoreError};
 
 pub use operations::{
     cancel, cancel_subscription, charge_now, refund, refund_one_off, refund_period, resume,
-    resume_subscription, OperationError,
+    resume_subscription, OperationError, Refundable,
 };
 pub use plan::schedule;
 pub use policy::ChargePolicy;

@@ -137,7 +137,7 @@ async fn try_notify(
         }
         Some(p) => p.value,
         None => {
-            let Some(plan) = deps.plans.get(plan_id).or(noticed.terms.as_ref()).cloned() else {
+            let Some(plan) = deps.plans.get_or(plan_id, noticed.terms.as_ref()).cloned() else {
                 tracing::error!(plan = %plan_id, customer = %customer, "subscription to a plan missing from the catalog, with no terms of its own");
                 crate::metrics::count("charger", "ConfigError");
                 return Ok(WorkOutcome::ConfigError);

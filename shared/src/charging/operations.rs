@@ -8,9 +8,9 @@ use thiserror::Error;
 use super::worker::{self, Trigger};
 use super::{ChargeDeps, WorkContext, WorkError, WorkOutcome};
 use crate::domain::{
-    Amount, AuditEntry, ChargeId, ChargePeriod, ChargeState, CustomerId, DomainEvent, OrderId,
-    PeriodState, Plan, PlanId, ProductDetail, Subscription, SubscriptionId, SubscriptionStatus,
-    TransactionId,
+    Amount, AuditEntry, ChargeId, ChargePeriod, ChargeState, CustomerId, DomainEvent, OneOffCharge,
+    OrderId, PeriodState, Plan, PlanId, ProductDetail, Subscription, SubscriptionId,
+    SubscriptionStatus, TransactionId,
 };
 use crate::oen::{OenError, RefundRequest};
 use crate::outbox;
@@ -274,16 +274,21 @@ pub async fn refund_period(
         .period(subscription, period)
         .await?
         .ok_or_else(|| OperationError::Refused(format!("period {period} has no charge")))?;
-    let (transaction, wanted) = refundable(&p.value, amount)?;
-    // The plan, for a period opened before its lines were kept: the catalog's, else the terms
-    // the subscription keeps (none once the subscription was replaced).
-    let plan = match deps.store.subscription_by_id(subscription).await? {
-        Some(sub) => deps
-            .plans
-            .get(&sub.value.plan)
-            .or(sub.value.terms.as_ref())
-            .cloned(),
-        None => None,
+    let (transaction, wanted) = Refundable::of_period(&p.value).to_refund(amount)?;
+    // The plan is read only for a period whose own lines cannot serve (opened before they were
+    // kept): the catalog's, else the terms the subscription keeps (none once it was replaced).
+    let plan = if ProductDetail::total(&p.value.product_details) == u64::from(p.value.amount.ntd())
+    {
+        None
+    } else {
+        deps.store
+            .subscription_by_id(subscription)
+            .await?
+            .and_then(|sub| {
+                deps.plans
+                    .get_or(&sub.value.plan, sub.value.terms.as_ref())
+                    .cloned()
+            })
     };
     let (charged, fallback) = period_lines(&p.value, plan.as_ref());
     let lines = ProductDetail::refund_lines(&charged, p.value.amount, wanted, &fallback);
@@ -331,43 +336,65 @@ async fn record_refund(
     Ok(())
 }
 
-/// The paid transaction of a period and the amount to refund, or why it cannot be refunded.
-fn refundable(
-    p: &ChargePeriod,
-    amount: Option<Amount>,
-) -> Result<(TransactionId, Amount), OperationError> {
-    let paid = match &p.state {
-        PeriodState::Paid { transaction, .. } => Some(transaction),
-        _ => None,
-    };
-    let what = format!("period {}", p.period);
-    refund_of(&what, paid, p.amount, p.refunded, amount)
+/// What a refund needs of a paid period or one-off charge, read off its record: the refund
+/// here and the operator's layer (`crate::ops`) judge it from the same facts.
+pub struct Refundable {
+    /// How a refusal names it: `period 3`, `charge …`.
+    pub what: String,
+    pub order_id: OrderId,
+    pub charged: Amount,
+    /// The transaction that paid it, if it is paid.
+    pub paid_by: Option<TransactionId>,
+    pub refunded: Option<Amount>,
 }
 
-/// The transaction to refund and the amount, or why `what` (paid by `paid`, charged
-/// `charged`, refunded `refunded` so far) cannot be refunded `amount` (all when `None`).
-fn refund_of(
-    what: &str,
-    paid: Option<&TransactionId>,
-    charged: Amount,
-    refunded: Option<Amount>,
-    amount: Option<Amount>,
-) -> Result<(TransactionId, Amount), OperationError> {
-    let Some(transaction) = paid else {
-        return Err(OperationError::Refused(format!("{what} is not paid")));
-    };
-    if refunded.is_some() {
-        return Err(OperationError::Refused(format!(
-            "{what} was already refunded (Oen allows one refund per transaction)"
-        )));
+impl Refundable {
+    pub fn of_period(p: &ChargePeriod) -> Self {
+        Self {
+            what: format!("period {}", p.period),
+            order_id: p.order_id.clone(),
+            charged: p.amount,
+            paid_by: match &p.state {
+                PeriodState::Paid { transaction, .. } => Some(transaction.clone()),
+                _ => None,
+            },
+            refunded: p.refunded,
+        }
     }
-    let wanted = amount.unwrap_or(charged);
-    if wanted > charged {
-        return Err(OperationError::Refused(format!(
-            "cannot refund {wanted} of a {charged} charge"
-        )));
+
+    pub fn of_charge(c: &OneOffCharge) -> Self {
+        Self {
+            what: format!("charge {}", c.id),
+            order_id: c.order_id.clone(),
+            charged: c.amount,
+            paid_by: match &c.state {
+                ChargeState::Paid { transaction, .. } => Some(transaction.clone()),
+                _ => None,
+            },
+            refunded: c.refunded,
+        }
     }
-    Ok((transaction.clone(), wanted))
+
+    /// The transaction to refund and the amount, or why it cannot be refunded `amount` (all
+    /// when `None`).
+    fn to_refund(&self, amount: Option<Amount>) -> Result<(TransactionId, Amount), OperationError> {
+        let what = &self.what;
+        let Some(transaction) = &self.paid_by else {
+            return Err(OperationError::Refused(format!("{what} is not paid")));
+        };
+        if self.refunded.is_some() {
+            return Err(OperationError::Refused(format!(
+                "{what} was already refunded (Oen allows one refund per transaction)"
+            )));
+        }
+        let (charged, wanted) = (self.charged, amount.unwrap_or(self.charged));
+        if wanted > charged {
+            return Err(OperationError::Refused(format!(
+                "cannot refund {wanted} of a {charged} charge"
+            )));
+        }
+        Ok((transaction.clone(), wanted))
+    }
 }
 
 /// Operator action: refund a paid one-off charge (whole, or `amount`), under the same rules
@@ -387,12 +414,7 @@ pub async fn refund_one_off(
         .one_off_charge(charge)
         .await?
         .ok_or_else(|| OperationError::Refused(format!("charge {charge} does not exist")))?;
-    let paid = match &c.value.state {
-        ChargeState::Paid { transaction, .. } => Some(transaction),
-        _ => None,
-    };
-    let what = format!("charge {charge}");
-    let (transaction, wanted) = refund_of(&what, paid, c.value.amount, c.value.refunded, amount)?;
+    let (transaction, wanted) = Refundable::of_charge(&c.value).to_refund(amount)?;
     let fallback = ProductDetail {
         production_code: "CHARGE".into(),
         description: c.value.description.clone(),

@@ -39,8 +39,7 @@ pub(super) async fn charge(
     // keeps charging and reconciling its subscriptions.
     let Some(plan) = deps
         .plans
-        .get(plan_id)
-        .or(sub.value.terms.as_ref())
+        .get_or(plan_id, sub.value.terms.as_ref())
         .cloned()
     else {
         tracing::error!(plan = %plan_id, customer = %customer, "subscription to a plan missing from the catalog, with no terms of its own");

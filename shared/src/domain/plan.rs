@@ -54,6 +54,14 @@ pub struct ProductDetail {
 }
 
 impl ProductDetail {
+    /// Σ quantity × unit price of `lines` (0 for none).
+    pub fn total(lines: &[ProductDetail]) -> u64 {
+        lines
+            .iter()
+            .map(|l| u64::from(l.quantity) * u64::from(l.unit_price))
+            .sum()
+    }
+
     /// The `productDetails` of a refund of `refunded` from a charge of `charged` made with
     /// `lines` (Oen requires them once an e-invoice was issued, for the invoice's allowance):
     /// the charge's own lines for a full refund, else one line of the refunded amount named
@@ -65,11 +73,7 @@ impl ProductDetail {
         refunded: Amount,
         fallback: &ProductDetail,
     ) -> Vec<ProductDetail> {
-        let total: u64 = lines
-            .iter()
-            .map(|l| u64::from(l.quantity) * u64::from(l.unit_price))
-            .sum();
-        let whole = !lines.is_empty() && total == u64::from(charged.ntd());
+        let whole = !lines.is_empty() && Self::total(lines) == u64::from(charged.ntd());
         if whole && refunded == charged {
             return lines.to_vec();
         }
@@ -187,6 +191,12 @@ impl Catalog {
 
     pub fn get(&self, id: &PlanId) -> Option<&Plan> {
         self.plans.get(id)
+    }
+
+    /// The catalog's plan `id`, else the terms a record `kept` (a subscription's, a session's):
+    /// a plan retired from the catalog goes on for what was opened on it.
+    pub fn get_or<'a>(&'a self, id: &PlanId, kept: Option<&'a Plan>) -> Option<&'a Plan> {
+        self.plans.get(id).or(kept)
     }
 
     /// Looks a plan up by its raw id, with the error a user sees for an unknown one.

@@ -109,8 +109,7 @@ impl Operations {
             let plan_amount = self
                 .deps
                 .plans
-                .get(&sub.plan)
-                .or(sub.terms.as_ref())
+                .get_or(&sub.plan, sub.terms.as_ref())
                 .map(|p| p.amount.ntd());
             let amount = period
                 .as_ref()

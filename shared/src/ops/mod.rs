@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::charging::{self, ChargeDeps, OperationError};
+use crate::charging::{self, ChargeDeps, OperationError, Refundable};
 use crate::domain::{
-    Amount, ChargeId, ChargePeriod, ChargeState, CustomerId, OneOffCharge, OrderId, PeriodState,
-    Subscription, SubscriptionId, TransactionId,
+    Amount, ChargeId, ChargePeriod, CustomerId, OrderId, Subscription, SubscriptionId,
+    TransactionId,
 };
 use crate::links;
 use crate::secrets::SecretSource;
@@ -396,39 +396,8 @@ pub fn parse_charge_id(raw: &str) -> Result<ChargeId, OpsError> {
     })
 }
 
-/// What a refund needs of a paid period or one-off charge.
-struct Refundable {
-    order_id: OrderId,
-    charged: Amount,
-    paid_by: Option<TransactionId>,
-    refunded: Option<Amount>,
-}
-
+/// What the merchant's refund routes answer of a [`Refundable`], before and after the refund.
 impl Refundable {
-    fn of_period(p: &ChargePeriod) -> Self {
-        Self {
-            order_id: p.order_id.clone(),
-            charged: p.amount,
-            paid_by: match &p.state {
-                PeriodState::Paid { transaction, .. } => Some(transaction.clone()),
-                _ => None,
-            },
-            refunded: p.refunded,
-        }
-    }
-
-    fn of_charge(c: &OneOffCharge) -> Self {
-        Self {
-            order_id: c.order_id.clone(),
-            charged: c.amount,
-            paid_by: match &c.state {
-                ChargeState::Paid { transaction, .. } => Some(transaction.clone()),
-                _ => None,
-            },
-            refunded: c.refunded,
-        }
-    }
-
     /// The refund recorded, when there is one: the same refund asked again is its replay;
     /// another is a conflict (Oen allows one refund per transaction).
     fn recorded(&self, amount: Option<Amount>) -> Result<Option<RefundView>, OpsError> {

@@ -11,7 +11,7 @@ use crate::binding::BindingDeps;
 use crate::charging::ChargePolicy;
 use crate::clock::TestClock;
 use crate::dev;
-use crate::domain::{Ciphertext, PeriodState, SubscriptionStatus};
+use crate::domain::{ChargeState, Ciphertext, OneOffCharge, PeriodState, SubscriptionStatus};
 use crate::events::MemoryEvents;
 use crate::store::contract;
 use crate::store::{Expect, MemoryStore, Put, Store};
